@@ -1,0 +1,1 @@
+//! The embedded adapter of the StateStore port (being written).

@@ -1,0 +1,1 @@
+//! The postgres adapter of the StateStore port (being written).

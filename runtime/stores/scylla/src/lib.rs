@@ -1,0 +1,1 @@
+//! The scylla adapter of the StateStore port (being written).
