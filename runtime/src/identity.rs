@@ -16,7 +16,10 @@ pub struct ActorId {
 
 impl ActorId {
     pub fn new(kind: &'static str, key: impl Into<String>) -> Self {
-        Self { kind, key: key.into() }
+        Self {
+            kind,
+            key: key.into(),
+        }
     }
 }
 

@@ -4,11 +4,27 @@
 //! state they last committed, run one message at a time, and passivate when idle. Their
 //! state lives behind the [`StateStore`] port. The runtime knows nothing about carts or
 //! orders: the domain plugs in through the [`VirtualActor`] trait.
+//!
+//! Start at [`Runtime::builder`]; see `ARCHITECTURE.md` at the repository root for the map.
 
+mod activation;
+mod actor;
+mod clock;
+mod directory;
+mod error;
 mod identity;
+mod lifecycle;
+mod passivation;
 mod placement;
+mod reminders;
+mod runtime;
 pub mod store;
 
+pub use actor::{Turn, VirtualActor};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use error::RuntimeError;
 pub use identity::{ActorId, intern_kind};
+pub use lifecycle::{DeactivationReason, KindSnapshot};
 pub use placement::{SHARD_COUNT, Shard, shard_of, shard_of_id};
+pub use runtime::{ActorHandle, Runtime, RuntimeBuilder, RuntimeConfig};
 pub use store::{StateStore, StoreError};

@@ -1,0 +1,271 @@
+//! One activation: a ractor actor that hosts one instance of a [`VirtualActor`].
+//!
+//! ractor gives the mailbox and the turn-based loop (one message at a time). This module adds
+//! what a virtual actor needs on top:
+//! - **lazy load**: the stored state is loaded by the first message, not in `pre_start`, so a
+//!   store outage answers that message with a typed error instead of failing the spawn and
+//!   dropping every queued message;
+//! - **commit before reply** (see [`crate::actor`]);
+//! - **panic isolation**: a panicking handler is caught here, its caller gets
+//!   [`RuntimeError::Panicked`], and the activation retires so the next message starts from
+//!   the last committed state;
+//! - **retirement**: a retired activation is out of the directory; messages that were already
+//!   queued for it are re-dispatched to the fresh activation (bounded by [`MAX_HOPS`]), and
+//!   it stops when its last in-flight message is done.
+//!
+//! **Invariant**: every message counted in [`EntryShared::inflight`] is answered (or
+//! re-dispatched) exactly once, and the count drops only after that.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use futures::FutureExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::oneshot;
+
+use crate::actor::{Turn, VirtualActor};
+use crate::directory::KindHost;
+use crate::error::RuntimeError;
+use crate::identity::ActorId;
+use crate::lifecycle::DeactivationReason;
+use crate::runtime::Runtime;
+
+/// How many times a message may be re-dispatched between activations before it fails.
+pub(crate) const MAX_HOPS: u8 = 4;
+
+pub(crate) type ReplySender<A> = oneshot::Sender<Result<<A as VirtualActor>::Reply, RuntimeError>>;
+
+/// What an activation's mailbox carries.
+pub(crate) enum ActivationMsg<A: VirtualActor> {
+    Command {
+        command: A::Command,
+        reply: Option<ReplySender<A>>,
+        hops: u8,
+    },
+    Reminder {
+        name: String,
+    },
+    Deactivate {
+        reason: DeactivationReason,
+    },
+}
+
+/// Counters shared between an activation and its directory entry.
+pub(crate) struct EntryShared {
+    /// Tells this activation apart from earlier and later ones of the same actor.
+    pub(crate) generation: u64,
+    /// Messages sent to this activation and not yet answered.
+    pub(crate) inflight: AtomicU32,
+    /// Monotonic ms of the last message sent to it: drives idle passivation and LRU.
+    pub(crate) last_used_ms: AtomicU64,
+}
+
+impl EntryShared {
+    pub(crate) fn new(generation: u64, now_ms: u64) -> Self {
+        Self {
+            generation,
+            inflight: AtomicU32::new(0),
+            last_used_ms: AtomicU64::new(now_ms),
+        }
+    }
+}
+
+/// The ractor actor behind one activation.
+pub(crate) struct Activation<A: VirtualActor> {
+    pub(crate) id: ActorId,
+    pub(crate) host: Arc<KindHost<A>>,
+    pub(crate) runtime: Runtime,
+    pub(crate) shared: Arc<EntryShared>,
+}
+
+/// The activation's state as ractor sees it.
+pub(crate) struct ActivationState<A: VirtualActor> {
+    /// `None` until the first message loads it.
+    turn: Option<Turn<A>>,
+    /// Out of the directory: queued messages go to the next activation.
+    retired: bool,
+}
+
+impl<A: VirtualActor> Actor for Activation<A> {
+    type Msg = ActivationMsg<A>;
+    type State = ActivationState<A>;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        _args: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(ActivationState {
+            turn: None,
+            retired: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ActivationMsg::Command {
+                command,
+                reply,
+                hops,
+            } => {
+                if state.retired {
+                    self.redispatch(command, reply, hops);
+                } else {
+                    let result = self.run_command(state, command).await;
+                    if let Some(reply) = reply {
+                        // The caller may have given up (deadline): nothing to do then.
+                        let _ = reply.send(result);
+                    }
+                }
+            }
+            ActivationMsg::Reminder { name } => {
+                if !state.retired {
+                    self.run_reminder(state, &name).await;
+                }
+            }
+            ActivationMsg::Deactivate { reason } => {
+                self.runtime.lifecycle().deactivated(A::KIND, reason);
+                myself.stop(None);
+                return Ok(());
+            }
+        }
+        self.finish_message(&myself, state);
+        Ok(())
+    }
+}
+
+impl<A: VirtualActor> Activation<A> {
+    /// Load on first use, run the handler under panic isolation, commit, and decide whether
+    /// the in-memory state is still trustworthy.
+    async fn run_command(
+        &self,
+        state: &mut ActivationState<A>,
+        command: A::Command,
+    ) -> Result<A::Reply, RuntimeError> {
+        let turn = self.loaded_turn(state).await?;
+        let handled = AssertUnwindSafe(self.host.actor.handle(turn, command))
+            .catch_unwind()
+            .await;
+        let result = match handled {
+            Ok(Ok(reply)) => turn.commit().await.map(|()| reply),
+            Ok(Err(error)) => {
+                if turn.is_dirty() {
+                    turn.discard = true;
+                }
+                Err(error)
+            }
+            Err(_panic) => {
+                turn.discard = true;
+                self.runtime.lifecycle().panicked(A::KIND);
+                tracing::error!(actor = %self.id, "actor panicked; restarting from last committed state");
+                Err(RuntimeError::Panicked {
+                    actor: self.id.clone(),
+                })
+            }
+        };
+        if turn.discard {
+            self.retire(state, DeactivationReason::Discarded);
+        }
+        result
+    }
+
+    async fn run_reminder(&self, state: &mut ActivationState<A>, name: &str) {
+        let now_ms = self.runtime.clock().now_ms();
+        let Ok(turn) = self.loaded_turn(state).await else {
+            // The store is unreachable: the reminder stays in the index and fires again
+            // when the scheduler retries.
+            self.runtime.retry_reminder(&self.id, name.to_owned());
+            return;
+        };
+        if !turn.take_due_reminder(name, now_ms) {
+            return; // moved or cancelled since it was armed
+        }
+        let handled = AssertUnwindSafe(self.host.actor.on_reminder(turn, name))
+            .catch_unwind()
+            .await;
+        let outcome = match handled {
+            Ok(Ok(())) => turn.commit().await,
+            Ok(Err(error)) => Err(error),
+            Err(_panic) => {
+                self.runtime.lifecycle().panicked(A::KIND);
+                Err(RuntimeError::Panicked {
+                    actor: self.id.clone(),
+                })
+            }
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(actor = %self.id, reminder = name, %error, "reminder failed; will retry");
+            turn.discard = true;
+            self.runtime.retry_reminder(&self.id, name.to_owned());
+        }
+        if turn.discard {
+            self.retire(state, DeactivationReason::Discarded);
+        }
+    }
+
+    async fn loaded_turn<'s>(
+        &self,
+        state: &'s mut ActivationState<A>,
+    ) -> Result<&'s mut Turn<A>, RuntimeError> {
+        if state.turn.is_none() {
+            let stored = self
+                .runtime
+                .store()
+                .load(&self.id)
+                .await
+                .map_err(|source| RuntimeError::store(&self.id, source))?;
+            state.turn = Some(Turn::load(self.id.clone(), self.runtime.clone(), stored)?);
+        }
+        state
+            .turn
+            .as_mut()
+            .ok_or_else(|| RuntimeError::Unreachable {
+                actor: self.id.clone(),
+                reason: "activation lost its state".to_owned(),
+            })
+    }
+
+    fn retire(&self, state: &mut ActivationState<A>, reason: DeactivationReason) {
+        if !state.retired {
+            state.retired = true;
+            self.host.remove_entry(&self.id.key, self.shared.generation);
+            self.runtime.lifecycle().deactivated(A::KIND, reason);
+        }
+    }
+
+    fn redispatch(&self, command: A::Command, reply: Option<ReplySender<A>>, hops: u8) {
+        if hops >= MAX_HOPS {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(RuntimeError::Unreachable {
+                    actor: self.id.clone(),
+                    reason: format!("re-dispatched {MAX_HOPS} times"),
+                }));
+            }
+            return;
+        }
+        self.host.dispatch(
+            &self.runtime,
+            &self.id.key,
+            ActivationMsg::Command {
+                command,
+                reply,
+                hops: hops + 1,
+            },
+        );
+    }
+
+    /// Count the message done; a retired activation stops once it has nothing in flight.
+    fn finish_message(&self, myself: &ActorRef<ActivationMsg<A>>, state: &ActivationState<A>) {
+        let before = self.shared.inflight.fetch_sub(1, Ordering::AcqRel);
+        if state.retired && before == 1 {
+            myself.stop(None);
+        }
+    }
+}

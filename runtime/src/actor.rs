@@ -1,0 +1,290 @@
+//! The contract between the runtime and the domain: [`VirtualActor`] and its [`Turn`].
+//!
+//! A virtual actor is a kind of entity (cart, SKU, order…) whose instances always exist by
+//! identity. The domain implements [`VirtualActor::handle`]; the runtime activates an
+//! instance on its first message, loads its state, runs one message at a time (a *turn*),
+//! and commits the state at the end of each turn that changed it.
+//!
+//! # A turn
+//! - Read with [`Turn::state`], change with [`Turn::state_mut`]. Raise events with
+//!   [`Turn::emit`] and set reminders with [`Turn::set_reminder`].
+//! - When the handler returns `Ok`, the runtime commits whatever changed (state, events,
+//!   reminders) in one compare-and-set write, and only then sends the reply: **a reply is
+//!   never sent for a change that is not durable**.
+//! - A handler may commit mid-turn with [`Turn::commit`] (a saga checkpointing a step).
+//! - If the handler fails, panics, or a commit fails, the activation is discarded after the
+//!   turn and the next message reloads the last committed state: in-memory state never
+//!   drifts from the store.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::RuntimeError;
+use crate::identity::ActorId;
+use crate::runtime::Runtime;
+use crate::store::{OutboxEntry, ReminderChange, StateWrite, Versioned};
+
+/// A kind of virtual actor. One value of the implementing type serves every instance of the
+/// kind (it holds configuration and ports, never per-instance state).
+pub trait VirtualActor: Send + Sync + Sized + 'static {
+    /// The kind's name in identities, storage rows and metrics, e.g. `"cart"`.
+    const KIND: &'static str;
+    /// The persisted state of one instance; `Default` is the state of a never-saved actor.
+    type State: Serialize + DeserializeOwned + Default + Send + Sync + 'static;
+    /// What callers send.
+    type Command: Send + 'static;
+    /// What callers get back. Domain rejections belong in here, not in the error.
+    type Reply: Send + 'static;
+
+    /// Handle one command. Runs alone: no other turn of this instance runs meanwhile.
+    fn handle(
+        &self,
+        turn: &mut Turn<Self>,
+        command: Self::Command,
+    ) -> impl Future<Output = Result<Self::Reply, RuntimeError>> + Send;
+
+    /// A durable reminder set with [`Turn::set_reminder`] is due. It has already been
+    /// removed from the actor's reminders; set it again to repeat it.
+    fn on_reminder(
+        &self,
+        turn: &mut Turn<Self>,
+        name: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        let _ = (turn, name);
+        async { Ok(()) }
+    }
+}
+
+/// The persisted form of an actor: its state and its reminders, versioned as a whole.
+/// Reminders live here (the source of truth) and in the store's reminder index (so they
+/// fire while the actor is inactive); both change in one atomic write.
+#[derive(Deserialize)]
+struct StoredRecord<S> {
+    state: S,
+    #[serde(default)]
+    reminders: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize)]
+struct StoredRecordRef<'a, S> {
+    state: &'a S,
+    reminders: &'a BTreeMap<String, u64>,
+}
+
+/// One instance's loaded state and the changes of the current turn.
+pub struct Turn<A: VirtualActor> {
+    id: ActorId,
+    runtime: Runtime,
+    state: A::State,
+    version: u64,
+    reminders: BTreeMap<String, u64>,
+    dirty: bool,
+    outbox: Vec<OutboxEntry>,
+    reminder_changes: Vec<ReminderChange>,
+    /// Set when the in-memory state can no longer be trusted (failed commit or handler).
+    pub(crate) discard: bool,
+}
+
+impl<A: VirtualActor> Turn<A> {
+    /// Build the context of a freshly activated instance from its stored record.
+    pub(crate) fn load(
+        id: ActorId,
+        runtime: Runtime,
+        stored: Option<Versioned>,
+    ) -> Result<Self, RuntimeError> {
+        let (record, version) = match stored {
+            None => (
+                StoredRecord {
+                    state: A::State::default(),
+                    reminders: BTreeMap::new(),
+                },
+                0,
+            ),
+            Some(stored) => {
+                let record = serde_json::from_slice::<StoredRecord<A::State>>(&stored.state)
+                    .map_err(|error| RuntimeError::CorruptState {
+                        actor: id.clone(),
+                        reason: error.to_string(),
+                    })?;
+                (record, stored.version)
+            }
+        };
+        Ok(Self {
+            id,
+            runtime,
+            state: record.state,
+            version,
+            reminders: record.reminders,
+            dirty: false,
+            outbox: Vec::new(),
+            reminder_changes: Vec::new(),
+            discard: false,
+        })
+    }
+
+    /// This instance's identity.
+    pub fn id(&self) -> &ActorId {
+        &self.id
+    }
+
+    /// This instance's key.
+    pub fn key(&self) -> &str {
+        &self.id.key
+    }
+
+    /// The runtime, to ask other actors. Never ask an actor that may ask you back within
+    /// the same turn: both would wait for each other until the deadline.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Wall-clock now, Unix milliseconds, from the runtime's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.runtime.clock().now_ms()
+    }
+
+    /// The version of the last committed state; `0` when the actor was never saved.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Whether a state was ever committed for this instance.
+    pub fn exists(&self) -> bool {
+        self.version > 0 || self.dirty
+    }
+
+    pub fn state(&self) -> &A::State {
+        &self.state
+    }
+
+    /// Mutable access marks the state changed: it is committed at the end of the turn.
+    pub fn state_mut(&mut self) -> &mut A::State {
+        self.dirty = true;
+        &mut self.state
+    }
+
+    /// Raise an event, committed atomically with this turn's state and published later by
+    /// the outbox relay. Its id is derived from the actor and the version it commits with,
+    /// so a retried publication is recognisable as the same event.
+    pub fn emit(&mut self, topic: &str, payload: &impl Serialize) -> Result<(), RuntimeError> {
+        let payload = serde_json::to_vec(payload).map_err(|error| RuntimeError::Encode {
+            actor: self.id.clone(),
+            reason: error.to_string(),
+        })?;
+        let event_id = format!(
+            "{}:{}:{}:{}",
+            self.id.kind,
+            self.id.key,
+            self.version + 1,
+            self.outbox.len()
+        );
+        self.outbox.push(OutboxEntry {
+            event_id,
+            topic: topic.to_owned(),
+            payload: Bytes::from(payload),
+        });
+        Ok(())
+    }
+
+    /// Set (or move) the durable reminder `name` to fire at `due_at_ms` (Unix ms). It
+    /// survives restarts and fires even if the actor is passivated meanwhile.
+    pub fn set_reminder(&mut self, name: &str, due_at_ms: u64) {
+        self.reminders.insert(name.to_owned(), due_at_ms);
+        self.reminder_changes.push(ReminderChange::Set {
+            name: name.to_owned(),
+            due_at_ms,
+        });
+    }
+
+    /// Cancel the reminder `name`; cancelling an absent reminder does nothing.
+    pub fn cancel_reminder(&mut self, name: &str) {
+        if self.reminders.remove(name).is_some() {
+            self.reminder_changes.push(ReminderChange::Cancel {
+                name: name.to_owned(),
+            });
+        }
+    }
+
+    /// The due time of reminder `name`, if set.
+    pub fn reminder(&self, name: &str) -> Option<u64> {
+        self.reminders.get(name).copied()
+    }
+
+    /// Whether this turn has something to commit.
+    fn has_changes(&self) -> bool {
+        self.dirty || !self.outbox.is_empty() || !self.reminder_changes.is_empty()
+    }
+
+    /// Commit state, events and reminder changes in one compare-and-set write. Does nothing
+    /// when nothing changed. On failure the activation is discarded after this turn.
+    pub async fn commit(&mut self) -> Result<(), RuntimeError> {
+        if !self.has_changes() {
+            return Ok(());
+        }
+        let record = StoredRecordRef {
+            state: &self.state,
+            reminders: &self.reminders,
+        };
+        let encoded = match serde_json::to_vec(&record) {
+            Ok(encoded) => encoded,
+            Err(error) => {
+                self.discard = true;
+                return Err(RuntimeError::Encode {
+                    actor: self.id.clone(),
+                    reason: error.to_string(),
+                });
+            }
+        };
+        let write = StateWrite {
+            expected_version: self.version,
+            state: Bytes::from(encoded),
+            outbox: std::mem::take(&mut self.outbox),
+            reminders: std::mem::take(&mut self.reminder_changes),
+        };
+        let armed: Vec<(String, u64)> = write
+            .reminders
+            .iter()
+            .filter_map(|change| match change {
+                ReminderChange::Set { name, due_at_ms } => Some((name.clone(), *due_at_ms)),
+                ReminderChange::Cancel { .. } => None,
+            })
+            .collect();
+        match self.runtime.store().save(&self.id, write).await {
+            Ok(version) => {
+                self.version = version;
+                self.dirty = false;
+                for (name, due_at_ms) in armed {
+                    self.runtime.arm_reminder(&self.id, name, due_at_ms);
+                }
+                Ok(())
+            }
+            Err(source) => {
+                self.discard = true;
+                Err(RuntimeError::store(&self.id, source))
+            }
+        }
+    }
+
+    /// Take the reminder `name` out if it is due: `true` when the caller should run it.
+    pub(crate) fn take_due_reminder(&mut self, name: &str, now_ms: u64) -> bool {
+        match self.reminders.get(name) {
+            Some(due_at_ms) if *due_at_ms <= now_ms => {
+                self.reminders.remove(name);
+                self.reminder_changes.push(ReminderChange::Cancel {
+                    name: name.to_owned(),
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the turn left changes that were not committed (only after a failed handler).
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.has_changes()
+    }
+}

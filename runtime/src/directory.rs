@@ -1,0 +1,192 @@
+//! The local directory of one actor kind: which instances are active on this node.
+//!
+//! The directory is striped: a key hashes to one of [`STRIPES`] small maps, each behind its own
+//! mutex, held only for a lookup, an insert or a removal (never across an await). That keeps
+//! the hot path free of a global lock.
+//!
+//! **Invariants**
+//! - At most one activation per key is in the directory at a time; a new one is spawned only
+//!   under the stripe lock, after the old one was removed.
+//! - An entry is removed for passivation only under the stripe lock and only while nothing is
+//!   in flight to it, so no message is ever sent to an activation that is stopping.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use ractor::{ActorRef, ActorRuntime, MessagingErr};
+
+use crate::activation::{Activation, ActivationMsg, EntryShared};
+use crate::actor::VirtualActor;
+use crate::identity::ActorId;
+use crate::lifecycle::DeactivationReason;
+use crate::runtime::Runtime;
+
+const STRIPES: usize = 64;
+
+struct Entry<A: VirtualActor> {
+    actor_ref: ActorRef<ActivationMsg<A>>,
+    shared: Arc<EntryShared>,
+}
+
+/// A passivation candidate found by a sweep.
+pub(crate) struct IdleEntry {
+    pub(crate) key: String,
+    pub(crate) generation: u64,
+    pub(crate) last_used_ms: u64,
+}
+
+/// Hosts every local activation of kind `A`.
+pub(crate) struct KindHost<A: VirtualActor> {
+    pub(crate) actor: A,
+    stripes: Box<[Mutex<HashMap<String, Entry<A>>>]>,
+    hasher: RandomState,
+    next_generation: AtomicU64,
+}
+
+impl<A: VirtualActor> KindHost<A> {
+    pub(crate) fn new(actor: A) -> Self {
+        Self {
+            actor,
+            stripes: (0..STRIPES).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            next_generation: AtomicU64::new(1),
+        }
+    }
+
+    fn stripe(&self, key: &str) -> MutexGuard<'_, HashMap<String, Entry<A>>> {
+        let index = (self.hasher.hash_one(key) as usize) % STRIPES;
+        // Critical sections below never panic midway, so a poisoned map is still consistent.
+        self.stripes[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Deliver `message` to the activation of `key`, activating it if needed. Fire and
+    /// forget: replies travel in the message. A message that cannot be delivered is dropped,
+    /// which closes its reply channel, and the caller sees that as unreachable.
+    pub(crate) fn dispatch(
+        self: &Arc<Self>,
+        runtime: &Runtime,
+        key: &str,
+        message: ActivationMsg<A>,
+    ) {
+        let now_ms = runtime.clock().monotonic_ms();
+        let mut message = message;
+        // Two attempts: the second follows the removal of an activation found dead.
+        for _ in 0..2 {
+            let mut stripe = self.stripe(key);
+            let entry = match stripe.get(key) {
+                Some(entry) => entry,
+                None => match self.activate(runtime, key, now_ms) {
+                    Some(entry) => stripe.entry(key.to_owned()).or_insert(entry),
+                    None => return,
+                },
+            };
+            entry.shared.inflight.fetch_add(1, Ordering::AcqRel);
+            entry.shared.last_used_ms.store(now_ms, Ordering::Release);
+            match entry.actor_ref.send_message(message) {
+                Ok(()) => return,
+                Err(MessagingErr::SendErr(returned)) => {
+                    // The activation died outside our control: forget it and start afresh.
+                    stripe.remove(key);
+                    message = returned;
+                }
+                Err(_) => {
+                    stripe.remove(key);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Spawn a fresh activation (its state loads with the first message).
+    fn activate(self: &Arc<Self>, runtime: &Runtime, key: &str, now_ms: u64) -> Option<Entry<A>> {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(EntryShared::new(generation, now_ms));
+        let activation = Activation {
+            id: ActorId::new(A::KIND, key),
+            host: Arc::clone(self),
+            runtime: runtime.clone(),
+            shared: Arc::clone(&shared),
+        };
+        match ActorRuntime::spawn_instant(None, activation, ()) {
+            Ok((actor_ref, startup)) => {
+                runtime.lifecycle().activated(A::KIND);
+                let lifecycle = runtime.lifecycle_handle();
+                tokio::spawn(async move {
+                    // Runs when the activation ends, however it ends.
+                    if let Ok(Ok(running)) = startup.await {
+                        let _ = running.await;
+                    }
+                    lifecycle.stopped(A::KIND);
+                });
+                Some(Entry { actor_ref, shared })
+            }
+            Err(error) => {
+                tracing::error!(kind = A::KIND, key, %error, "cannot spawn activation");
+                None
+            }
+        }
+    }
+
+    /// Remove `key` from the directory if it still holds activation `generation`.
+    pub(crate) fn remove_entry(&self, key: &str, generation: u64) {
+        let mut stripe = self.stripe(key);
+        if stripe
+            .get(key)
+            .is_some_and(|entry| entry.shared.generation == generation)
+        {
+            stripe.remove(key);
+        }
+    }
+
+    /// Entries with nothing in flight, used before `idle_before_ms` (all of them when
+    /// `idle_before_ms` is `u64::MAX`).
+    pub(crate) fn idle_entries(&self, idle_before_ms: u64) -> Vec<IdleEntry> {
+        let mut idle = Vec::new();
+        for stripe in self.stripes.iter() {
+            let stripe = stripe.lock().unwrap_or_else(PoisonError::into_inner);
+            for (key, entry) in stripe.iter() {
+                let last_used_ms = entry.shared.last_used_ms.load(Ordering::Acquire);
+                if entry.shared.inflight.load(Ordering::Acquire) == 0
+                    && last_used_ms < idle_before_ms
+                {
+                    idle.push(IdleEntry {
+                        key: key.clone(),
+                        generation: entry.shared.generation,
+                        last_used_ms,
+                    });
+                }
+            }
+        }
+        idle
+    }
+
+    /// Passivate one activation if it is still idle and unchanged since it was found.
+    /// Returns whether it was passivated.
+    pub(crate) fn passivate(&self, candidate: &IdleEntry, reason: DeactivationReason) -> bool {
+        let mut stripe = self.stripe(&candidate.key);
+        let still_idle = stripe.get(&candidate.key).is_some_and(|entry| {
+            entry.shared.generation == candidate.generation
+                && entry.shared.inflight.load(Ordering::Acquire) == 0
+                && entry.shared.last_used_ms.load(Ordering::Acquire) == candidate.last_used_ms
+        });
+        if !still_idle {
+            return false;
+        }
+        match stripe.remove(&candidate.key) {
+            Some(entry) => entry
+                .actor_ref
+                .send_message(ActivationMsg::Deactivate { reason })
+                .is_ok(),
+            None => false,
+        }
+    }
+
+    /// Whether `key` has an activation on this node.
+    pub(crate) fn is_active(&self, key: &str) -> bool {
+        self.stripe(key).contains_key(key)
+    }
+}
