@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    Lease, MemberRecord, PendingEvent, Reminder, ReminderChange, StateStore,
-    StateWrite, StoreError, Versioned,
+    Lease, MemberRecord, PendingEvent, Reminder, ReminderChange, StateStore, StateWrite,
+    StoreError, Versioned,
 };
 use crate::identity::{ActorId, intern_kind};
 use crate::placement::{Shard, shard_of_id};
