@@ -1,1 +1,80 @@
-fn main() {}
+//! `emporium`: run one node.
+//!
+//! Configuration comes from `--config FILE`, `EMPORIUM_*` variables and flags (flags win);
+//! see `cluster-config/README.md`. A bad value stops the node here with a message naming the
+//! field.
+
+mod node;
+
+use std::process::ExitCode;
+
+use emporium_config::NodeConfig;
+use tracing_subscriber::EnvFilter;
+
+use crate::node::Node;
+
+fn main() -> ExitCode {
+    let config = match NodeConfig::load(std::env::args_os(), &|key| std::env::var(key).ok()) {
+        Ok(config) => config,
+        Err(error) => error.exit(),
+    };
+    init_tracing(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("emporium: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("emporium: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    tracing::info!("starting: {config}");
+    let metrics = emporium_http_edge::install_metrics_recorder()?;
+    let node = Node::build(&config, Some(metrics)).await?;
+    let url = format!("http://{}", node.http_addr());
+    tracing::info!(%url, "serving");
+    println!("emporium node {} serving on {url}", config.node_id);
+    if config.demo {
+        println!("  try: curl {url}/v1/products");
+    }
+    node.run_until_stopped(shutdown_signal()).await
+}
+
+fn init_tracing(filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+/// SIGTERM (Nomad, systemd, `kill`) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

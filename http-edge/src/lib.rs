@@ -1,1 +1,89 @@
-// placeholder
+//! Emporium's HTTP edge: the storefront REST API, health and metrics, on hyper 1 via axum.
+//!
+//! **API boundary**: the routes and their JSON are the product's public contract. Handlers
+//! parse input into domain values ([`emporium_actors::values`]), ask actors through the
+//! runtime, and map replies to JSON ([`wire`]) and errors to problem+json ([`problem`], the
+//! one place that decides status codes).
+//!
+//! Build the service with [`router`] and run it with [`serve`].
+
+mod extract;
+mod observe;
+mod problem;
+mod routes;
+mod state;
+mod wire;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use observe::install_metrics_recorder;
+pub use problem::{ApiError, PROBLEM_JSON, Problem};
+pub use state::AppState;
+
+/// Limits applied to every request.
+#[derive(Clone, Debug)]
+pub struct EdgeLimits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The whole HTTP service.
+pub fn router(state: AppState, limits: &EdgeLimits) -> Router {
+    let request_id = axum::http::HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        .route("/v1/products", get(routes::products::list))
+        .route("/v1/products/{sku}", get(routes::products::get))
+        .route("/v1/carts", post(routes::carts::create))
+        .route("/v1/carts/{id}", get(routes::carts::get))
+        .route("/v1/carts/{id}/items", post(routes::carts::add_item))
+        .route(
+            "/v1/carts/{id}/items/{sku}",
+            put(routes::carts::set_quantity).delete(routes::carts::remove_item),
+        )
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout,
+        ))
+        .layer(axum::middleware::map_response(
+            problem::problem_for_bare_errors,
+        ))
+        .layer(axum::middleware::from_fn(observe::record_request))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serve `router` on `listener` until `shutdown` resolves, then finish in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,143 @@
+//! The product actor: one per SKU, holding the product's catalog record.
+//!
+//! Products are written by admins and read by everyone (carts price their lines with the
+//! price found here at add time). Listing and search do not go through these actors: the
+//! [`super::Catalog`] keeps a search index fed by every successful upsert.
+
+use std::collections::BTreeMap;
+
+use emporium_runtime::{RuntimeError, Turn, VirtualActor};
+use serde::{Deserialize, Serialize};
+
+use crate::values::{Currency, InvalidValue, Sku};
+
+/// A product as the catalog knows it (also its stored form).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub sku: Sku,
+    pub name: String,
+    pub description: String,
+    pub price_cents: i64,
+    pub currency: Currency,
+    pub category: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The fields an admin sends to create or replace a product.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProductDraft {
+    pub name: String,
+    pub description: String,
+    pub price_cents: i64,
+    pub currency: Currency,
+    pub category: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Bounds on product fields; a draft outside them is refused with a message naming the field.
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_DESCRIPTION_CHARS: usize = 5_000;
+pub const MAX_CATEGORY_CHARS: usize = 64;
+pub const MAX_ATTRIBUTES: usize = 32;
+/// One million in any currency unit: a sanity bound, not a business rule.
+pub const MAX_PRICE_CENTS: i64 = 100_000_000;
+
+impl ProductDraft {
+    /// Check every field; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        let bad = |field, expected: String| Err(InvalidValue { field, expected });
+        let name_chars = self.name.trim().chars().count();
+        if name_chars == 0 || name_chars > MAX_NAME_CHARS {
+            return bad("name", format!("1 to {MAX_NAME_CHARS} characters"));
+        }
+        if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return bad(
+                "description",
+                format!("at most {MAX_DESCRIPTION_CHARS} characters"),
+            );
+        }
+        if !(1..=MAX_PRICE_CENTS).contains(&self.price_cents) {
+            return bad(
+                "price_cents",
+                format!("a whole number of cents from 1 to {MAX_PRICE_CENTS}"),
+            );
+        }
+        let category = self.category.as_str();
+        if category.is_empty()
+            || category.len() > MAX_CATEGORY_CHARS
+            || !category
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+        {
+            return bad(
+                "category",
+                format!("1 to {MAX_CATEGORY_CHARS} characters of a-z, 0-9 or '-'"),
+            );
+        }
+        if self.attributes.len() > MAX_ATTRIBUTES
+            || self
+                .attributes
+                .iter()
+                .any(|(key, value)| key.is_empty() || key.len() > 64 || value.len() > 256)
+        {
+            return bad(
+                "attributes",
+                format!(
+                    "at most {MAX_ATTRIBUTES} entries, keys of 1 to 64 bytes, values of at most 256 bytes"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn into_product(self, sku: Sku) -> Product {
+        Product {
+            sku,
+            name: self.name.trim().to_owned(),
+            description: self.description,
+            price_cents: self.price_cents,
+            currency: self.currency,
+            category: self.category,
+            attributes: self.attributes,
+        }
+    }
+}
+
+pub enum ProductCommand {
+    Get,
+    /// Create or replace. The draft must be valid (see [`ProductDraft::validate`]).
+    Upsert(ProductDraft),
+}
+
+/// The product actor kind.
+pub struct ProductActor;
+
+impl VirtualActor for ProductActor {
+    const KIND: &'static str = "product";
+    type State = Option<Product>;
+    type Command = ProductCommand;
+    type Reply = Result<Option<Product>, InvalidValue>;
+
+    async fn handle(
+        &self,
+        turn: &mut Turn<Self>,
+        command: ProductCommand,
+    ) -> Result<Self::Reply, RuntimeError> {
+        match command {
+            ProductCommand::Get => Ok(Ok(turn.state().clone())),
+            ProductCommand::Upsert(draft) => {
+                if let Err(invalid) = draft.validate() {
+                    return Ok(Err(invalid));
+                }
+                let sku = match crate::values::Sku::parse(turn.key()) {
+                    Ok(sku) => sku,
+                    Err(invalid) => return Ok(Err(invalid)),
+                };
+                let product = draft.into_product(sku);
+                *turn.state_mut() = Some(product.clone());
+                Ok(Ok(Some(product)))
+            }
+        }
+    }
+}

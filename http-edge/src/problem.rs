@@ -1,0 +1,244 @@
+//! Errors as RFC 7807 `application/problem+json`, mapped in one place.
+//!
+//! Every handler returns `Result<_, ApiError>`; [`ApiError`] turns into a [`Problem`] here
+//! and nowhere else. [`problem_for_bare_errors`] also dresses the bodiless error responses
+//! of the framework and its layers (unknown route, wrong method, body too large, timeout)
+//! so that a client always gets the same shape.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use emporium_actors::{CartRejection, CatalogError, InvalidValue};
+use emporium_runtime::RuntimeError;
+use serde::Serialize;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Seconds a client should wait before retrying a `503`.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// The problem document.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        slug: &str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: format!("/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
+    }
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request could not be read: malformed JSON, a wrong type, a bad query string.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Unsupported media type.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A well-formed request with a value outside what the domain accepts.
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Cart(#[from] CartRejection),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(error: CatalogError) -> Self {
+        match error {
+            CatalogError::Invalid(invalid) => Self::Invalid(invalid),
+            CatalogError::Runtime(runtime) => Self::Runtime(runtime),
+            CatalogError::Search(search) => Self::Internal(search.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            Self::BadRequest(detail) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-request",
+                "Malformed request",
+                detail.clone(),
+            ),
+            Self::UnsupportedMediaType(detail) => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                detail.clone(),
+            ),
+            Self::PayloadTooLarge(detail) => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+                detail.clone(),
+            ),
+            Self::Invalid(invalid) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                "Invalid field",
+                invalid.to_string(),
+            ),
+            Self::NotFound(detail) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                detail.clone(),
+            ),
+            Self::Cart(rejection) => cart_problem(rejection),
+            Self::Runtime(error) => runtime_problem(error),
+            Self::Internal(detail) => {
+                tracing::error!(detail, "internal error");
+                internal_problem()
+            }
+        }
+    }
+}
+
+fn cart_problem(rejection: &CartRejection) -> Problem {
+    let detail = rejection.to_string();
+    match rejection {
+        CartRejection::NotFound => Problem::new(
+            StatusCode::NOT_FOUND,
+            "cart-not-found",
+            "Cart not found",
+            detail,
+        ),
+        CartRejection::UnknownSku(_) => {
+            Problem::new(StatusCode::NOT_FOUND, "unknown-sku", "Unknown SKU", detail)
+        }
+        CartRejection::LineNotFound(_) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "line-not-found",
+            "Item not in cart",
+            detail,
+        ),
+        CartRejection::TooManyLines { .. } | CartRejection::QuantityTooLarge { .. } => {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "cart-limit",
+                "Cart limit exceeded",
+                detail,
+            )
+        }
+        CartRejection::CurrencyMismatch { .. } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "currency-mismatch",
+            "Currency mismatch",
+            detail,
+        ),
+    }
+}
+
+fn runtime_problem(error: &RuntimeError) -> Problem {
+    if error.is_unavailable() {
+        tracing::warn!(%error, "service unavailable");
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            "the request could not be completed now; retry after the delay in Retry-After",
+        );
+    }
+    tracing::error!(%error, "runtime error");
+    internal_problem()
+}
+
+fn internal_problem() -> Problem {
+    // The detail never carries internals to the client; the log has them.
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal error",
+        "the server failed to handle the request; it has been logged",
+    )
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.to_problem().into_response()
+    }
+}
+
+/// Give error responses produced outside the handlers (routing, body limit, timeout) a
+/// problem body. Responses that already are problems, or succeed, pass untouched.
+pub async fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes() == PROBLEM_JSON.as_bytes());
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (slug, title, detail) = match status {
+        StatusCode::NOT_FOUND => ("not-found", "Not found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "Method not allowed",
+            "this route does not accept that method",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload-too-large",
+            "Payload too large",
+            "the request body exceeds the limit",
+        ),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => (
+            "unavailable",
+            "Service unavailable",
+            "the request did not complete in time; retry after the delay in Retry-After",
+        ),
+        _ => ("error", "Error", "the request failed"),
+    };
+    let status = if status == StatusCode::REQUEST_TIMEOUT {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        status
+    };
+    Problem::new(status, slug, title, detail).into_response()
+}

@@ -1,0 +1,53 @@
+//! `GET /v1/products` and `GET /v1/products/{sku}`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use emporium_actors::Sku;
+use emporium_actors::catalog::SearchQuery;
+
+use crate::extract::ApiQuery;
+use crate::problem::ApiError;
+use crate::state::AppState;
+use crate::wire::{ProductJson, ProductListJson, ProductListQuery};
+
+/// Page size when the client gives none, and the most it may ask for.
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 100;
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ProductListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::Invalid(emporium_actors::InvalidValue {
+            field: "limit",
+            expected: format!("a whole number from 1 to {MAX_LIMIT}"),
+        }));
+    }
+    let search = SearchQuery {
+        text: query.q.filter(|text| !text.trim().is_empty()),
+        category: query.category.filter(|category| !category.is_empty()),
+        offset: query.offset.unwrap_or(0),
+        limit,
+    };
+    let page = state.catalog.search(&search)?;
+    Ok(Json(ProductListJson {
+        items: page.items.iter().map(ProductJson::from).collect(),
+        total: page.total,
+        facets: &page.facets,
+    })
+    .into_response())
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(sku): Path<String>,
+) -> Result<Response, ApiError> {
+    let sku = Sku::parse(&sku).map_err(|_| ApiError::NotFound(format!("unknown sku {sku}")))?;
+    match state.catalog.get(&sku).await? {
+        Some(product) => Ok(Json(ProductJson::from(&product)).into_response()),
+        None => Err(ApiError::NotFound(format!("unknown sku {sku}"))),
+    }
+}

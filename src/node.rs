@@ -1,0 +1,118 @@
+//! `Node::build(config)`: assemble one Emporium node from its configuration: open the store,
+//! start the runtime with every domain kind, rebuild the catalog index, seed demo data, and
+//! bind the HTTP edge. `main` and the tests build nodes the same way.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use emporium_actors::Catalog;
+use emporium_actors::catalog::MemoryIndex;
+use emporium_config::{NodeConfig, StoreConfig};
+use emporium_http_edge::{AppState, EdgeLimits};
+use emporium_runtime::store::MemoryStore;
+use emporium_runtime::{Runtime, RuntimeConfig, StateStore};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+/// How long a stopping node waits for in-flight actor turns.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A node, built and bound, not yet serving.
+pub struct Node {
+    listener: TcpListener,
+    http_addr: SocketAddr,
+    state: AppState,
+    limits: EdgeLimits,
+}
+
+impl Node {
+    pub async fn build(
+        config: &NodeConfig,
+        metrics: Option<PrometheusHandle>,
+    ) -> anyhow::Result<Self> {
+        let store = open_store(&config.store, &config.data_dir).await?;
+        tracing::info!(adapter = store.adapter(), "state store open");
+        let runtime = emporium_actors::register(Runtime::builder(store))
+            .node_id(config.node_id.clone())
+            .config(RuntimeConfig {
+                idle_timeout: config.idle_timeout,
+                max_active_actors: config.max_active_actors,
+                ask_timeout: config.request_timeout,
+            })
+            .build()
+            .await
+            .context("cannot start the actor runtime")?;
+        let catalog = Catalog::new(runtime.clone(), Arc::new(MemoryIndex::default()));
+        let indexed = catalog
+            .rebuild_index()
+            .await
+            .context("cannot rebuild the catalog index")?;
+        tracing::info!(products = indexed, "catalog index rebuilt");
+        if config.demo {
+            let seeded = catalog
+                .seed_demo_if_empty()
+                .await
+                .context("cannot seed the demo catalog")?;
+            if seeded > 0 {
+                tracing::info!(products = seeded, "demo catalog seeded");
+            }
+        }
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+        let http_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            http_addr,
+            state: AppState::new(runtime, catalog, metrics),
+            limits: EdgeLimits {
+                max_body_bytes: config.max_body_bytes,
+                request_timeout: config.request_timeout,
+            },
+        })
+    }
+
+    /// The address the edge actually listens on (useful with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Serve until `shutdown` resolves; then stop taking requests, finish those in flight,
+    /// and passivate every actor.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let router = emporium_http_edge::router(self.state.clone(), &self.limits);
+        state.mark_ready();
+        let draining = state.clone();
+        emporium_http_edge::serve(self.listener, router, async move {
+            shutdown.await;
+            draining.mark_draining();
+            tracing::info!("draining: finishing in-flight requests");
+        })
+        .await
+        .context("http edge failed")?;
+        state.runtime.shutdown(DRAIN_DEADLINE).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn open_store(config: &StoreConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn StateStore>> {
+    Ok(match config {
+        StoreConfig::Embedded { path } => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+            let store = emporium_store_embedded::EmbeddedStore::open(path)
+                .with_context(|| format!("cannot open the embedded store at {}", path.display()))?;
+            Arc::new(store)
+        }
+        StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        other => anyhow::bail!("store {} is not available in this build yet", other.kind()),
+    })
+}
