@@ -1,1 +1,769 @@
-//! The postgres adapter of the StateStore port (being written).
+//! The PostgreSQL adapter of Emporium's [`StateStore`] port.
+//!
+//! [`PostgresStore`] keeps actor records, outbox entries, reminders, members and leases in
+//! five tables of one schema (see [`schema`](crate::schema) for the DDL and migrations),
+//! reached through a `deadpool-postgres` pool of `tokio-postgres` connections (no TLS yet).
+//!
+//! # How the contract is met
+//! - **Compare-and-set** is a conditional statement, never read-then-write: expected version
+//!   `0` is `INSERT … ON CONFLICT DO NOTHING`, any other is
+//!   `UPDATE … WHERE kind = $1 AND key = $2 AND version = $3`. Zero rows affected means the
+//!   CAS lost; the current version is then read for the [`StoreError::Conflict`]. Under READ
+//!   COMMITTED a concurrent writer of the same row waits for the first to commit and then
+//!   re-checks the condition, so exactly one of two racing writers wins.
+//! - **Atomicity**: a save that carries outbox entries or reminder changes, and every delete,
+//!   runs in one transaction; a bare save is a single (atomic) statement. Dropping an
+//!   operation's future drops its transaction uncommitted, which rolls it back.
+//! - **Durability**: sessions force `synchronous_commit = on`, so `Ok` means flushed WAL.
+//! - **Failing fast**: every operation has one deadline (`operation_timeout`, 2 s by
+//!   default) covering the pool checkout and the statements; the pool's own wait, create
+//!   and recycle timeouts and the server-side `statement_timeout` use the same bound. A
+//!   connection refused, closed, reset or slow becomes [`StoreError::Unavailable`] within
+//!   that bound, and the connection it happened on is removed from the pool, so the next
+//!   operation opens a fresh one (which is also how the pool recovers when the server
+//!   comes back).
+//! - **Prepared statements** are cached per connection (`prepare_cached`).
+
+mod error;
+mod schema;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
+use emporium_runtime::store::{
+    Lease, MemberRecord, MemberStatus, OutboxEntry, PendingEvent, Reminder, ReminderChange,
+    StateWrite, Versioned,
+};
+use emporium_runtime::{ActorId, Shard, StateStore, StoreError, intern_kind, shard_of_id};
+use tokio::time::{Instant, error::Elapsed, timeout_at};
+use tokio_postgres::NoTls;
+
+use crate::error::OpError;
+use crate::schema::Sql;
+
+/// The schema version this build migrates to (the newest row of
+/// `emporium_schema_migrations` it writes).
+pub const SCHEMA_VERSION: i32 = schema::LATEST_VERSION;
+
+/// How long a starting node may wait for other nodes' migrations of the same schema.
+const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// Settings of a [`PostgresStore`]. `Default` gives the production defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// Most connections the pool opens (default 16).
+    pub pool_size: usize,
+    /// Bound on one operation, pool checkout included (default 2 s). Past it the operation
+    /// fails with [`StoreError::Unavailable`]; it also sets the server's `statement_timeout`.
+    pub operation_timeout: Duration,
+    /// The schema holding the tables (default `public`), created when absent. 1 to 63 of
+    /// `[a-z0-9_]`, not starting with a digit.
+    pub schema: String,
+    /// Largest state or outbox payload accepted, in bytes (default 64 MiB); larger ones
+    /// fail with [`StoreError::TooLarge`] before anything is sent.
+    pub max_value_bytes: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            operation_timeout: Duration::from_secs(2),
+            schema: "public".to_owned(),
+            max_value_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The PostgreSQL [`StateStore`]. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct PostgresStore {
+    pool: Pool,
+    sql: Sql,
+    schema: String,
+    operation_timeout: Duration,
+    max_value_bytes: usize,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// [`connect`](Self::connect) with [`PostgresOptions::default`].
+    pub async fn from_url(url: &str) -> Result<Self, StoreError> {
+        Self::connect(url, PostgresOptions::default()).await
+    }
+
+    /// Open a pool on `url` (`postgres://user[:password]@host:port/database`) and migrate
+    /// the schema to the newest version. Fails with [`StoreError::Unavailable`] when the
+    /// server cannot be reached, [`StoreError::Other`] on a bad URL or option.
+    pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        if options.pool_size == 0 {
+            return Err(StoreError::Other(
+                "postgres pool size must be at least 1".into(),
+            ));
+        }
+        if options.operation_timeout.is_zero() {
+            return Err(StoreError::Other(
+                "postgres operation timeout must be positive".into(),
+            ));
+        }
+        let quoted = schema::quote_schema(&options.schema)?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| StoreError::Other(format!("invalid postgres url: {error}")))?;
+        let timeout = options.operation_timeout;
+        // Server-side guards: a statement never outlives the client's deadline, a
+        // transaction abandoned by a vanished client does not hold row locks for long, and
+        // commits are durable whatever the server's default.
+        let session = format!(
+            "-c statement_timeout={} -c idle_in_transaction_session_timeout={} \
+             -c synchronous_commit=on",
+            timeout.as_millis(),
+            (timeout * 3).as_millis()
+        );
+        let session = match config.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {session}"),
+            _ => session,
+        };
+        config.options(session);
+        if config.get_application_name().is_none() {
+            config.application_name("emporium");
+        }
+        config.connect_timeout(timeout);
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
+        // Unacknowledged data for this long (a peer that vanished) closes the socket.
+        config.tcp_user_timeout(timeout * 3);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // Only `is_closed()`: a broken-but-open connection is caught by the
+                // operation deadline, which then removes it from the pool.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|error| StoreError::Other(format!("cannot build postgres pool: {error}")))?;
+        let store = Self {
+            pool,
+            sql: Sql::new(&quoted),
+            schema: options.schema,
+            operation_timeout: timeout,
+            max_value_bytes: options.max_value_bytes,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The schema this store works in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Close the pool: connections are closed as they come back, later operations fail
+    /// with [`StoreError::Unavailable`].
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let deadline = Instant::now() + MIGRATION_LOCK_WAIT + self.operation_timeout;
+        let mut client = self.checkout(deadline).await?;
+        let outcome = timeout_at(
+            deadline,
+            schema::migrate(&mut client, &self.schema, MIGRATION_LOCK_WAIT),
+        )
+        .await;
+        self.settle("migrate", client, outcome).map(drop)
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.operation_timeout
+    }
+
+    async fn checkout(&self, deadline: Instant) -> Result<Object, StoreError> {
+        match timeout_at(deadline, self.pool.get()).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(error)) => Err(error::classify_pool(&error)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no postgres connection within {} ms",
+                self.operation_timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Turn an operation's outcome into the port's result. A connection that saw an
+    /// `Unavailable` failure (dead, half-way through a statement, or just slow) leaves the
+    /// pool, so no later operation queues behind it.
+    fn settle<T>(
+        &self,
+        operation: &str,
+        client: Object,
+        outcome: Result<Result<T, OpError>, Elapsed>,
+    ) -> Result<T, StoreError> {
+        let error = match outcome {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(OpError::Store(error))) => error,
+            Ok(Err(OpError::Pg(error))) => error::classify(&error),
+            Err(_) => StoreError::Unavailable(format!(
+                "postgres {operation} timed out after {} ms",
+                self.operation_timeout.as_millis()
+            )),
+        };
+        if error.is_unavailable() {
+            tracing::debug!(operation, %error, "discarding postgres connection");
+            drop(Object::take(client));
+        }
+        Err(error)
+    }
+
+    fn check_size(&self, size: usize) -> Result<(), StoreError> {
+        if size > self.max_value_bytes {
+            Err(StoreError::TooLarge {
+                size,
+                limit: self.max_value_bytes,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for PostgresStore {
+    fn adapter(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn load(&self, id: &ActorId) -> Result<Option<Versioned>, StoreError> {
+        let deadline = self.deadline();
+        let client = self.checkout(deadline).await?;
+        let outcome = timeout_at(deadline, load_on(&self.sql, &client, id)).await;
+        self.settle("load", client, outcome)
+    }
+
+    async fn save(&self, id: &ActorId, write: StateWrite) -> Result<u64, StoreError> {
+        self.check_size(write.state.len())?;
+        for entry in &write.outbox {
+            self.check_size(entry.payload.len())?;
+        }
+        let deadline = self.deadline();
+        let mut client = self.checkout(deadline).await?;
+        let outcome = timeout_at(deadline, save_on(&self.sql, &mut client, id, &write)).await;
+        self.settle("save", client, outcome)
+    }
+
+    async fn delete(&self, id: &ActorId, expected_version: u64) -> Result<(), StoreError> {
+        let deadline = self.deadline();
+        let mut client = self.checkout(deadline).await?;
+        let outcome = timeout_at(
+            deadline,
+            delete_on(&self.sql, &mut client, id, expected_version),
+        )
+        .await;
+        self.settle("delete", client, outcome)
+    }
+
+    async fn list_keys(
+        &self,
+        kind: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let deadline = self.deadline();
+        let client = self.checkout(deadline).await?;
+        let outcome = timeout_at(
+            deadline,
+            list_keys_on(&self.sql, &client, kind, after, limit),
+        )
+        .await;
+        self.settle("list_keys", client, outcome)
+    }
+
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+        let deadline = self.deadline();
+        let client = self.checkout(deadline).await?;
+        let outcome = timeout_at(deadline, outbox_pending_on(&self.sql, &client, limit)).await;
+        self.settle("outbox_pending", client, outcome)
+    }
+
+    async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let deadline = self.deadline();
+        let client = self.checkout(deadline).await?;
+        let outcome = timeout_at(deadline, outbox_ack_on(&self.sql, &client, events)).await;
+        self.settle("outbox_ack", client, outcome)
+    }
+
+    async fn list_reminders(&self, shard: Shard) -> Result<Vec<Reminder>, StoreError> {
+        let deadline = self.deadline();
+        let client = self.checkout(deadline).await?;
+        let outcome = timeout_at(deadline, list_reminders_on(&self.sql, &client, shard)).await;
+        self.settle("list_reminders", client, outcome)
+    }
+
+    async fn upsert_member(&self, member: &MemberRecord) -> Result<(), StoreError> {
+        let deadline = self.deadline();
+        let client = self.checkout(deadline).await?;
+        let outcome = timeout_at(deadline, upsert_member_on(&self.sql, &client, member)).await;
+        self.settle("upsert_member", client, outcome)
+    }
+
+    async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
+        let deadline = self.deadline();
+        let client = self.checkout(deadline).await?;
+        let outcome = timeout_at(deadline, list_members_on(&self.sql, &client)).await;
+        self.settle("list_members", client, outcome)
+    }
+
+    async fn claim_lease(
+        &self,
+        shard: Shard,
+        owner: &str,
+        expected_epoch: u64,
+    ) -> Result<Lease, StoreError> {
+        let deadline = self.deadline();
+        let client = self.checkout(deadline).await?;
+        let outcome = timeout_at(
+            deadline,
+            claim_lease_on(&self.sql, &client, shard, owner, expected_epoch),
+        )
+        .await;
+        self.settle("claim_lease", client, outcome)
+    }
+
+    async fn list_leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let deadline = self.deadline();
+        let client = self.checkout(deadline).await?;
+        let outcome = timeout_at(deadline, list_leases_on(&self.sql, &client)).await;
+        self.settle("list_leases", client, outcome)
+    }
+}
+
+// The operations proper, each on one pooled connection. They return `OpError` so that
+// `settle` classifies driver errors in one place.
+
+async fn load_on(sql: &Sql, client: &Object, id: &ActorId) -> Result<Option<Versioned>, OpError> {
+    let statement = client.prepare_cached(&sql.load).await?;
+    let Some(row) = client.query_opt(&statement, &[&id.kind, &id.key]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Versioned {
+        version: to_u64(row.try_get(0)?, "version")?,
+        state: Bytes::from(row.try_get::<_, Vec<u8>>(1)?),
+    }))
+}
+
+async fn current_version(sql: &Sql, client: &Object, id: &ActorId) -> Result<u64, OpError> {
+    let statement = client.prepare_cached(&sql.current_version).await?;
+    match client.query_opt(&statement, &[&id.kind, &id.key]).await? {
+        Some(row) => Ok(to_u64(row.try_get(0)?, "version")?),
+        None => Ok(0),
+    }
+}
+
+/// The CAS lost (or the server aborted it as a race): report what is stored now.
+async fn actor_conflict(sql: &Sql, client: &Object, id: &ActorId, expected: u64) -> OpError {
+    match current_version(sql, client, id).await {
+        Ok(found) => OpError::Store(StoreError::Conflict {
+            what: id.to_string(),
+            expected,
+            found,
+        }),
+        Err(error) => error,
+    }
+}
+
+/// The conditional write of the record itself; `false` when the CAS condition failed.
+async fn write_state<C: GenericClient>(
+    sql: &Sql,
+    client: &C,
+    id: &ActorId,
+    expected: i64,
+    state: &[u8],
+) -> Result<bool, OpError> {
+    let rows = if expected == 0 {
+        let statement = client.prepare_cached(&sql.insert_state).await?;
+        client
+            .execute(&statement, &[&id.kind, &id.key, &state])
+            .await?
+    } else {
+        let statement = client.prepare_cached(&sql.update_state).await?;
+        client
+            .execute(&statement, &[&id.kind, &id.key, &expected, &state])
+            .await?
+    };
+    Ok(rows == 1)
+}
+
+async fn save_on(
+    sql: &Sql,
+    client: &mut Object,
+    id: &ActorId,
+    write: &StateWrite,
+) -> Result<u64, OpError> {
+    let expected = write.expected_version;
+    let next = expected
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Other(format!("version of {id} would overflow")))?;
+    // No stored version exceeds i64::MAX, so such an expectation simply loses the CAS.
+    let Ok(expected_sql) = i64::try_from(expected) else {
+        return Err(actor_conflict(sql, client, id, expected).await);
+    };
+    let applied = if write.outbox.is_empty() && write.reminders.is_empty() {
+        // One statement is atomic by itself: no transaction, one round trip.
+        write_state(sql, &*client, id, expected_sql, &write.state).await
+    } else {
+        save_in_transaction(sql, client, id, expected_sql, write).await
+    };
+    match applied {
+        Ok(true) => Ok(next),
+        Ok(false) => Err(actor_conflict(sql, client, id, expected).await),
+        Err(OpError::Pg(error)) if error::is_race(&error) => {
+            Err(actor_conflict(sql, client, id, expected).await)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn save_in_transaction(
+    sql: &Sql,
+    client: &mut Object,
+    id: &ActorId,
+    expected: i64,
+    write: &StateWrite,
+) -> Result<bool, OpError> {
+    let transaction = client.transaction().await?;
+    if !write_state(sql, &transaction, id, expected, &write.state).await? {
+        transaction.rollback().await?;
+        return Ok(false);
+    }
+    if !write.outbox.is_empty() {
+        let event_ids: Vec<&str> = write.outbox.iter().map(|e| e.event_id.as_str()).collect();
+        let topics: Vec<&str> = write.outbox.iter().map(|e| e.topic.as_str()).collect();
+        let payloads: Vec<&[u8]> = write.outbox.iter().map(|e| &e.payload[..]).collect();
+        let statement = transaction.prepare_cached(&sql.insert_outbox).await?;
+        transaction
+            .execute(
+                &statement,
+                &[&id.kind, &id.key, &event_ids, &topics, &payloads],
+            )
+            .await?;
+    }
+    if !write.reminders.is_empty() {
+        let shard = shard_sql(shard_of_id(id))?;
+        for change in &write.reminders {
+            match change {
+                ReminderChange::Set { name, due_at_ms } => {
+                    let due_at_ms = u64_to_bits(*due_at_ms);
+                    let statement = transaction.prepare_cached(&sql.set_reminder).await?;
+                    transaction
+                        .execute(&statement, &[&shard, &id.kind, &id.key, name, &due_at_ms])
+                        .await?;
+                }
+                ReminderChange::Cancel { name } => {
+                    let statement = transaction.prepare_cached(&sql.cancel_reminder).await?;
+                    transaction
+                        .execute(&statement, &[&shard, &id.kind, &id.key, name])
+                        .await?;
+                }
+            }
+        }
+    }
+    transaction.commit().await?;
+    Ok(true)
+}
+
+async fn delete_on(
+    sql: &Sql,
+    client: &mut Object,
+    id: &ActorId,
+    expected: u64,
+) -> Result<(), OpError> {
+    if expected == 0 {
+        // No record means no outbox entries or reminders either (they are only ever
+        // written with a record and deleted with it), so there is nothing to remove; and
+        // deleting anything here could hit the rows of a save committing concurrently.
+        let found = current_version(sql, client, id).await?;
+        return if found == 0 {
+            Ok(())
+        } else {
+            Err(OpError::Store(StoreError::Conflict {
+                what: id.to_string(),
+                expected,
+                found,
+            }))
+        };
+    }
+    let Ok(expected_sql) = i64::try_from(expected) else {
+        return Err(actor_conflict(sql, client, id, expected).await);
+    };
+    match delete_in_transaction(sql, client, id, expected_sql).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(actor_conflict(sql, client, id, expected).await),
+        Err(OpError::Pg(error)) if error::is_race(&error) => {
+            Err(actor_conflict(sql, client, id, expected).await)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn delete_in_transaction(
+    sql: &Sql,
+    client: &mut Object,
+    id: &ActorId,
+    expected: i64,
+) -> Result<bool, OpError> {
+    let transaction = client.transaction().await?;
+    let statement = transaction.prepare_cached(&sql.delete_state).await?;
+    if transaction
+        .execute(&statement, &[&id.kind, &id.key, &expected])
+        .await?
+        != 1
+    {
+        transaction.rollback().await?;
+        return Ok(false);
+    }
+    let statement = transaction.prepare_cached(&sql.delete_outbox_of).await?;
+    transaction
+        .execute(&statement, &[&id.kind, &id.key])
+        .await?;
+    let shard = shard_sql(shard_of_id(id))?;
+    let statement = transaction.prepare_cached(&sql.delete_reminders_of).await?;
+    transaction
+        .execute(&statement, &[&shard, &id.kind, &id.key])
+        .await?;
+    transaction.commit().await?;
+    Ok(true)
+}
+
+async fn list_keys_on(
+    sql: &Sql,
+    client: &Object,
+    kind: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, OpError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = match after {
+        None => {
+            let statement = client.prepare_cached(&sql.list_keys_first).await?;
+            client.query(&statement, &[&kind, &limit]).await?
+        }
+        Some(after) => {
+            let statement = client.prepare_cached(&sql.list_keys_after).await?;
+            client.query(&statement, &[&kind, &after, &limit]).await?
+        }
+    };
+    Ok(rows
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?)
+}
+
+async fn outbox_pending_on(
+    sql: &Sql,
+    client: &Object,
+    limit: usize,
+) -> Result<Vec<PendingEvent>, OpError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let statement = client.prepare_cached(&sql.outbox_pending).await?;
+    let rows = client.query(&statement, &[&limit]).await?;
+    let mut pending = Vec::with_capacity(rows.len());
+    for row in rows {
+        pending.push(PendingEvent {
+            actor: ActorId {
+                kind: intern_kind(row.try_get(0)?),
+                key: row.try_get(1)?,
+            },
+            entry: OutboxEntry {
+                event_id: row.try_get(2)?,
+                topic: row.try_get(3)?,
+                payload: Bytes::from(row.try_get::<_, Vec<u8>>(4)?),
+            },
+        });
+    }
+    Ok(pending)
+}
+
+async fn outbox_ack_on(sql: &Sql, client: &Object, events: &[PendingEvent]) -> Result<(), OpError> {
+    let event_ids: Vec<&str> = events.iter().map(|e| e.entry.event_id.as_str()).collect();
+    let statement = client.prepare_cached(&sql.outbox_ack).await?;
+    client.execute(&statement, &[&event_ids]).await?;
+    Ok(())
+}
+
+async fn list_reminders_on(
+    sql: &Sql,
+    client: &Object,
+    shard: Shard,
+) -> Result<Vec<Reminder>, OpError> {
+    let statement = client.prepare_cached(&sql.list_reminders).await?;
+    let rows = client.query(&statement, &[&shard_sql(shard)?]).await?;
+    let mut reminders = Vec::with_capacity(rows.len());
+    for row in rows {
+        reminders.push(Reminder {
+            actor: ActorId {
+                kind: intern_kind(row.try_get(0)?),
+                key: row.try_get(1)?,
+            },
+            name: row.try_get(2)?,
+            due_at_ms: bits_to_u64(row.try_get(3)?),
+        });
+    }
+    Ok(reminders)
+}
+
+async fn upsert_member_on(
+    sql: &Sql,
+    client: &Object,
+    member: &MemberRecord,
+) -> Result<(), OpError> {
+    let incarnation = u64_to_bits(member.incarnation);
+    let heartbeat_ms = u64_to_bits(member.heartbeat_ms);
+    let statement = client.prepare_cached(&sql.upsert_member).await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &member.node_id,
+                &incarnation,
+                &member.cluster_addr,
+                &member.http_addr,
+                &member.status.as_str(),
+                &heartbeat_ms,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn list_members_on(sql: &Sql, client: &Object) -> Result<Vec<MemberRecord>, OpError> {
+    let statement = client.prepare_cached(&sql.list_members).await?;
+    let rows = client.query(&statement, &[]).await?;
+    let mut members = Vec::with_capacity(rows.len());
+    for row in rows {
+        let status: &str = row.try_get(4)?;
+        members.push(MemberRecord {
+            node_id: row.try_get(0)?,
+            incarnation: bits_to_u64(row.try_get(1)?),
+            cluster_addr: row.try_get(2)?,
+            http_addr: row.try_get(3)?,
+            status: MemberStatus::parse(status).ok_or_else(|| {
+                StoreError::Other(format!("unknown member status {status:?} in postgres"))
+            })?,
+            heartbeat_ms: bits_to_u64(row.try_get(5)?),
+        });
+    }
+    Ok(members)
+}
+
+async fn claim_lease_on(
+    sql: &Sql,
+    client: &Object,
+    shard: Shard,
+    owner: &str,
+    expected: u64,
+) -> Result<Lease, OpError> {
+    let epoch = expected
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Other(format!("epoch of shard {shard} would overflow")))?;
+    let shard_value = shard_sql(shard)?;
+    let applied = async {
+        let rows = if expected == 0 {
+            let statement = client.prepare_cached(&sql.insert_lease).await?;
+            client.execute(&statement, &[&shard_value, &owner]).await?
+        } else {
+            let Ok(expected) = i64::try_from(expected) else {
+                return Ok(false);
+            };
+            let statement = client.prepare_cached(&sql.update_lease).await?;
+            client
+                .execute(&statement, &[&shard_value, &owner, &expected])
+                .await?
+        };
+        Ok::<_, OpError>(rows == 1)
+    }
+    .await;
+    match applied {
+        Ok(true) => {
+            return Ok(Lease {
+                shard,
+                owner: owner.to_owned(),
+                epoch,
+            });
+        }
+        Ok(false) => {}
+        Err(OpError::Pg(error)) if error::is_race(&error) => {}
+        Err(error) => return Err(error),
+    }
+    let statement = client.prepare_cached(&sql.current_epoch).await?;
+    let found = match client.query_opt(&statement, &[&shard_value]).await? {
+        Some(row) => to_u64(row.try_get(0)?, "epoch")?,
+        None => 0,
+    };
+    Err(OpError::Store(StoreError::Conflict {
+        what: format!("lease of shard {shard}"),
+        expected,
+        found,
+    }))
+}
+
+async fn list_leases_on(sql: &Sql, client: &Object) -> Result<Vec<Lease>, OpError> {
+    let statement = client.prepare_cached(&sql.list_leases).await?;
+    let rows = client.query(&statement, &[]).await?;
+    let mut leases = Vec::with_capacity(rows.len());
+    for row in rows {
+        let shard: i16 = row.try_get(0)?;
+        leases.push(Lease {
+            shard: Shard::try_from(shard).map_err(|_| {
+                StoreError::Other(format!("negative shard {shard} in postgres leases"))
+            })?,
+            owner: row.try_get(1)?,
+            epoch: to_u64(row.try_get(2)?, "epoch")?,
+        });
+    }
+    Ok(leases)
+}
+
+/// Caller-chosen `u64` values (reminder due times, incarnations, heartbeats) are stored as
+/// their two's-complement bits in a `bigint`, so every `u64` round-trips; SQL must not
+/// compare or order those columns numerically.
+fn u64_to_bits(value: u64) -> i64 {
+    value as i64
+}
+
+fn bits_to_u64(value: i64) -> u64 {
+    value as u64
+}
+
+fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Other(format!("negative {what} {value} in postgres")))
+}
+
+fn shard_sql(shard: Shard) -> Result<i16, StoreError> {
+    i16::try_from(shard)
+        .map_err(|_| StoreError::Other(format!("shard {shard} does not fit a postgres smallint")))
+}

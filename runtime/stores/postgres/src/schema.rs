@@ -1,0 +1,288 @@
+//! The adapter's tables, their versioned migrations, and the SQL text of every operation.
+//!
+//! # Migrations
+//! Each migration is a numbered list of statements applied in one transaction together with
+//! its row in `emporium_schema_migrations`. [`migrate`] takes a transaction-scoped advisory
+//! lock (keyed by the schema name) before it looks at anything, so when several nodes start
+//! at once they run one after the other: the first applies what is missing, the others find
+//! every version recorded and do nothing. Migrations are append-only: never edit a released
+//! one, add the next number.
+//!
+//! # Invariants
+//! - Every SQL text names its tables qualified by the configured schema, so an adapter never
+//!   depends on the session's `search_path`.
+//! - `kind`, `key` and reminder `name` use the `"C"` collation: `list_keys` promises
+//!   ascending *byte* order, which the database's default collation does not give.
+//! - The schema name is restricted to `[a-z_][a-z0-9_]{0,62}`, so quoting it is enough to
+//!   splice it into SQL text safely.
+
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+use emporium_runtime::StoreError;
+
+use crate::error::OpError;
+
+/// The first argument of the two-key advisory lock that serialises migrations; the second
+/// is `hashtext(schema)`. An arbitrary constant ("emp" in ASCII) shared by every node.
+const MIGRATION_LOCK_CLASS: i32 = 0x0065_6d70;
+
+/// Every migration, oldest first. Version numbers are dense from 1.
+const MIGRATIONS: &[(i32, &[&str])] = &[(
+    1,
+    &[
+        "CREATE TABLE {schema}.emporium_actor_state (
+            kind text COLLATE \"C\" NOT NULL,
+            key text COLLATE \"C\" NOT NULL,
+            version bigint NOT NULL CHECK (version > 0),
+            state bytea NOT NULL,
+            CONSTRAINT emporium_actor_state_pkey PRIMARY KEY (kind, key)
+        )",
+        "CREATE TABLE {schema}.emporium_outbox (
+            seq bigserial PRIMARY KEY,
+            kind text COLLATE \"C\" NOT NULL,
+            key text COLLATE \"C\" NOT NULL,
+            event_id text NOT NULL CONSTRAINT emporium_outbox_event_id_key UNIQUE,
+            topic text NOT NULL,
+            payload bytea NOT NULL
+        )",
+        "CREATE INDEX emporium_outbox_actor ON {schema}.emporium_outbox (kind, key)",
+        "CREATE TABLE {schema}.emporium_reminders (
+            shard smallint NOT NULL CHECK (shard >= 0),
+            kind text COLLATE \"C\" NOT NULL,
+            key text COLLATE \"C\" NOT NULL,
+            name text COLLATE \"C\" NOT NULL,
+            due_at_ms bigint NOT NULL,
+            PRIMARY KEY (shard, kind, key, name)
+        )",
+        "CREATE TABLE {schema}.emporium_members (
+            node_id text PRIMARY KEY,
+            incarnation bigint NOT NULL,
+            cluster_addr text NOT NULL,
+            http_addr text NOT NULL,
+            status text NOT NULL CHECK (status IN ('joining', 'up', 'leaving', 'down')),
+            heartbeat_ms bigint NOT NULL
+        )",
+        "CREATE TABLE {schema}.emporium_leases (
+            shard smallint NOT NULL CHECK (shard >= 0),
+            owner text NOT NULL,
+            epoch bigint NOT NULL CHECK (epoch > 0),
+            CONSTRAINT emporium_leases_pkey PRIMARY KEY (shard)
+        )",
+    ],
+)];
+
+/// The newest migration this build knows.
+pub(crate) const LATEST_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Check a schema name and return it quoted for SQL text.
+pub(crate) fn quote_schema(schema: &str) -> Result<String, StoreError> {
+    let mut chars = schema.chars();
+    let valid_start = chars
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase() || first == '_');
+    let valid_rest = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid_start && valid_rest && schema.len() <= 63 {
+        Ok(format!("\"{schema}\""))
+    } else {
+        Err(StoreError::Other(format!(
+            "invalid postgres schema name {schema:?}: use 1 to 63 of [a-z0-9_], not starting with a digit"
+        )))
+    }
+}
+
+/// Bring `schema` up to [`latest_version`]. Idempotent; safe to run from many nodes at once.
+///
+/// `lock_wait` bounds the whole transaction on the server (it overrides the session's
+/// `statement_timeout`, which is sized for single operations, not for queueing behind other
+/// nodes' migrations).
+pub(crate) async fn migrate(
+    client: &mut deadpool_postgres::Object,
+    schema: &str,
+    lock_wait: Duration,
+) -> Result<Vec<i32>, OpError> {
+    let quoted = quote_schema(schema)?;
+    let transaction = client.transaction().await?;
+    transaction
+        .batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}",
+            lock_wait.as_millis()
+        ))
+        .await?;
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&MIGRATION_LOCK_CLASS, &schema],
+        )
+        .await?;
+    // Create the schema only when absent: CREATE SCHEMA IF NOT EXISTS still demands the
+    // CREATE privilege on the database, which a deployment with a prepared schema may lack.
+    let exists = transaction
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1",
+            &[&schema],
+        )
+        .await?
+        .is_some();
+    if !exists {
+        transaction
+            .batch_execute(&format!("CREATE SCHEMA {quoted}"))
+            .await?;
+    }
+    transaction
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {quoted}.emporium_schema_migrations (
+                version int PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )"
+        ))
+        .await?;
+    let applied: Vec<i32> = transaction
+        .query(
+            &format!("SELECT version FROM {quoted}.emporium_schema_migrations"),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    if let Some(newer) = applied.iter().copied().find(|v| *v > LATEST_VERSION) {
+        tracing::warn!(
+            schema,
+            version = newer,
+            known = LATEST_VERSION,
+            "postgres schema has a migration newer than this build"
+        );
+    }
+    let mut newly_applied = Vec::new();
+    for (version, statements) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        for statement in *statements {
+            transaction
+                .batch_execute(&statement.replace("{schema}", &quoted))
+                .await?;
+        }
+        transaction
+            .execute(
+                &format!(
+                    "INSERT INTO {quoted}.emporium_schema_migrations (version, applied_at) \
+                     VALUES ($1, now())"
+                ),
+                &[version],
+            )
+            .await?;
+        newly_applied.push(*version);
+    }
+    transaction.commit().await?;
+    if !newly_applied.is_empty() {
+        tracing::info!(schema, versions = ?newly_applied, "postgres schema migrated");
+    }
+    Ok(newly_applied)
+}
+
+/// The SQL text of every operation, qualified by the schema. Built once per store; the
+/// texts double as keys of the per-connection prepared-statement cache.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    pub load: String,
+    pub insert_state: String,
+    pub update_state: String,
+    pub current_version: String,
+    pub insert_outbox: String,
+    pub set_reminder: String,
+    pub cancel_reminder: String,
+    pub delete_state: String,
+    pub delete_outbox_of: String,
+    pub delete_reminders_of: String,
+    pub list_keys_first: String,
+    pub list_keys_after: String,
+    pub outbox_pending: String,
+    pub outbox_ack: String,
+    pub list_reminders: String,
+    pub upsert_member: String,
+    pub list_members: String,
+    pub insert_lease: String,
+    pub update_lease: String,
+    pub current_epoch: String,
+    pub list_leases: String,
+}
+
+impl Sql {
+    pub(crate) fn new(quoted: &str) -> Self {
+        let state = format!("{quoted}.emporium_actor_state");
+        let outbox = format!("{quoted}.emporium_outbox");
+        let reminders = format!("{quoted}.emporium_reminders");
+        let members = format!("{quoted}.emporium_members");
+        let leases = format!("{quoted}.emporium_leases");
+        Self {
+            load: format!("SELECT version, state FROM {state} WHERE kind = $1 AND key = $2"),
+            insert_state: format!(
+                "INSERT INTO {state} (kind, key, version, state) VALUES ($1, $2, 1, $3) \
+                 ON CONFLICT DO NOTHING"
+            ),
+            update_state: format!(
+                "UPDATE {state} SET version = version + 1, state = $4 \
+                 WHERE kind = $1 AND key = $2 AND version = $3"
+            ),
+            current_version: format!("SELECT version FROM {state} WHERE kind = $1 AND key = $2"),
+            // WITH ORDINALITY + ORDER BY: seq follows the order of the entries in the write.
+            insert_outbox: format!(
+                "INSERT INTO {outbox} (kind, key, event_id, topic, payload) \
+                 SELECT $1::text, $2::text, e.event_id, e.topic, e.payload \
+                 FROM unnest($3::text[], $4::text[], $5::bytea[]) \
+                 WITH ORDINALITY AS e(event_id, topic, payload, n) ORDER BY e.n"
+            ),
+            set_reminder: format!(
+                "INSERT INTO {reminders} (shard, kind, key, name, due_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (shard, kind, key, name) DO UPDATE SET due_at_ms = EXCLUDED.due_at_ms"
+            ),
+            cancel_reminder: format!(
+                "DELETE FROM {reminders} WHERE shard = $1 AND kind = $2 AND key = $3 AND name = $4"
+            ),
+            delete_state: format!(
+                "DELETE FROM {state} WHERE kind = $1 AND key = $2 AND version = $3"
+            ),
+            delete_outbox_of: format!("DELETE FROM {outbox} WHERE kind = $1 AND key = $2"),
+            delete_reminders_of: format!(
+                "DELETE FROM {reminders} WHERE shard = $1 AND kind = $2 AND key = $3"
+            ),
+            list_keys_first: format!(
+                "SELECT key FROM {state} WHERE kind = $1 ORDER BY key LIMIT $2"
+            ),
+            list_keys_after: format!(
+                "SELECT key FROM {state} WHERE kind = $1 AND key > $2 ORDER BY key LIMIT $3"
+            ),
+            outbox_pending: format!(
+                "SELECT kind, key, event_id, topic, payload FROM {outbox} ORDER BY seq LIMIT $1"
+            ),
+            outbox_ack: format!("DELETE FROM {outbox} WHERE event_id = ANY($1)"),
+            list_reminders: format!(
+                "SELECT kind, key, name, due_at_ms FROM {reminders} WHERE shard = $1"
+            ),
+            upsert_member: format!(
+                "INSERT INTO {members} \
+                 (node_id, incarnation, cluster_addr, http_addr, status, heartbeat_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (node_id) DO UPDATE SET incarnation = EXCLUDED.incarnation, \
+                 cluster_addr = EXCLUDED.cluster_addr, http_addr = EXCLUDED.http_addr, \
+                 status = EXCLUDED.status, heartbeat_ms = EXCLUDED.heartbeat_ms"
+            ),
+            list_members: format!(
+                "SELECT node_id, incarnation, cluster_addr, http_addr, status, heartbeat_ms \
+                 FROM {members}"
+            ),
+            insert_lease: format!(
+                "INSERT INTO {leases} (shard, owner, epoch) VALUES ($1, $2, 1) \
+                 ON CONFLICT DO NOTHING"
+            ),
+            update_lease: format!(
+                "UPDATE {leases} SET owner = $2, epoch = epoch + 1 WHERE shard = $1 AND epoch = $3"
+            ),
+            current_epoch: format!("SELECT epoch FROM {leases} WHERE shard = $1"),
+            list_leases: format!("SELECT shard, owner, epoch FROM {leases}"),
+        }
+    }
+}
