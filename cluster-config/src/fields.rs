@@ -1,0 +1,318 @@
+//! The catalogue of settings: one [`Field`] per setting, naming it in each
+//! layer (TOML key, environment variable, flag) with its built-in default.
+//!
+//! Every other module goes through this table, so a setting's names are
+//! spelled exactly once, and the error messages, `--help` and README cannot
+//! drift apart.
+
+/// How much of a value may be shown in an error message or a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shown {
+    /// Shown as is.
+    Plain,
+    /// A URL that may carry a password: shown with its credentials masked.
+    Url,
+    /// Never shown.
+    Secret,
+}
+
+/// One setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Field {
+    /// The TOML key; dotted for the keys of a table (`scylla.user`).
+    pub key: &'static str,
+    /// The environment variable.
+    pub env: &'static str,
+    /// The command-line flag, for the settings that have one (secrets have
+    /// none: a flag shows up in `ps`).
+    pub flag: Option<&'static str>,
+    /// The built-in default, as text parsed like any other layer's value;
+    /// `None` when the setting is optional or computed (`node_id`).
+    pub default: Option<&'static str>,
+    pub shown: Shown,
+    /// One line for `--help`.
+    pub help: &'static str,
+}
+
+impl Field {
+    /// The `--help` text of the flag: meaning, env var, default.
+    pub(crate) fn flag_help(&self) -> String {
+        let default = match self.default {
+            Some(d) => format!(" [default: {d}]"),
+            None => String::new(),
+        };
+        format!("{} [env: {}]{default}", self.help, self.env)
+    }
+}
+
+const fn field(
+    key: &'static str,
+    env: &'static str,
+    flag: Option<&'static str>,
+    default: Option<&'static str>,
+    shown: Shown,
+    help: &'static str,
+) -> Field {
+    Field {
+        key,
+        env,
+        flag,
+        default,
+        shown,
+        help,
+    }
+}
+
+use Shown::{Plain, Secret, Url};
+
+pub(crate) const HTTP_ADDR: Field = field(
+    "http_addr",
+    "EMPORIUM_HTTP_ADDR",
+    Some("--http-addr"),
+    Some("127.0.0.1:8080"),
+    Plain,
+    "Address the HTTP API listens on (port 0 picks a free port)",
+);
+pub(crate) const DATA_DIR: Field = field(
+    "data_dir",
+    "EMPORIUM_DATA_DIR",
+    Some("--data-dir"),
+    Some("./data"),
+    Plain,
+    "Directory for local state (the embedded store lives here)",
+);
+pub(crate) const STORE: Field = field(
+    "store",
+    "EMPORIUM_STORE",
+    Some("--store"),
+    Some("embedded"),
+    Url,
+    "State store: embedded[:PATH], memory, postgres://..., scylla://HOST:PORT,.../KEYSPACE",
+);
+pub(crate) const IDLE_TIMEOUT: Field = field(
+    "idle_timeout",
+    "EMPORIUM_IDLE_TIMEOUT",
+    Some("--idle-timeout"),
+    Some("5m"),
+    Plain,
+    "Passivate an actor after this long without messages",
+);
+pub(crate) const MAX_ACTIVE_ACTORS: Field = field(
+    "max_active_actors",
+    "EMPORIUM_MAX_ACTIVE_ACTORS",
+    Some("--max-active-actors"),
+    Some("100000"),
+    Plain,
+    "Most actors kept in memory at once on this node",
+);
+pub(crate) const NODE_ID: Field = field(
+    "node_id",
+    "EMPORIUM_NODE_ID",
+    Some("--node-id"),
+    None,
+    Plain,
+    "This node's name [default: node-<hostname>]",
+);
+pub(crate) const DEMO: Field = field(
+    "demo",
+    "EMPORIUM_DEMO",
+    Some("--demo"),
+    Some("true"),
+    Plain,
+    "Seed demo data when the store is empty (--no-demo to turn off)",
+);
+pub(crate) const REQUEST_TIMEOUT: Field = field(
+    "request_timeout",
+    "EMPORIUM_REQUEST_TIMEOUT",
+    Some("--request-timeout"),
+    Some("10s"),
+    Plain,
+    "Fail an HTTP request that takes longer than this",
+);
+pub(crate) const MAX_BODY_BYTES: Field = field(
+    "max_body_bytes",
+    "EMPORIUM_MAX_BODY_BYTES",
+    Some("--max-body-bytes"),
+    Some("65536"),
+    Plain,
+    "Largest accepted HTTP request body, in bytes (1..=16777216)",
+);
+pub(crate) const LOG: Field = field(
+    "log",
+    "EMPORIUM_LOG",
+    Some("--log"),
+    Some("info"),
+    Plain,
+    "Log filter, tracing env-filter syntax (e.g. info,emporium=debug)",
+);
+pub(crate) const JWT_SECRET: Field = field(
+    "jwt_secret",
+    "EMPORIUM_JWT_SECRET",
+    None,
+    None,
+    Secret,
+    "Key that signs session tokens (at least 32 bytes)",
+);
+pub(crate) const ADMIN_EMAIL: Field = field(
+    "admin_email",
+    "EMPORIUM_ADMIN_EMAIL",
+    None,
+    None,
+    Plain,
+    "E-mail of the admin account to create at start-up (with admin_password)",
+);
+pub(crate) const ADMIN_PASSWORD: Field = field(
+    "admin_password",
+    "EMPORIUM_ADMIN_PASSWORD",
+    None,
+    None,
+    Secret,
+    "Password of that admin account (with admin_email)",
+);
+pub(crate) const REDIS_URL: Field = field(
+    "redis_url",
+    "EMPORIUM_REDIS_URL",
+    None,
+    None,
+    Url,
+    "Redis for caching, redis://... (optional)",
+);
+pub(crate) const NATS_URL: Field = field(
+    "nats_url",
+    "EMPORIUM_NATS_URL",
+    None,
+    None,
+    Url,
+    "NATS for events, nats://... (optional)",
+);
+pub(crate) const CLUSTER_ADDR: Field = field(
+    "cluster_addr",
+    "EMPORIUM_CLUSTER_ADDR",
+    Some("--cluster-addr"),
+    None,
+    Plain,
+    "Address for node-to-node traffic; setting it turns cluster mode on",
+);
+pub(crate) const SEEDS: Field = field(
+    "seeds",
+    "EMPORIUM_SEEDS",
+    Some("--seeds"),
+    None,
+    Plain,
+    "Other nodes to join through, comma-separated HOST:PORT list",
+);
+pub(crate) const CLUSTER_SECRET: Field = field(
+    "cluster_secret",
+    "EMPORIUM_CLUSTER_SECRET",
+    None,
+    None,
+    Secret,
+    "Shared secret the nodes of a cluster authenticate each other with",
+);
+pub(crate) const SCYLLA_USER: Field = field(
+    "scylla.user",
+    "EMPORIUM_SCYLLA_USER",
+    None,
+    None,
+    Plain,
+    "Scylla user name (with scylla.password)",
+);
+pub(crate) const SCYLLA_PASSWORD: Field = field(
+    "scylla.password",
+    "EMPORIUM_SCYLLA_PASSWORD",
+    None,
+    None,
+    Secret,
+    "Scylla password (with scylla.user)",
+);
+pub(crate) const SCYLLA_REPLICATION_FACTOR: Field = field(
+    "scylla.replication_factor",
+    "EMPORIUM_SCYLLA_REPLICATION_FACTOR",
+    None,
+    Some("1"),
+    Plain,
+    "Replication factor of the keyspace when it is created (1..=255)",
+);
+pub(crate) const SCYLLA_DATACENTER: Field = field(
+    "scylla.datacenter",
+    "EMPORIUM_SCYLLA_DATACENTER",
+    None,
+    None,
+    Plain,
+    "Local datacenter: prefer its nodes, replicate with NetworkTopologyStrategy",
+);
+pub(crate) const POSTGRES_POOL_SIZE: Field = field(
+    "postgres.pool_size",
+    "EMPORIUM_POSTGRES_POOL_SIZE",
+    None,
+    None,
+    Plain,
+    "Most connections in the postgres pool [default: the adapter's]",
+);
+
+/// Every setting, in the order of the README table.
+pub(crate) const ALL: &[Field] = &[
+    HTTP_ADDR,
+    DATA_DIR,
+    STORE,
+    IDLE_TIMEOUT,
+    MAX_ACTIVE_ACTORS,
+    NODE_ID,
+    DEMO,
+    REQUEST_TIMEOUT,
+    MAX_BODY_BYTES,
+    LOG,
+    JWT_SECRET,
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    REDIS_URL,
+    NATS_URL,
+    CLUSTER_ADDR,
+    SEEDS,
+    CLUSTER_SECRET,
+    SCYLLA_USER,
+    SCYLLA_PASSWORD,
+    SCYLLA_REPLICATION_FACTOR,
+    SCYLLA_DATACENTER,
+    POSTGRES_POOL_SIZE,
+];
+
+/// The TOML tables that hold settings (`[scylla]`, `[postgres]`).
+pub(crate) const TABLES: &[&str] = &["scylla", "postgres"];
+
+/// The field with this TOML key.
+pub(crate) fn by_key(key: &str) -> Option<&'static Field> {
+    ALL.iter().find(|f| f.key == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_consistent() {
+        for f in ALL {
+            let expected_env = format!("EMPORIUM_{}", f.key.replace('.', "_").to_uppercase());
+            assert_eq!(f.env, expected_env, "{}", f.key);
+            if let Some(flag) = f.flag {
+                assert_eq!(flag, format!("--{}", f.key.replace('_', "-")), "{}", f.key);
+                assert_ne!(f.shown, Shown::Secret, "secrets get no flag: {}", f.key);
+            }
+            let table = f.key.split_once('.').map(|(t, _)| t);
+            assert!(table.is_none_or(|t| TABLES.contains(&t)), "{}", f.key);
+        }
+    }
+
+    #[test]
+    fn readme_documents_every_setting() {
+        let readme = include_str!("../README.md");
+        for f in ALL {
+            for name in [f.key, f.env].into_iter().chain(f.flag) {
+                assert!(
+                    readme.contains(&format!("`{name}`")),
+                    "README.md lacks `{name}`"
+                );
+            }
+        }
+    }
+}

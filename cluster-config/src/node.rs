@@ -1,0 +1,351 @@
+//! [`NodeConfig`]: every setting of one node, typed and validated.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::Cli;
+use crate::error::ConfigError;
+use crate::fields;
+use crate::file;
+use crate::layers::{self, Layer, Resolved};
+use crate::secret::Secret;
+use crate::store::StoreConfig;
+use crate::values;
+
+/// The environment variable naming the TOML file (`--config` wins over it).
+pub const CONFIG_ENV: &str = "EMPORIUM_CONFIG";
+
+/// Largest accepted `max_body_bytes`: 16 MiB.
+pub const MAX_BODY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Shortest accepted `jwt_secret`, in bytes.
+pub const JWT_SECRET_MIN_BYTES: usize = 32;
+
+/// The configuration of one node. Build it with [`NodeConfig::load`].
+///
+/// `Debug` never shows secrets (nor URL passwords); `Display` is the
+/// one-line start-up summary.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// Where the HTTP API listens (`http_addr`).
+    pub http_addr: SocketAddr,
+    /// Local state directory (`data_dir`).
+    pub data_dir: PathBuf,
+    /// The state store (`store` plus `[postgres]` / `[scylla]`).
+    pub store: StoreConfig,
+    /// Passivate actors idle this long (`idle_timeout`, > 0).
+    pub idle_timeout: Duration,
+    /// Most actors in memory at once (`max_active_actors`, > 0).
+    pub max_active_actors: usize,
+    /// This node's name (`node_id`).
+    pub node_id: String,
+    /// Seed demo data into an empty store (`demo`).
+    pub demo: bool,
+    /// HTTP request deadline (`request_timeout`, > 0).
+    pub request_timeout: Duration,
+    /// Largest HTTP request body (`max_body_bytes`, 1..=16 MiB).
+    pub max_body_bytes: usize,
+    /// tracing env-filter directives (`log`), already checked to parse.
+    pub log: String,
+    /// Token signing key (`jwt_secret`), at least 32 bytes when set.
+    pub jwt_secret: Option<Secret>,
+    /// Admin account to create at start-up (`admin_email` + `admin_password`).
+    pub admin: Option<AdminCredentials>,
+    /// `redis://` or `rediss://` URL (`redis_url`).
+    pub redis_url: Option<String>,
+    /// `nats://` URL (`nats_url`).
+    pub nats_url: Option<String>,
+    /// Cluster mode: `Some` exactly when `cluster_addr` is set.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The admin account: both halves or none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminCredentials {
+    /// `admin_email`.
+    pub email: String,
+    /// `admin_password`.
+    pub password: Secret,
+}
+
+/// Cluster mode. Only valid with a shared store (postgres or scylla).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Address for node-to-node traffic (`cluster_addr`).
+    pub addr: SocketAddr,
+    /// Other nodes to join through, `host:port` (`seeds`); empty for the
+    /// first node.
+    pub seeds: Vec<String>,
+    /// The secret the nodes authenticate each other with (`cluster_secret`).
+    pub secret: Secret,
+}
+
+impl NodeConfig {
+    /// Loads the configuration: built-in defaults, then the TOML file
+    /// (`--config FILE`, else `EMPORIUM_CONFIG`), then the environment, then
+    /// the flags; the highest layer that sets a field wins.
+    ///
+    /// `args` includes the program name, as `std::env::args_os()` does. `env`
+    /// looks up an environment variable (`|k| std::env::var(k).ok()` in the
+    /// binary, a map in tests); the process environment is never read
+    /// directly. The only other input is `/etc/hostname`, for the default
+    /// `node_id` when `HOSTNAME` is not set.
+    ///
+    /// `--help` and `--version` come back as [`ConfigError::Cli`]: call
+    /// [`ConfigError::exit`] to print them and exit 0.
+    pub fn load(
+        args: impl IntoIterator<Item = OsString>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<NodeConfig, ConfigError> {
+        let cli = Cli::parse(args)?;
+        let file = match config_path(&cli, env) {
+            Some((path, named_by)) => file::read(&path, named_by)?,
+            None => Layer::new(),
+        };
+        let resolved = layers::resolve(
+            layers::defaults(env, &layers::read_etc_hostname),
+            file,
+            layers::from_env(env),
+            cli.layer(),
+        );
+        NodeConfig::from_resolved(&resolved)
+    }
+
+    /// Types and checks each field, then the rules between fields.
+    fn from_resolved(r: &Resolved) -> Result<NodeConfig, ConfigError> {
+        let data_dir = r.required(&fields::DATA_DIR, |t| {
+            if t.trim().is_empty() {
+                Err("a directory path".to_owned())
+            } else {
+                Ok(PathBuf::from(t))
+            }
+        })?;
+        let store = StoreConfig::from_resolved(r, &data_dir)?;
+        let http_addr = r.required(&fields::HTTP_ADDR, values::socket_addr)?;
+        let admin_email = r.optional(&fields::ADMIN_EMAIL, values::email)?;
+        let admin_password = r.optional(&fields::ADMIN_PASSWORD, |t| Ok(Secret::new(t)))?;
+        let admin = match (admin_email, admin_password) {
+            (Some(email), Some(password)) => Some(AdminCredentials { email, password }),
+            (None, None) => None,
+            _ => {
+                return Err(r.both_or_neither(&fields::ADMIN_EMAIL, &fields::ADMIN_PASSWORD));
+            }
+        };
+        let config = NodeConfig {
+            http_addr,
+            store,
+            idle_timeout: r.required(&fields::IDLE_TIMEOUT, values::positive_duration)?,
+            max_active_actors: r.required(&fields::MAX_ACTIVE_ACTORS, |t| {
+                values::integer_in(t, 1, usize::MAX)
+            })?,
+            node_id: r.required(&fields::NODE_ID, values::node_id)?,
+            demo: r.required(&fields::DEMO, values::boolean)?,
+            request_timeout: r.required(&fields::REQUEST_TIMEOUT, values::positive_duration)?,
+            max_body_bytes: r.required(&fields::MAX_BODY_BYTES, |t| {
+                values::integer_in(t, 1, MAX_BODY_BYTES_LIMIT)
+            })?,
+            log: r.required(&fields::LOG, values::log_filter)?,
+            jwt_secret: r.optional(&fields::JWT_SECRET, |t| {
+                if t.len() >= JWT_SECRET_MIN_BYTES {
+                    Ok(Secret::new(t))
+                } else {
+                    Err(format!(
+                        "at least {JWT_SECRET_MIN_BYTES} bytes (it has {}); e.g. 64 hex digits from `openssl rand -hex 32`",
+                        t.len()
+                    ))
+                }
+            })?,
+            admin,
+            redis_url: r.optional(&fields::REDIS_URL, |t| {
+                values::url_with_scheme(t, &["redis", "rediss"])
+            })?,
+            nats_url: r.optional(&fields::NATS_URL, |t| values::url_with_scheme(t, &["nats"]))?,
+            cluster: cluster(r, http_addr)?,
+            data_dir,
+        };
+        config.check_cluster_store(r)?;
+        Ok(config)
+    }
+
+    /// Cluster mode needs a store every node can reach.
+    fn check_cluster_store(&self, r: &Resolved) -> Result<(), ConfigError> {
+        if self.cluster.is_some() && !self.store.is_shared() {
+            return Err(ConfigError::Conflict {
+                message: format!(
+                    "cluster mode needs a shared store (postgres:// or scylla://); the {} store is single-node: {} is set, but {} = {:?}",
+                    self.store.kind(),
+                    r.describe(&fields::CLUSTER_ADDR),
+                    r.describe(&fields::STORE),
+                    self.store.kind(),
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The cluster fields: all or nothing, keyed on `cluster_addr`.
+fn cluster(r: &Resolved, http_addr: SocketAddr) -> Result<Option<ClusterConfig>, ConfigError> {
+    let addr = r.optional(&fields::CLUSTER_ADDR, values::socket_addr)?;
+    let seeds = r
+        .optional(&fields::SEEDS, values::seeds)?
+        .unwrap_or_default();
+    let secret = r.optional(&fields::CLUSTER_SECRET, |t| Ok(Secret::new(t)))?;
+    let Some(addr) = addr else {
+        if !seeds.is_empty() {
+            return Err(ConfigError::Conflict {
+                message: format!(
+                    "{} lists nodes to join, but cluster mode is off: set {} too",
+                    r.describe(&fields::SEEDS),
+                    r.describe(&fields::CLUSTER_ADDR),
+                ),
+            });
+        }
+        return Ok(None);
+    };
+    if addr.port() != 0 && addr == http_addr {
+        return Err(ConfigError::Conflict {
+            message: format!(
+                "{} and {} are both {addr}: the cluster and the HTTP API need different ports",
+                r.describe(&fields::CLUSTER_ADDR),
+                r.describe(&fields::HTTP_ADDR),
+            ),
+        });
+    }
+    let Some(secret) = secret else {
+        return Err(ConfigError::Conflict {
+            message: format!(
+                "cluster mode needs a shared secret: {} is set, but {} is not",
+                r.describe(&fields::CLUSTER_ADDR),
+                r.describe(&fields::CLUSTER_SECRET),
+            ),
+        });
+    };
+    Ok(Some(ClusterConfig {
+        addr,
+        seeds,
+        secret,
+    }))
+}
+
+/// Which file to read: `--config`, else `EMPORIUM_CONFIG`, else none (an
+/// empty value means none too).
+fn config_path(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Option<(PathBuf, &'static str)> {
+    match &cli.config {
+        Some(path) => Some((path.clone(), "--config")),
+        None => env(CONFIG_ENV)
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| (PathBuf::from(p), CONFIG_ENV)),
+    }
+    .filter(|(path, _)| !path.as_os_str().is_empty())
+}
+
+impl Default for NodeConfig {
+    /// The built-in defaults, as [`NodeConfig::load`] returns them with no
+    /// file, variables or flags, except that `node_id` is `node-1` (no
+    /// host-name lookup). Handy in tests with struct update syntax.
+    fn default() -> Self {
+        let data_dir = PathBuf::from("./data");
+        NodeConfig {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            store: StoreConfig::Embedded {
+                path: data_dir.join("store.redb"),
+            },
+            data_dir,
+            idle_timeout: Duration::from_secs(5 * 60),
+            max_active_actors: 100_000,
+            node_id: "node-1".to_owned(),
+            demo: true,
+            request_timeout: Duration::from_secs(10),
+            max_body_bytes: 64 * 1024,
+            log: "info".to_owned(),
+            jwt_secret: None,
+            admin: None,
+            redis_url: None,
+            nats_url: None,
+            cluster: None,
+        }
+    }
+}
+
+impl fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured so that a new field cannot be forgotten here.
+        let NodeConfig {
+            http_addr,
+            data_dir,
+            store,
+            idle_timeout,
+            max_active_actors,
+            node_id,
+            demo,
+            request_timeout,
+            max_body_bytes,
+            log,
+            jwt_secret,
+            admin,
+            redis_url,
+            nats_url,
+            cluster,
+        } = self;
+        let masked = |u: &Option<String>| u.as_deref().map(values::mask_url);
+        f.debug_struct("NodeConfig")
+            .field("http_addr", http_addr)
+            .field("data_dir", data_dir)
+            .field("store", store)
+            .field("idle_timeout", idle_timeout)
+            .field("max_active_actors", max_active_actors)
+            .field("node_id", node_id)
+            .field("demo", demo)
+            .field("request_timeout", request_timeout)
+            .field("max_body_bytes", max_body_bytes)
+            .field("log", log)
+            .field("jwt_secret", jwt_secret)
+            .field("admin", admin)
+            .field("redis_url", &masked(redis_url))
+            .field("nats_url", &masked(nats_url))
+            .field("cluster", cluster)
+            .finish()
+    }
+}
+
+impl fmt::Display for NodeConfig {
+    /// One line for the start-up log; secrets show as `set`, URL passwords
+    /// as `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |s: &Option<Secret>| if s.is_some() { "set" } else { "unset" };
+        let url = |u: &Option<String>| u.as_deref().map_or("off".to_owned(), values::mask_url);
+        write!(
+            f,
+            "node_id={} http_addr={} store={} data_dir={} idle_timeout={} max_active_actors={} \
+             demo={} request_timeout={} max_body_bytes={} log={:?} jwt_secret={} admin={} \
+             redis_url={} nats_url={} cluster=",
+            self.node_id,
+            self.http_addr,
+            self.store,
+            self.data_dir.display(),
+            humantime::format_duration(self.idle_timeout),
+            self.max_active_actors,
+            self.demo,
+            humantime::format_duration(self.request_timeout),
+            self.max_body_bytes,
+            self.log,
+            set(&self.jwt_secret),
+            self.admin.as_ref().map_or("off", |a| a.email.as_str()),
+            url(&self.redis_url),
+            url(&self.nats_url),
+        )?;
+        match &self.cluster {
+            None => f.write_str("off"),
+            Some(c) => write!(
+                f,
+                "{} seeds=[{}] cluster_secret=set",
+                c.addr,
+                c.seeds.join(",")
+            ),
+        }
+    }
+}
