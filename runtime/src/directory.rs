@@ -37,10 +37,13 @@ pub(crate) struct IdleEntry {
     pub(crate) last_used_ms: u64,
 }
 
+/// One stripe of the directory: key to activation.
+type Stripe<A> = Mutex<HashMap<String, Entry<A>>>;
+
 /// Hosts every local activation of kind `A`.
 pub(crate) struct KindHost<A: VirtualActor> {
     pub(crate) actor: A,
-    stripes: Box<[Mutex<HashMap<String, Entry<A>>>]>,
+    stripes: Box<[Stripe<A>]>,
     hasher: RandomState,
     next_generation: AtomicU64,
 }
