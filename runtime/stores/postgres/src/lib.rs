@@ -248,6 +248,32 @@ impl PostgresStore {
     }
 }
 
+/// Run one operation under one deadline: check a connection out, run `$body` on it, settle.
+///
+/// `retry = true` marks an idempotent operation: when the pooled connection turns out to
+/// have been closed already (the server restarted or dropped it since it was last used),
+/// it runs once more on a fresh connection within the same deadline. Compare-and-set
+/// writes never retry here: their outcome is unknown to them, the caller must reload.
+macro_rules! run {
+    ($store:expr, $operation:literal, retry = $retry:expr, |$client:ident| $body:expr) => {{
+        let store = $store;
+        let deadline = store.deadline();
+        let mut first_attempt = true;
+        loop {
+            #[allow(unused_mut)]
+            let mut $client = store.checkout(deadline).await?;
+            let outcome = timeout_at(deadline, $body).await;
+            let stale = matches!(&outcome, Ok(Err(OpError::Pg(error))) if error.is_closed());
+            let result = store.settle($operation, $client, outcome);
+            if $retry && stale && first_attempt && Instant::now() < deadline {
+                first_attempt = false;
+                continue;
+            }
+            break result;
+        }
+    }};
+}
+
 #[async_trait]
 impl StateStore for PostgresStore {
     fn adapter(&self) -> &'static str {
@@ -255,10 +281,9 @@ impl StateStore for PostgresStore {
     }
 
     async fn load(&self, id: &ActorId) -> Result<Option<Versioned>, StoreError> {
-        let deadline = self.deadline();
-        let client = self.checkout(deadline).await?;
-        let outcome = timeout_at(deadline, load_on(&self.sql, &client, id)).await;
-        self.settle("load", client, outcome)
+        run!(self, "load", retry = true, |client| load_on(
+            &self.sql, &client, id
+        ))
     }
 
     async fn save(&self, id: &ActorId, write: StateWrite) -> Result<u64, StoreError> {
@@ -266,21 +291,21 @@ impl StateStore for PostgresStore {
         for entry in &write.outbox {
             self.check_size(entry.payload.len())?;
         }
-        let deadline = self.deadline();
-        let mut client = self.checkout(deadline).await?;
-        let outcome = timeout_at(deadline, save_on(&self.sql, &mut client, id, &write)).await;
-        self.settle("save", client, outcome)
+        run!(self, "save", retry = false, |client| save_on(
+            &self.sql,
+            &mut client,
+            id,
+            &write
+        ))
     }
 
     async fn delete(&self, id: &ActorId, expected_version: u64) -> Result<(), StoreError> {
-        let deadline = self.deadline();
-        let mut client = self.checkout(deadline).await?;
-        let outcome = timeout_at(
-            deadline,
-            delete_on(&self.sql, &mut client, id, expected_version),
-        )
-        .await;
-        self.settle("delete", client, outcome)
+        run!(self, "delete", retry = false, |client| delete_on(
+            &self.sql,
+            &mut client,
+            id,
+            expected_version
+        ))
     }
 
     async fn list_keys(
@@ -289,52 +314,45 @@ impl StateStore for PostgresStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let deadline = self.deadline();
-        let client = self.checkout(deadline).await?;
-        let outcome = timeout_at(
-            deadline,
-            list_keys_on(&self.sql, &client, kind, after, limit),
-        )
-        .await;
-        self.settle("list_keys", client, outcome)
+        run!(self, "list_keys", retry = true, |client| list_keys_on(
+            &self.sql, &client, kind, after, limit
+        ))
     }
 
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
-        let deadline = self.deadline();
-        let client = self.checkout(deadline).await?;
-        let outcome = timeout_at(deadline, outbox_pending_on(&self.sql, &client, limit)).await;
-        self.settle("outbox_pending", client, outcome)
+        run!(self, "outbox_pending", retry = true, |client| {
+            outbox_pending_on(&self.sql, &client, limit)
+        })
     }
 
     async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
-        let deadline = self.deadline();
-        let client = self.checkout(deadline).await?;
-        let outcome = timeout_at(deadline, outbox_ack_on(&self.sql, &client, events)).await;
-        self.settle("outbox_ack", client, outcome)
+        run!(self, "outbox_ack", retry = true, |client| outbox_ack_on(
+            &self.sql, &client, events
+        ))
     }
 
     async fn list_reminders(&self, shard: Shard) -> Result<Vec<Reminder>, StoreError> {
-        let deadline = self.deadline();
-        let client = self.checkout(deadline).await?;
-        let outcome = timeout_at(deadline, list_reminders_on(&self.sql, &client, shard)).await;
-        self.settle("list_reminders", client, outcome)
+        run!(self, "list_reminders", retry = true, |client| {
+            list_reminders_on(&self.sql, &client, shard)
+        })
     }
 
     async fn upsert_member(&self, member: &MemberRecord) -> Result<(), StoreError> {
-        let deadline = self.deadline();
-        let client = self.checkout(deadline).await?;
-        let outcome = timeout_at(deadline, upsert_member_on(&self.sql, &client, member)).await;
-        self.settle("upsert_member", client, outcome)
+        run!(self, "upsert_member", retry = true, |client| {
+            upsert_member_on(&self.sql, &client, member)
+        })
     }
 
     async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
-        let deadline = self.deadline();
-        let client = self.checkout(deadline).await?;
-        let outcome = timeout_at(deadline, list_members_on(&self.sql, &client)).await;
-        self.settle("list_members", client, outcome)
+        run!(
+            self,
+            "list_members",
+            retry = true,
+            |client| list_members_on(&self.sql, &client)
+        )
     }
 
     async fn claim_lease(
@@ -343,21 +361,19 @@ impl StateStore for PostgresStore {
         owner: &str,
         expected_epoch: u64,
     ) -> Result<Lease, StoreError> {
-        let deadline = self.deadline();
-        let client = self.checkout(deadline).await?;
-        let outcome = timeout_at(
-            deadline,
-            claim_lease_on(&self.sql, &client, shard, owner, expected_epoch),
-        )
-        .await;
-        self.settle("claim_lease", client, outcome)
+        run!(self, "claim_lease", retry = false, |client| claim_lease_on(
+            &self.sql,
+            &client,
+            shard,
+            owner,
+            expected_epoch
+        ))
     }
 
     async fn list_leases(&self) -> Result<Vec<Lease>, StoreError> {
-        let deadline = self.deadline();
-        let client = self.checkout(deadline).await?;
-        let outcome = timeout_at(deadline, list_leases_on(&self.sql, &client)).await;
-        self.settle("list_leases", client, outcome)
+        run!(self, "list_leases", retry = true, |client| list_leases_on(
+            &self.sql, &client
+        ))
     }
 }
 
