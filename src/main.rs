@@ -4,14 +4,12 @@
 //! see `cluster-config/README.md`. A bad value stops the node here with a message naming the
 //! field.
 
-mod node;
-
 use std::process::ExitCode;
 
 use emporium_config::NodeConfig;
 use tracing_subscriber::EnvFilter;
 
-use crate::node::Node;
+use emporium::node::Node;
 
 fn main() -> ExitCode {
     let config = match NodeConfig::load(std::env::args_os(), &|key| std::env::var(key).ok()) {

@@ -11,6 +11,7 @@ use anyhow::Context;
 use emporium_actors::Catalog;
 use emporium_actors::catalog::MemoryIndex;
 use emporium_config::{NodeConfig, StoreConfig};
+use emporium_http_edge::auth::TokenKeys;
 use emporium_http_edge::{AppState, EdgeLimits};
 use emporium_runtime::store::MemoryStore;
 use emporium_runtime::{Runtime, RuntimeConfig, StateStore};
@@ -19,6 +20,12 @@ use tokio::net::TcpListener;
 
 /// How long a stopping node waits for in-flight actor turns.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Lifetime of an access token.
+const TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// Where a node keeps its generated token secret when none is configured.
+const JWT_SECRET_FILE: &str = "jwt-secret";
 
 /// A node, built and bound, not yet serving.
 pub struct Node {
@@ -60,6 +67,8 @@ impl Node {
                 tracing::info!(products = seeded, "demo catalog seeded");
             }
         }
+        let secret = jwt_secret(config)?;
+        let tokens = TokenKeys::new(secret.as_bytes(), TOKEN_TTL);
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.http_addr))?;
@@ -67,7 +76,7 @@ impl Node {
         Ok(Self {
             listener,
             http_addr,
-            state: AppState::new(runtime, catalog, metrics),
+            state: with_metrics(AppState::new(runtime, catalog, tokens), metrics),
             limits: EdgeLimits {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: config.request_timeout,
@@ -115,4 +124,52 @@ async fn open_store(config: &StoreConfig, data_dir: &Path) -> anyhow::Result<Arc
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
         other => anyhow::bail!("store {} is not available in this build yet", other.kind()),
     })
+}
+
+fn with_metrics(state: AppState, metrics: Option<PrometheusHandle>) -> AppState {
+    match metrics {
+        Some(metrics) => state.with_metrics(metrics),
+        None => state,
+    }
+}
+
+/// The configured secret, or one generated on first start and kept in the data dir, so
+/// tokens stay valid across restarts. (A cluster must configure one shared secret.)
+fn jwt_secret(config: &NodeConfig) -> anyhow::Result<String> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.expose().to_owned());
+    }
+    let path = config.data_dir.join(JWT_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if secret.trim().len() >= 32 => return Ok(secret.trim().to_owned()),
+        Ok(_) => anyhow::bail!("{} holds a secret shorter than 32 bytes", path.display()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", path.display()));
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    write_private(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a token secret for this data dir");
+    Ok(secret)
+}
+
+/// Write a file readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
 }

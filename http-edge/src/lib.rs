@@ -7,6 +7,7 @@
 //!
 //! Build the service with [`router`] and run it with [`serve`].
 
+pub mod auth;
 mod extract;
 mod observe;
 mod problem;
@@ -20,7 +21,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -49,19 +49,7 @@ impl Default for EdgeLimits {
 /// The whole HTTP service.
 pub fn router(state: AppState, limits: &EdgeLimits) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics))
-        .route("/v1/products", get(routes::products::list))
-        .route("/v1/products/{sku}", get(routes::products::get))
-        .route("/v1/carts", post(routes::carts::create))
-        .route("/v1/carts/{id}", get(routes::carts::get))
-        .route("/v1/carts/{id}/items", post(routes::carts::add_item))
-        .route(
-            "/v1/carts/{id}/items/{sku}",
-            put(routes::carts::set_quantity).delete(routes::carts::remove_item),
-        )
+    routes::all()
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -52,6 +52,9 @@ impl IntoResponse for Problem {
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             headers.insert(
@@ -77,8 +80,17 @@ pub enum ApiError {
     /// A well-formed request with a value outside what the domain accepts.
     #[error(transparent)]
     Invalid(#[from] InvalidValue),
+    /// No valid credentials: a missing, malformed, expired or revoked token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the right to this resource.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with the resource's current state.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Cart(#[from] CartRejection),
     #[error(transparent)]
@@ -124,6 +136,21 @@ impl ApiError {
                 "Invalid field",
                 invalid.to_string(),
             ),
+            Self::Unauthorized(detail) => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                detail.clone(),
+            ),
+            Self::Forbidden(detail) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                detail.clone(),
+            ),
+            Self::Conflict(detail) => {
+                Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail.clone())
+            }
             Self::NotFound(detail) => Problem::new(
                 StatusCode::NOT_FOUND,
                 "not-found",

@@ -1,16 +1,28 @@
 //! The cart API: create, read, add, set quantity, remove. Each change answers with the
 //! whole cart.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
 use emporium_actors::{CartActor, CartCommand, CartId, CartRejection, CartView, Quantity, Sku};
 
 use crate::extract::ApiJson;
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::wire::{AddItemRequest, CartJson, SetQuantityRequest};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/carts", post(create))
+        .route("/v1/carts/{id}", get(read))
+        .route("/v1/carts/{id}/items", post(add_item))
+        .route(
+            "/v1/carts/{id}/items/{sku}",
+            put(set_quantity).delete(remove_item),
+        )
+}
 
 pub async fn create(State(state): State<AppState>) -> Result<Response, ApiError> {
     let id = CartId::generate();
@@ -24,7 +36,7 @@ pub async fn create(State(state): State<AppState>) -> Result<Response, ApiError>
         .into_response())
 }
 
-pub async fn get(
+pub async fn read(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -1,13 +1,21 @@
 //! `/healthz` (the process answers), `/readyz` (it serves storefront traffic) and `/metrics`.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::json;
 
 use crate::problem::Problem;
 use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
 
 pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()

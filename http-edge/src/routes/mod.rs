@@ -1,6 +1,19 @@
 //! One module per resource; each handler parses its input into domain values, asks an
-//! actor, and maps the reply to JSON.
+//! actor, and maps the reply to JSON. Each module contributes its routes through its own
+//! `router()`; [`all`] merges them.
 
 pub mod carts;
 pub mod health;
 pub mod products;
+
+use axum::Router;
+
+use crate::state::AppState;
+
+/// Every route of the edge.
+pub fn all() -> Router<AppState> {
+    Router::new()
+        .merge(health::router())
+        .merge(products::router())
+        .merge(carts::router())
+}

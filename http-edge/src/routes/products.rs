@@ -1,8 +1,9 @@
 //! `GET /v1/products` and `GET /v1/products/{sku}`.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use emporium_actors::Sku;
 use emporium_actors::catalog::SearchQuery;
 
@@ -14,6 +15,12 @@ use crate::wire::{ProductJson, ProductListJson, ProductListQuery};
 /// Page size when the client gives none, and the most it may ask for.
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/products", get(list))
+        .route("/v1/products/{sku}", get(read))
+}
 
 pub async fn list(
     State(state): State<AppState>,
@@ -41,7 +48,7 @@ pub async fn list(
     .into_response())
 }
 
-pub async fn get(
+pub async fn read(
     State(state): State<AppState>,
     Path(sku): Path<String>,
 ) -> Result<Response, ApiError> {
