@@ -3,7 +3,7 @@
 //! `scylla://[user[:password]@]host1:9042,host2:9042/keyspace[?rf=3&dc=dc1&timeout_ms=2000]`
 //! (`cassandra://` is accepted as a synonym). The port defaults to 9042. Query parameters:
 //! `rf` (replication factor), `dc` (local datacenter), `timeout_ms` (per-request timeout),
-//! `create_schema` (`true`/`false`).
+//! `create_schema` (`true`/`false`), `tablets` (`true`/`false`, ScyllaDB only).
 //!
 //! Invariants: the keyspace name is a plain CQL identifier (it is spliced into statements,
 //! so it is validated here, once); the password never appears in `Debug` output.
@@ -48,6 +48,11 @@ pub struct ScyllaConfig {
     pub create_schema: bool,
     /// Largest accepted save (state plus outbox payloads), else `StoreError::TooLarge`.
     pub max_write_bytes: usize,
+    /// ScyllaDB only: `Some(false)` creates the keyspace with `tablets = {'enabled': false}`
+    /// (vnodes), for ScyllaDB versions that do not support lightweight transactions on
+    /// tablet keyspaces; `Some(true)` asks for tablets. `None` (the default) leaves the
+    /// server's default and adds nothing, which is what Cassandra requires.
+    pub tablets: Option<bool>,
 }
 
 impl fmt::Debug for ScyllaConfig {
@@ -63,6 +68,7 @@ impl fmt::Debug for ScyllaConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("create_schema", &self.create_schema)
             .field("max_write_bytes", &self.max_write_bytes)
+            .field("tablets", &self.tablets)
             .finish()
     }
 }
@@ -86,6 +92,7 @@ impl ScyllaConfig {
             connect_timeout: Duration::from_secs(5),
             create_schema: true,
             max_write_bytes: DEFAULT_MAX_WRITE_BYTES,
+            tablets: None,
         })
     }
 
@@ -153,6 +160,13 @@ impl ScyllaConfig {
                     config.create_schema = value
                         .parse()
                         .map_err(|_| invalid("create_schema must be true or false"))?;
+                }
+                "tablets" => {
+                    config.tablets = Some(
+                        value
+                            .parse()
+                            .map_err(|_| invalid("tablets must be true or false"))?,
+                    );
                 }
                 other => return Err(invalid(&format!("unknown url parameter {other:?}"))),
             }
@@ -234,7 +248,7 @@ mod tests {
     #[test]
     fn parses_a_full_url() {
         let config = ScyllaConfig::from_url(
-            "scylla://app:s3cret@h1:9042,h2,[::1]:19042/shop?rf=3&dc=eu-west&timeout_ms=500",
+            "scylla://app:s3cret@h1:9042,h2,[::1]:19042/shop?rf=3&dc=eu-west&timeout_ms=500&tablets=false",
         )
         .unwrap();
         assert_eq!(config.nodes, vec!["h1:9042", "h2:9042", "[::1]:19042"]);
@@ -244,6 +258,7 @@ mod tests {
         assert_eq!(config.replication_factor, 3);
         assert_eq!(config.datacenter.as_deref(), Some("eu-west"));
         assert_eq!(config.request_timeout, Duration::from_millis(500));
+        assert_eq!(config.tablets, Some(false));
         assert!(!format!("{config:?}").contains("s3cret"));
     }
 

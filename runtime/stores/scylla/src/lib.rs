@@ -45,12 +45,20 @@
 //! every listing. Outbox acknowledgements delete `USING TIMESTAMP` (entry write time + 1),
 //! so a coordinator with a slow clock cannot leave an acknowledged entry behind.
 //!
+//! # Durability
+//! `Ok` from a save means the Paxos commit was acknowledged by `LOCAL_QUORUM` of the
+//! replicas. Whether that survives a crash is the cluster's setting: with replication
+//! factor 3 a single node may die; a single node (tests, RF 1) needs `commitlog_sync: batch`
+//! (what `scripts/cassandra.sh` configures) for an acknowledged write to survive `kill -9`
+//! or power loss, since the default periodic sync acknowledges before the fsync.
+//!
 //! # ScyllaDB-only features
 //! None is required. Against ScyllaDB the driver uses the shard-aware port and per-shard
 //! connections when the server advertises them; against Cassandra it does without. Tablets
 //! (ScyllaDB) need nothing from the adapter: the keyspace is created with
-//! `NetworkTopologyStrategy` and the server's default for tablets. LWT on tablet keyspaces
-//! requires a ScyllaDB version that supports it; older ones need `tablets = {'enabled': false}`.
+//! `NetworkTopologyStrategy` and the server's default for tablets. Lightweight transactions
+//! on tablet keyspaces need a ScyllaDB version that supports them; for older ones set
+//! [`ScyllaConfig::tablets`] to `Some(false)` (`?tablets=false`), which Cassandra must not get.
 
 mod config;
 mod error;
@@ -183,6 +191,7 @@ impl ScyllaStore {
                 &config.keyspace,
                 &datacenter,
                 config.replication_factor,
+                config.tablets,
             )
             .await?;
         }
@@ -763,7 +772,7 @@ impl ScyllaStore {
         }
 
         let mut last_failure = None;
-        for _ in 0..CAS_ATTEMPTS {
+        for attempt in 0..CAS_ATTEMPTS {
             match self.session.batch(&batch, &values).await {
                 Ok(result) => {
                     let (applied, found) = lwt_outcome("save", result, "version")?;
@@ -771,10 +780,27 @@ impl ScyllaStore {
                         self.refresh_marks(id, &marks, marked_at).await;
                         return Ok(version);
                     }
+                    let found = found.map_or(0, from_db);
+                    // A retry loses to the attempt it retries when that one, still queued
+                    // on a server when it timed out, applied after our serial read.
+                    if attempt > 0 && found == version {
+                        match self.resolve_save(id, expected, writer).await {
+                            Resolution::Applied => {
+                                self.refresh_marks(id, &marks, marked_at).await;
+                                return Ok(version);
+                            }
+                            Resolution::Unknown => {
+                                return Err(StoreError::Unavailable(format!(
+                                    "save: outcome unknown after a retry of {id}"
+                                )));
+                            }
+                            Resolution::NotApplied | Resolution::Conflict(_) => {}
+                        }
+                    }
                     return Err(StoreError::Conflict {
                         what: id.to_string(),
                         expected,
-                        found: found.map_or(0, from_db),
+                        found,
                     });
                 }
                 Err(error) => {
@@ -819,11 +845,13 @@ impl ScyllaStore {
             (id.kind, id.key.as_str()),
         );
         let mut last_failure = None;
-        for _ in 0..CAS_ATTEMPTS {
+        for attempt in 0..CAS_ATTEMPTS {
             match self.session.batch(&batch, &values).await {
                 Ok(result) => {
                     let (applied, found) = lwt_outcome("delete", result, "version")?;
-                    if applied {
+                    // A retry that finds the record gone: the attempt it retries applied
+                    // late, or a delete under the same version did; the record is gone.
+                    if applied || (attempt > 0 && found.is_none()) {
                         return Ok(());
                     }
                     return Err(StoreError::Conflict {
@@ -1143,15 +1171,31 @@ impl ScyllaStore {
             epoch: expected + 1,
         };
         let mut last_error = None;
-        for _ in 0..CAS_ATTEMPTS {
+        for attempt in 0..CAS_ATTEMPTS {
             match self.claim_once(shard, owner, expected).await {
                 Ok(result) => {
                     let (applied, found) = lwt_outcome("claim_lease", result, "epoch")?;
-                    return if applied {
-                        Ok(lease)
-                    } else {
-                        Err(conflict(found.map_or(0, from_db)))
-                    };
+                    if applied {
+                        return Ok(lease);
+                    }
+                    let found = found.map_or(0, from_db);
+                    // A retry may lose to the late-applied attempt it retries: check the owner.
+                    if attempt > 0 && found == expected + 1 {
+                        let row: Option<(Option<String>, Option<i64>)> = self
+                            .first_row(
+                                "resolve claim_lease",
+                                &self.st.load_lease_serial,
+                                (i32::from(shard),),
+                            )
+                            .await?;
+                        if let Some((Some(found_owner), Some(epoch))) = row
+                            && found_owner == owner
+                            && from_db(epoch) == expected + 1
+                        {
+                            return Ok(lease);
+                        }
+                    }
+                    return Err(conflict(found));
                 }
                 Err(error) if error.is_unavailable() => {
                     // Ambiguous or refused: learn the current lease linearizably.

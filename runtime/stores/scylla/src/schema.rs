@@ -47,7 +47,7 @@ pub const KEY_BUCKETS: u16 = 16;
 pub const OUTBOX_BUCKETS: u16 = 16;
 
 /// The index bucket of an actor: derived from its shard, which is stable by contract.
-pub(crate) fn bucket_of(kind: &str, key: &str, buckets: u16) -> i32 {
+pub fn bucket_of(kind: &str, key: &str, buckets: u16) -> i32 {
     i32::from(shard_of(kind, key) % buckets)
 }
 
@@ -100,6 +100,7 @@ pub(crate) async fn ensure_schema(
     keyspace: &str,
     datacenter: &str,
     replication_factor: u32,
+    tablets: Option<bool>,
 ) -> Result<(), StoreError> {
     let missing: Vec<&(&str, &str)> = {
         let state = session.get_cluster_state();
@@ -126,9 +127,13 @@ pub(crate) async fn ensure_schema(
             return Ok(());
         }
     }
+    let tablets = match tablets {
+        Some(enabled) => format!(" AND tablets = {{'enabled': {enabled}}}"),
+        None => String::new(),
+    };
     let create_keyspace = format!(
         "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = \
-         {{'class': 'NetworkTopologyStrategy', '{datacenter}': {replication_factor}}}"
+         {{'class': 'NetworkTopologyStrategy', '{datacenter}': {replication_factor}}}{tablets}"
     );
     ddl(session, &create_keyspace).await?;
     for (_, statement) in missing {
