@@ -50,6 +50,10 @@ use crate::schema::Sql;
 /// `emporium_schema_migrations` it writes).
 pub const SCHEMA_VERSION: i32 = schema::LATEST_VERSION;
 
+/// Longest accepted `operation_timeout`: keeps deadline arithmetic and the server's
+/// `statement_timeout` (an int of milliseconds) far from overflow.
+const MAX_OPERATION_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// How long a starting node may wait for other nodes' migrations of the same schema.
 const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(30);
 
@@ -114,10 +118,12 @@ impl PostgresStore {
                 "postgres pool size must be at least 1".into(),
             ));
         }
-        if options.operation_timeout.is_zero() {
-            return Err(StoreError::Other(
-                "postgres operation timeout must be positive".into(),
-            ));
+        if options.operation_timeout.is_zero() || options.operation_timeout > MAX_OPERATION_TIMEOUT
+        {
+            return Err(StoreError::Other(format!(
+                "postgres operation timeout must be positive and at most {} s",
+                MAX_OPERATION_TIMEOUT.as_secs()
+            )));
         }
         let quoted = schema::quote_schema(&options.schema)?;
         let mut config: tokio_postgres::Config = url
@@ -782,4 +788,48 @@ fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
 fn shard_sql(shard: Shard) -> Result<i16, StoreError> {
     i16::try_from(shard)
         .map_err(|_| StoreError::Other(format!("shard {shard} does not fit a postgres smallint")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_chosen_u64_values_round_trip_through_bigint() {
+        for value in [0, 1, 42, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
+            assert_eq!(bits_to_u64(u64_to_bits(value)), value);
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let options = PostgresOptions::default();
+        assert_eq!(options.pool_size, 16);
+        assert_eq!(options.operation_timeout, Duration::from_secs(2));
+        assert_eq!(options.schema, "public");
+    }
+
+    #[tokio::test]
+    async fn bad_options_are_refused_without_a_server() {
+        let url = "postgres://postgres@127.0.0.1:1/postgres";
+        for options in [
+            PostgresOptions {
+                pool_size: 0,
+                ..PostgresOptions::default()
+            },
+            PostgresOptions {
+                operation_timeout: Duration::ZERO,
+                ..PostgresOptions::default()
+            },
+            PostgresOptions {
+                operation_timeout: Duration::from_secs(7200),
+                ..PostgresOptions::default()
+            },
+        ] {
+            let result = PostgresStore::connect(url, options).await;
+            assert!(matches!(result, Err(StoreError::Other(_))), "{result:?}");
+        }
+        let result = PostgresStore::connect("not a url", PostgresOptions::default()).await;
+        assert!(matches!(result, Err(StoreError::Other(_))), "{result:?}");
+    }
 }

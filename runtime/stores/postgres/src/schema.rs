@@ -286,3 +286,39 @@ impl Sql {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_checked_then_quoted() {
+        assert_eq!(quote_schema("public").ok(), Some("\"public\"".to_owned()));
+        assert!(quote_schema("emp_test_12_3").is_ok());
+        assert!(quote_schema(&"a".repeat(63)).is_ok());
+        for bad in ["", "Public", "9lives", "a-b", "a\"b", "a;b", "é"] {
+            assert!(quote_schema(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(quote_schema(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn migrations_are_dense_from_one() {
+        for (index, (version, statements)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(usize::try_from(*version).ok(), Some(index + 1));
+            assert!(!statements.is_empty());
+        }
+        assert_eq!(LATEST_VERSION, MIGRATIONS.len() as i32);
+    }
+
+    #[test]
+    fn every_sql_text_is_schema_qualified() {
+        let text = format!("{:?}", Sql::new("QUOTED"));
+        assert!(text.matches("emporium_").count() >= 21);
+        assert_eq!(
+            text.matches("emporium_").count(),
+            text.matches("QUOTED.emporium_").count(),
+            "a table named without its schema"
+        );
+    }
+}
