@@ -9,8 +9,10 @@
 //! `UPDATE … SET version = ?, state = ? … IF version = ?` plus the outbox inserts and
 //! reminder upserts/deletes. Such a batch is one lightweight transaction (Paxos): it applies
 //! whole or not at all, and `[applied] = false` comes back with the current version, which
-//! fills [`StoreError::Conflict::found`]. Deletes are the same (`DELETE … IF version = ?`
-//! removes the whole partition: record, outbox, reminders). Leases are lightweight
+//! fills [`StoreError::Conflict::found`]. A delete is the same kind of batch: CQL lets a
+//! conditional `DELETE` touch static columns only, so `DELETE version, state, writer … IF
+//! version = ?` carries the condition and an unconditional `DELETE` of the partition in the
+//! same batch removes the outbox entries and reminders with it. Leases are lightweight
 //! transactions too (`IF NOT EXISTS` / `IF epoch = ?`).
 //!
 //! # Index tables and crashes
@@ -29,6 +31,9 @@
 //!   write to its commit writes its index rows again after the commit.
 //! - So deletes and acknowledgements leave index rows behind for up to [`INDEX_GRACE`]:
 //!   listings pay one partition read per such row until a reader removes it.
+//! - Costs: `list_keys` reads the `limit` candidates of [`schema::KEY_BUCKETS`] partitions
+//!   (concurrently) and checks each key's record (one point read per key, 32 at a time);
+//!   `outbox_pending` and `list_reminders` read one actor partition per index row.
 //!
 //! # Ambiguous outcomes
 //! A lightweight transaction that times out may or may not have applied. Each save carries
@@ -36,7 +41,10 @@
 //! completes or supersedes the in-flight Paxos round) and decides: our `writer` at
 //! `expected + 1` → applied; still at `expected` → not applied, retried (bounded); another
 //! writer at `expected + 1` → [`StoreError::Conflict`]; anything else stays
-//! [`StoreError::Unavailable`] (unknown), as the port allows.
+//! [`StoreError::Unavailable`] (unknown), as the port allows. A request still queued on a
+//! server when it timed out can apply *after* that serial read, so a retry that loses with
+//! `found == expected + 1` checks the `writer` again before reporting a conflict. Leases do
+//! the same with the owner name.
 //!
 //! # Consistency and routing
 //! Prepared statements only (prepared at connect), `LOCAL_QUORUM` reads and writes,

@@ -296,3 +296,41 @@ async fn timed_out_saves_answer_truthfully() {
     }
     eprintln!("hasty saves: ok={ok} unavailable={unavailable} conflicts={conflicts}");
 }
+
+/// A lost compare-and-set reports the version (or epoch) it found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_report_what_they_found() {
+    let Some(store) = common::open_scylla().await else {
+        return;
+    };
+    let found = |result: Result<_, emporium_runtime::StoreError>| match result {
+        Err(emporium_runtime::StoreError::Conflict { found, .. }) => found,
+        other => panic!("expected a conflict, got {other:?}"),
+    };
+    let id = ActorId::new(kind("found"), "k");
+    assert_eq!(found(store.delete(&id, 3).await), 0);
+    assert_eq!(found(store.save(&id, write(2, b"x")).await.map(|_| ())), 0);
+    store.save(&id, write(0, b"a")).await.unwrap();
+    store.save(&id, write(1, b"b")).await.unwrap();
+    assert_eq!(found(store.save(&id, write(0, b"c")).await.map(|_| ())), 2);
+    assert_eq!(found(store.save(&id, write(1, b"c")).await.map(|_| ())), 2);
+    let mut with_outbox = write(5, b"c");
+    with_outbox.outbox.push(OutboxEntry {
+        event_id: format!("{}-x", id.kind),
+        topic: "t".to_owned(),
+        payload: Bytes::new(),
+    });
+    assert_eq!(found(store.save(&id, with_outbox).await.map(|_| ())), 2);
+    assert_eq!(found(store.delete(&id, 1).await), 2);
+
+    // A shard no other test of this process uses: leases are not per kind.
+    let leases = store.list_leases().await.unwrap();
+    let shard = (0..emporium_runtime::SHARD_COUNT)
+        .rev()
+        .find(|shard| leases.iter().all(|lease| lease.shard != *shard))
+        .expect("a free shard");
+    assert_eq!(found(store.claim_lease(shard, "a", 1).await.map(|_| ())), 0);
+    store.claim_lease(shard, "a", 0).await.unwrap();
+    assert_eq!(found(store.claim_lease(shard, "b", 0).await.map(|_| ())), 1);
+    assert_eq!(found(store.claim_lease(shard, "b", 2).await.map(|_| ())), 1);
+}
