@@ -10,7 +10,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,120 +18,11 @@ use emporium_runtime::store::{
 };
 use emporium_runtime::{ActorId, StateStore, StoreError, shard_of_id};
 use emporium_store_postgres::{PostgresOptions, PostgresStore};
+use emporium_testkit::TcpProxy;
 use support::{SchemaGuard, admin, url};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// Every operation must fail within this while the store is cut off.
 const UNAVAILABLE_BOUND: Duration = Duration::from_secs(3);
-
-struct Proxy {
-    addr: SocketAddr,
-    upstream: SocketAddr,
-    /// Bumped by `cut()`: every connection task watching it ends, closing both sockets.
-    generation: watch::Sender<u64>,
-    delay_ms: watch::Sender<u64>,
-    listener: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Arc<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
-        let proxy = Arc::new(Self {
-            addr: listener.local_addr().expect("proxy addr"),
-            upstream,
-            generation: watch::channel(0).0,
-            delay_ms: watch::channel(0).0,
-            listener: Mutex::new(None),
-        });
-        proxy.serve(listener);
-        proxy
-    }
-
-    fn serve(self: &Arc<Self>, listener: TcpListener) {
-        let proxy = Arc::clone(self);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    continue;
-                };
-                let proxy = Arc::clone(&proxy);
-                tokio::spawn(async move { proxy.forward(client).await });
-            }
-        });
-        *self.listener.lock().expect("listener lock") = Some(task);
-    }
-
-    async fn forward(&self, client: TcpStream) {
-        let mut generation = self.generation.subscribe();
-        let Ok(server) = TcpStream::connect(self.upstream).await else {
-            return;
-        };
-        let _ = client.set_nodelay(true);
-        let _ = server.set_nodelay(true);
-        let (client_read, client_write) = client.into_split();
-        let (server_read, server_write) = server.into_split();
-        tokio::select! {
-            _ = generation.changed() => {}
-            _ = pump(client_read, server_write, self.delay_ms.subscribe()) => {}
-            _ = pump(server_read, client_write, self.delay_ms.subscribe()) => {}
-        }
-        // Returning drops all four halves: both connections close.
-    }
-
-    /// Close every proxied connection and refuse new ones.
-    fn cut(&self) {
-        if let Some(task) = self.listener.lock().expect("listener lock").take() {
-            task.abort(); // drops the listener: connects are refused
-        }
-        self.generation.send_modify(|generation| *generation += 1);
-    }
-
-    /// Hold every forwarded chunk for `ms` milliseconds (0: forward at once).
-    fn delay(&self, ms: u64) {
-        self.delay_ms.send_replace(ms);
-    }
-
-    /// Accept and forward again, without delay.
-    async fn restore(self: &Arc<Self>) {
-        self.delay(0);
-        if self.listener.lock().expect("listener lock").is_some() {
-            return;
-        }
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket.set_reuseaddr(true).expect("reuseaddr");
-        socket.bind(self.addr).expect("rebind the proxy address");
-        self.serve(socket.listen(64).expect("listen"));
-    }
-
-    /// Drop all connections (without refusing new ones): the server "restarted".
-    fn reset_connections(&self) {
-        self.generation.send_modify(|generation| *generation += 1);
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    delay_ms: watch::Receiver<u64>,
-) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let read = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) => read,
-        };
-        let delay = *delay_ms.borrow();
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-        }
-        if to.write_all(&buffer[..read]).await.is_err() {
-            return;
-        }
-    }
-}
 
 /// The test server's address and a URL for the same user and database through `proxy`.
 fn upstream_and_proxied_url(proxy_addr: Option<SocketAddr>) -> (SocketAddr, String) {
@@ -269,7 +159,7 @@ async fn cut_delay_and_restore_through_a_proxy() {
         return;
     };
     let (upstream, _) = upstream_and_proxied_url(None);
-    let proxy = Proxy::start(upstream).await;
+    let proxy = TcpProxy::start(upstream).await;
     let (_, proxied_url) = upstream_and_proxied_url(Some(proxy.addr));
     let guard = SchemaGuard::fresh().await;
     let store = PostgresStore::connect(
