@@ -25,6 +25,6 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::RuntimeError;
 pub use identity::{ActorId, intern_kind};
 pub use lifecycle::{DeactivationReason, KindSnapshot};
-pub use placement::{SHARD_COUNT, Shard, shard_of, shard_of_id};
+pub use placement::{Rendezvous, SHARD_COUNT, Shard, owner_of, shard_of, shard_of_id};
 pub use runtime::{ActorHandle, Runtime, RuntimeBuilder, RuntimeConfig};
 pub use store::{StateStore, StoreError};
