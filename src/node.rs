@@ -122,7 +122,35 @@ async fn open_store(config: &StoreConfig, data_dir: &Path) -> anyhow::Result<Arc
             Arc::new(store)
         }
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
-        other => anyhow::bail!("store {} is not available in this build yet", other.kind()),
+        StoreConfig::Postgres { url, pool_size } => {
+            let mut options = emporium_store_postgres::PostgresOptions::default();
+            if let Some(pool_size) = pool_size {
+                options.pool_size = *pool_size;
+            }
+            let store = emporium_store_postgres::PostgresStore::connect(url, options)
+                .await
+                .context("cannot open the PostgreSQL store")?;
+            Arc::new(store)
+        }
+        StoreConfig::Scylla {
+            nodes,
+            keyspace,
+            user,
+            password,
+            replication_factor,
+            datacenter,
+        } => {
+            let mut options = emporium_store_scylla::ScyllaConfig::new(nodes.clone(), keyspace)
+                .context("invalid ScyllaDB settings")?;
+            options.user = user.clone();
+            options.password = password.as_ref().map(|secret| secret.expose().to_owned());
+            options.replication_factor = u32::from(*replication_factor);
+            options.datacenter = datacenter.clone();
+            let store = emporium_store_scylla::ScyllaStore::connect(options)
+                .await
+                .context("cannot open the ScyllaDB store")?;
+            Arc::new(store)
+        }
     })
 }
 

@@ -2,12 +2,15 @@
 
 use serde_json::json;
 
+use crate::stores::on_every_store;
 use crate::support::{Api, NodeProcess, NodeSpec};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn products_and_cart_walk_through() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(NodeSpec::embedded(dir.path())).await;
+mod walk_through_on {
+    super::on_every_store!(super::products_and_cart_walk_through);
+}
+
+async fn products_and_cart_walk_through(spec: NodeSpec) {
+    let node = NodeProcess::start(spec).await;
     let api = Api::new(&node);
 
     assert_eq!(api.get("/healthz").await.status, 200);

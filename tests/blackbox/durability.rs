@@ -6,7 +6,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::stores::on_every_store;
 use crate::support::{Api, NodeProcess, NodeSpec};
+
+mod kill_9_on {
+    super::on_every_store!(super::acknowledged_writes_survive_kill_9);
+}
 
 /// Writers and the bound on their work: the load stops by count, by time, or at the kill.
 const WRITERS: usize = 16;
@@ -58,10 +63,8 @@ async fn write_until_killed(api: Api, writer: usize) -> WriterLog {
     log
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(NodeSpec::embedded(dir.path())).await;
+async fn acknowledged_writes_survive_kill_9(spec: NodeSpec) {
+    let node = NodeProcess::start(spec).await;
     let api = Api::new(&node);
     let writers: Vec<_> = (0..WRITERS)
         .map(|writer| tokio::spawn(write_until_killed(api.clone(), writer)))

@@ -1,9 +1,11 @@
 //! Black-box tests: real `emporium` processes, driven over HTTP like a user would.
 //! One test binary (one link) for every scenario.
 
+mod stores;
 mod support;
 
 mod cart_api;
 mod config;
 mod durability;
 mod passivation;
+mod store_faults;

@@ -52,6 +52,9 @@ impl NodeProcess {
             .env("EMPORIUM_DATA_DIR", &spec.data_dir)
             .env("EMPORIUM_LOG", "warn")
             .env("EMPORIUM_NODE_ID", "test-node")
+            // Loads in these tests come from one client address; tests of the limiter set
+            // their own limit (a later setting of the same variable wins).
+            .env("EMPORIUM_RATE_LIMIT", "off")
             .envs(spec.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
