@@ -3,20 +3,28 @@
 //! Writes go to the product actor first (the source of truth) and then to the node's search
 //! index; at start the index is rebuilt from the stored products. A product write that
 //! committed but did not reach the index (a crash in between) is picked up by that rebuild.
+//! Upserts of one SKU are serialized on the node, so the index never ends up holding an
+//! older version than the store.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod demo;
 mod index;
 mod product;
 
-pub use index::{MemoryIndex, SearchError, SearchIndex, SearchPage, SearchQuery};
+pub use index::{
+    MAX_WORD_BYTES, MemoryIndex, SearchError, SearchIndex, SearchPage, SearchQuery, words,
+};
 pub use product::{
     MAX_ATTRIBUTES, MAX_CATEGORY_CHARS, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PRICE_CENTS,
     Product, ProductActor, ProductCommand, ProductDraft,
 };
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use emporium_runtime::{Runtime, RuntimeError};
+use tokio::sync::Mutex;
 
 use crate::values::{InvalidValue, Sku};
 
@@ -31,19 +39,46 @@ pub enum CatalogError {
     Search(#[from] SearchError),
 }
 
-/// How many product keys one store page brings while rebuilding the index.
+/// How many product keys one store page brings while rebuilding the index; the products of
+/// a page go to the index in one batch.
 const REBUILD_PAGE: usize = 500;
+
+/// Upserts of SKUs hashing to the same stripe wait for each other.
+const UPSERT_STRIPES: usize = 64;
+
+/// What an upsert did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upserted {
+    pub product: Product,
+    /// `true` when the SKU had no product before.
+    pub created: bool,
+}
 
 /// The catalog facade used by the edge.
 #[derive(Clone)]
 pub struct Catalog {
     runtime: Runtime,
     index: Arc<dyn SearchIndex>,
+    /// Serialize the store write and the index write of one SKU, so that two concurrent
+    /// upserts cannot reach the index in the opposite order to the store.
+    upserts: Arc<[Mutex<()>]>,
 }
 
 impl Catalog {
     pub fn new(runtime: Runtime, index: Arc<dyn SearchIndex>) -> Self {
-        Self { runtime, index }
+        Self {
+            runtime,
+            index,
+            upserts: (0..UPSERT_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    fn stripe(&self, sku: &Sku) -> &Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        sku.hash(&mut hasher);
+        // The remainder is below UPSERT_STRIPES, so it fits in usize.
+        let slot = (hasher.finish() % self.upserts.len() as u64) as usize;
+        &self.upserts[slot]
     }
 
     /// One product, `None` when the SKU is unknown.
@@ -56,9 +91,12 @@ impl Catalog {
         Ok(reply?)
     }
 
-    /// Create or replace a product, then index it.
-    pub async fn upsert(&self, sku: &Sku, draft: ProductDraft) -> Result<Product, CatalogError> {
+    /// Create or replace a product, then index it: when this returns, listings and search
+    /// show the new version.
+    pub async fn upsert(&self, sku: &Sku, draft: ProductDraft) -> Result<Upserted, CatalogError> {
         draft.validate()?;
+        let _serialized = self.stripe(sku).lock().await;
+        let created = self.get(sku).await?.is_none();
         let reply = self
             .runtime
             .actor::<ProductActor>(sku.as_str())
@@ -68,12 +106,12 @@ impl Catalog {
             actor: emporium_runtime::ActorId::new("product", sku.as_str()),
             reason: "upsert answered without the product".to_owned(),
         })?;
-        self.index.upsert(&product)?;
-        Ok(product)
+        self.index.upsert(&product).await?;
+        Ok(Upserted { product, created })
     }
 
-    pub fn search(&self, query: &SearchQuery) -> Result<SearchPage, CatalogError> {
-        Ok(self.index.search(query)?)
+    pub async fn search(&self, query: &SearchQuery) -> Result<SearchPage, CatalogError> {
+        Ok(self.index.search(query).await?)
     }
 
     /// Load every stored product into the index. Returns how many were indexed.
@@ -85,13 +123,15 @@ impl Catalog {
                 .runtime
                 .list_keys::<ProductActor>(after.as_deref(), REBUILD_PAGE)
                 .await?;
+            let mut products = Vec::with_capacity(keys.len());
             for key in &keys {
                 let sku = Sku::parse(key)?;
                 if let Some(product) = self.get(&sku).await? {
-                    self.index.upsert(&product)?;
-                    indexed += 1;
+                    products.push(product);
                 }
             }
+            self.index.upsert_many(&products).await?;
+            indexed += products.len();
             match keys.last() {
                 Some(last) if keys.len() == REBUILD_PAGE => after = Some(last.clone()),
                 _ => return Ok(indexed),
@@ -101,7 +141,7 @@ impl Catalog {
 
     /// Seed the demo products when the catalog is empty. Returns how many were added.
     pub async fn seed_demo_if_empty(&self) -> Result<usize, CatalogError> {
-        if !self.index.is_empty() {
+        if !self.index.is_empty().await? {
             return Ok(0);
         }
         let products = demo::products();

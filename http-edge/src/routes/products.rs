@@ -1,4 +1,9 @@
-//! `GET /v1/products` and `GET /v1/products/{sku}`.
+//! `GET /v1/products` (listing, full-text search, category filter, paging, facets) and
+//! `GET /v1/products/{sku}`. Admins write products through `admin_products`.
+//!
+//! The listing answers `{"items":[…],"total":N,"facets":{"books":2,…}}`: `total` counts the
+//! matches across all pages, `facets` counts the text query's matches per category,
+//! ignoring `category`. Without `q` items come in SKU order; with `q` by relevance.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +20,10 @@ use crate::wire::{ProductJson, ProductListJson, ProductListQuery};
 /// Page size when the client gives none, and the most it may ask for.
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
+/// The deepest page start: paging further is a crawl, not browsing.
+const MAX_OFFSET: usize = 10_000;
+/// The longest search text, in characters.
+const MAX_QUERY_CHARS: usize = 200;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -33,13 +42,30 @@ pub async fn list(
             expected: format!("a whole number from 1 to {MAX_LIMIT}"),
         }));
     }
+    let offset = query.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::Invalid(emporium_actors::InvalidValue {
+            field: "offset",
+            expected: format!("a whole number from 0 to {MAX_OFFSET}"),
+        }));
+    }
+    let text = query.q.filter(|text| !text.trim().is_empty());
+    if text
+        .as_deref()
+        .is_some_and(|text| text.chars().count() > MAX_QUERY_CHARS)
+    {
+        return Err(ApiError::Invalid(emporium_actors::InvalidValue {
+            field: "q",
+            expected: format!("at most {MAX_QUERY_CHARS} characters"),
+        }));
+    }
     let search = SearchQuery {
-        text: query.q.filter(|text| !text.trim().is_empty()),
+        text,
         category: query.category.filter(|category| !category.is_empty()),
-        offset: query.offset.unwrap_or(0),
+        offset,
         limit,
     };
-    let page = state.catalog.search(&search)?;
+    let page = state.catalog.search(&search).await?;
     Ok(Json(ProductListJson {
         items: page.items.iter().map(ProductJson::from).collect(),
         total: page.total,
