@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use emporium_actors::Catalog;
-use emporium_actors::catalog::MemoryIndex;
 use emporium_config::{NodeConfig, StoreConfig};
 use emporium_http_edge::auth::TokenKeys;
 use emporium_http_edge::{AppState, EdgeLimits};
 use emporium_runtime::store::MemoryStore;
 use emporium_runtime::{Runtime, RuntimeConfig, StateStore};
+use emporium_search_tantivy::TantivyIndex;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
@@ -52,7 +52,8 @@ impl Node {
             .build()
             .await
             .context("cannot start the actor runtime")?;
-        let catalog = Catalog::new(runtime.clone(), Arc::new(MemoryIndex::default()));
+        let index = TantivyIndex::new().context("cannot create the catalog search index")?;
+        let catalog = Catalog::new(runtime.clone(), Arc::new(index));
         let indexed = catalog
             .rebuild_index()
             .await

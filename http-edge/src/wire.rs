@@ -35,7 +35,23 @@ impl<'a> From<&'a Product> for ProductJson<'a> {
 pub struct ProductListJson<'a> {
     pub items: Vec<ProductJson<'a>>,
     pub total: usize,
+    /// Matches per category for the text query, ignoring the category filter.
     pub facets: &'a BTreeMap<String, usize>,
+}
+
+/// `PUT /v1/admin/products/{sku}`: the whole product (a replace, not a patch). Unknown
+/// fields are ignored; `description` defaults to `""` and `attributes` to `{}`.
+#[derive(Deserialize)]
+pub struct ProductUpsertRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub price_cents: i64,
+    pub currency: String,
+    pub category: String,
+    /// Values may be strings, numbers or booleans; the handler turns them into strings.
+    #[serde(default)]
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Serialize)]

@@ -2,6 +2,7 @@
 //! actor, and maps the reply to JSON. Each module contributes its routes through its own
 //! `router()`; [`all`] merges them.
 
+pub mod admin_products;
 pub mod carts;
 pub mod health;
 pub mod products;
@@ -15,5 +16,6 @@ pub fn all() -> Router<AppState> {
     Router::new()
         .merge(health::router())
         .merge(products::router())
+        .merge(admin_products::router())
         .merge(carts::router())
 }
