@@ -5,6 +5,7 @@ mod stores;
 mod support;
 
 mod cart_api;
+mod catalog;
 mod config;
 mod durability;
 mod passivation;
