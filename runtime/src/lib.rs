@@ -14,6 +14,7 @@ mod directory;
 mod error;
 mod identity;
 mod lifecycle;
+pub mod membership;
 mod passivation;
 mod placement;
 mod reminders;
