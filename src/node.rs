@@ -11,6 +11,8 @@ use anyhow::Context;
 use emporium_actors::Catalog;
 use emporium_config::{NodeConfig, StoreConfig};
 use emporium_http_edge::auth::TokenKeys;
+use emporium_http_edge::cache::{DEFAULT_PAGE_TTL, ReadCache};
+use emporium_http_edge::limits::{LoginThrottle, Rate, RateLimiter};
 use emporium_http_edge::{AppState, EdgeLimits};
 use emporium_runtime::store::MemoryStore;
 use emporium_runtime::{Runtime, RuntimeConfig, StateStore};
@@ -77,7 +79,11 @@ impl Node {
         Ok(Self {
             listener,
             http_addr,
-            state: with_metrics(AppState::new(runtime, catalog, tokens), metrics),
+            state: with_edge_services(
+                with_metrics(AppState::new(runtime, catalog, tokens), metrics),
+                config,
+            )
+            .await?,
             limits: EdgeLimits {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: config.request_timeout,
@@ -153,6 +159,45 @@ async fn open_store(config: &StoreConfig, data_dir: &Path) -> anyhow::Result<Arc
             Arc::new(store)
         }
     })
+}
+
+/// Rate limits, login throttling, token revocations and the read cache: on Redis, shared by
+/// every node, when `redis_url` is set; in this process otherwise.
+async fn with_edge_services(state: AppState, config: &NodeConfig) -> anyhow::Result<AppState> {
+    let rate = config.rate_limit.map(|limit| Rate {
+        requests: limit.requests,
+        per: limit.per,
+        burst: limit.burst,
+    });
+    let limiter = RateLimiter::new(rate, config.trust_forwarded_for);
+    let throttle = LoginThrottle::default();
+    let Some(url) = &config.redis_url else {
+        return Ok(state
+            .with_rate_limiter(limiter)
+            .with_login_throttle(throttle)
+            .with_cache(ReadCache::local(DEFAULT_PAGE_TTL)));
+    };
+    let redis = emporium_redis::Redis::connect(
+        url,
+        &config.redis_prefix,
+        emporium_redis::RedisOptions::default(),
+    )
+    .await
+    .context("cannot use the redis URL")?;
+    Ok(state
+        .with_rate_limiter(
+            limiter.with_shared(Arc::new(emporium_redis::RedisBuckets::new(redis.clone()))),
+        )
+        .with_login_throttle(
+            throttle.with_shared(Arc::new(emporium_redis::RedisAttempts::new(redis.clone()))),
+        )
+        .with_revocations(Arc::new(emporium_redis::RedisRevocations::new(
+            redis.clone(),
+        )))
+        .with_cache(ReadCache::new(
+            Arc::new(emporium_redis::RedisPages::new(redis)),
+            DEFAULT_PAGE_TTL,
+        )))
 }
 
 fn with_metrics(state: AppState, metrics: Option<PrometheusHandle>) -> AppState {

@@ -175,7 +175,39 @@ pub(crate) const REDIS_URL: Field = field(
     None,
     None,
     Url,
-    "Redis for caching, redis://... (optional)",
+    "Redis for rate limits, login throttling, revocations and the read cache, redis://... (optional)",
+);
+pub(crate) const REDIS_PREFIX: Field = field(
+    "redis_prefix",
+    "EMPORIUM_REDIS_PREFIX",
+    None,
+    Some("emporium"),
+    Plain,
+    "Prefix of every Redis key this node writes (nodes of one shop share it)",
+);
+pub(crate) const RATE_LIMIT: Field = field(
+    "rate_limit",
+    "EMPORIUM_RATE_LIMIT",
+    None,
+    Some("50/s"),
+    Plain,
+    "Requests per client and per user, e.g. 50/s, 600/m; off turns limiting off",
+);
+pub(crate) const RATE_BURST: Field = field(
+    "rate_burst",
+    "EMPORIUM_RATE_BURST",
+    None,
+    Some("100"),
+    Plain,
+    "Requests a client may send at once above the rate (1..=1000000)",
+);
+pub(crate) const TRUST_FORWARDED_FOR: Field = field(
+    "trust_forwarded_for",
+    "EMPORIUM_TRUST_FORWARDED_FOR",
+    None,
+    Some("false"),
+    Plain,
+    "Take the client address from X-Forwarded-For (only behind a proxy that sets it)",
 );
 pub(crate) const NATS_URL: Field = field(
     "nats_url",
@@ -266,6 +298,10 @@ pub(crate) const ALL: &[Field] = &[
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
     REDIS_URL,
+    REDIS_PREFIX,
+    RATE_LIMIT,
+    RATE_BURST,
+    TRUST_FORWARDED_FOR,
     NATS_URL,
     CLUSTER_ADDR,
     SEEDS,

@@ -56,10 +56,27 @@ pub struct NodeConfig {
     pub admin: Option<AdminCredentials>,
     /// `redis://` or `rediss://` URL (`redis_url`).
     pub redis_url: Option<String>,
+    /// Prefix of the Redis keys (`redis_prefix`).
+    pub redis_prefix: String,
+    /// Per-client and per-user request limit (`rate_limit` + `rate_burst`); `None` is off.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Take the client address from `X-Forwarded-For` (`trust_forwarded_for`).
+    pub trust_forwarded_for: bool,
     /// `nats://` URL (`nats_url`).
     pub nats_url: Option<String>,
     /// Cluster mode: `Some` exactly when `cluster_addr` is set.
     pub cluster: Option<ClusterConfig>,
+}
+
+/// A token bucket: `requests` per `per` on average, up to `burst` at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// `rate_limit`, the count (`50` of `50/s`).
+    pub requests: u32,
+    /// `rate_limit`, the unit (`1s` of `50/s`).
+    pub per: Duration,
+    /// `rate_burst`.
+    pub burst: u32,
 }
 
 /// The admin account: both halves or none.
@@ -162,6 +179,9 @@ impl NodeConfig {
             redis_url: r.optional(&fields::REDIS_URL, |t| {
                 values::url_with_scheme(t, &["redis", "rediss"])
             })?,
+            redis_prefix: r.required(&fields::REDIS_PREFIX, values::key_prefix)?,
+            rate_limit: rate_limit(r)?,
+            trust_forwarded_for: r.required(&fields::TRUST_FORWARDED_FOR, values::boolean)?,
             nats_url: r.optional(&fields::NATS_URL, |t| values::url_with_scheme(t, &["nats"]))?,
             cluster: cluster(r, http_addr)?,
             data_dir,
@@ -185,6 +205,19 @@ impl NodeConfig {
         }
         Ok(())
     }
+}
+
+/// `rate_limit` and `rate_burst`; the burst is checked even when limiting is off.
+fn rate_limit(r: &Resolved) -> Result<Option<RateLimitConfig>, ConfigError> {
+    let rate = r.required(&fields::RATE_LIMIT, values::rate)?;
+    let burst = r.required(&fields::RATE_BURST, |t| {
+        values::integer_in(t, 1u32, 1_000_000)
+    })?;
+    Ok(rate.map(|(requests, per)| RateLimitConfig {
+        requests,
+        per,
+        burst,
+    }))
 }
 
 /// The cluster fields: all or nothing, keyed on `cluster_addr`.
@@ -265,6 +298,13 @@ impl Default for NodeConfig {
             jwt_secret: None,
             admin: None,
             redis_url: None,
+            redis_prefix: "emporium".to_owned(),
+            rate_limit: Some(RateLimitConfig {
+                requests: 50,
+                per: Duration::from_secs(1),
+                burst: 100,
+            }),
+            trust_forwarded_for: false,
             nats_url: None,
             cluster: None,
         }
@@ -288,6 +328,9 @@ impl fmt::Debug for NodeConfig {
             jwt_secret,
             admin,
             redis_url,
+            redis_prefix,
+            rate_limit,
+            trust_forwarded_for,
             nats_url,
             cluster,
         } = self;
@@ -306,6 +349,9 @@ impl fmt::Debug for NodeConfig {
             .field("jwt_secret", jwt_secret)
             .field("admin", admin)
             .field("redis_url", &masked(redis_url))
+            .field("redis_prefix", redis_prefix)
+            .field("rate_limit", rate_limit)
+            .field("trust_forwarded_for", trust_forwarded_for)
             .field("nats_url", &masked(nats_url))
             .field("cluster", cluster)
             .finish()

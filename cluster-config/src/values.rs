@@ -122,6 +122,39 @@ pub(crate) fn url_with_scheme(text: &str, schemes: &[&str]) -> Result<String, Ex
     }
 }
 
+/// A rate `N/s`, `N/m` or `N/h` (N in 1..=1000000), or `off`: `None`.
+pub(crate) fn rate(text: &str) -> Result<Option<(u32, Duration)>, Expected> {
+    let expected =
+        || "a rate like 50/s, 600/m or 1000/h (1 to 1000000 per unit), or off".to_owned();
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let (count, unit) = text.split_once('/').ok_or_else(expected)?;
+    let count = integer_in(count, 1u32, 1_000_000).map_err(|_| expected())?;
+    let per = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        _ => return Err(expected()),
+    };
+    Ok(Some((count, per)))
+}
+
+/// A key prefix: 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-' or ':'.
+pub(crate) fn key_prefix(text: &str) -> Result<String, Expected> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err("1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-' or ':'".to_owned())
+    }
+}
+
 /// A `tracing_subscriber::EnvFilter` directive string (`info`,
 /// `warn,emporium=debug`).
 pub(crate) fn log_filter(text: &str) -> Result<String, Expected> {
@@ -315,6 +348,26 @@ mod tests {
         );
         assert_eq!(mask_url("embedded:/var/x"), "embedded:/var/x");
         assert_eq!(mask_url("postgres:/app:pw@db"), "***@db");
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(rate("50/s"), Ok(Some((50, Duration::from_secs(1)))));
+        assert_eq!(rate(" 600/m "), Ok(Some((600, Duration::from_secs(60)))));
+        assert_eq!(rate("1/h"), Ok(Some((1, Duration::from_secs(3600)))));
+        assert_eq!(rate("OFF"), Ok(None));
+        for bad in ["50", "0/s", "50/d", "/s", "x/s", "1000001/s", ""] {
+            assert!(rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_prefixes() {
+        assert!(key_prefix("emporium").is_ok());
+        assert!(key_prefix("test:run-1.a_b").is_ok());
+        for bad in ["", "a b", "a*", &"x".repeat(65)] {
+            assert!(key_prefix(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! Build the service with [`router`] and run it with [`serve`].
 
 pub mod auth;
+pub mod cache;
 mod extract;
+pub mod limits;
 mod observe;
 mod problem;
 mod routes;
@@ -16,6 +18,7 @@ mod state;
 mod wire;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -58,6 +61,14 @@ pub fn router(state: AppState, limits: &EdgeLimits) -> Router {
         .layer(axum::middleware::map_response(
             problem::problem_for_bare_errors,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cache::invalidate_on_catalog_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_requests,
+        ))
         .layer(axum::middleware::from_fn(observe::record_request))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
@@ -66,12 +77,17 @@ pub fn router(state: AppState, limits: &EdgeLimits) -> Router {
 }
 
 /// Serve `router` on `listener` until `shutdown` resolves, then finish in-flight requests.
+/// Handlers see each connection's peer address (`ConnectInfo<SocketAddr>`), the client
+/// address of rate limits.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

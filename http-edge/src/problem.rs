@@ -91,6 +91,13 @@ pub enum ApiError {
     /// The request conflicts with the resource's current state.
     #[error("{0}")]
     Conflict(String),
+    /// Over a rate limit or the login throttle; `Retry-After` says when to come back.
+    #[error("{detail}")]
+    TooManyRequests {
+        detail: String,
+        /// At least 1.
+        retry_after_secs: u64,
+    },
     #[error(transparent)]
     Cart(#[from] CartRejection),
     #[error(transparent)]
@@ -151,6 +158,12 @@ impl ApiError {
             Self::Conflict(detail) => {
                 Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail.clone())
             }
+            Self::TooManyRequests { detail, .. } => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many requests",
+                detail.clone(),
+            ),
             Self::NotFound(detail) => Problem::new(
                 StatusCode::NOT_FOUND,
                 "not-found",
@@ -228,7 +241,18 @@ fn internal_problem() -> Problem {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.to_problem().into_response()
+        let mut response = self.to_problem().into_response();
+        if let Self::TooManyRequests {
+            retry_after_secs, ..
+        } = self
+        {
+            // The real wait, not the generic 1 s of other 429/503 answers.
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
+        }
+        response
     }
 }
 

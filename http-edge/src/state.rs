@@ -8,6 +8,8 @@ use emporium_runtime::Runtime;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::{LocalRevocations, RevocationList, TokenKeys};
+use crate::cache::ReadCache;
+use crate::limits::{LoginThrottle, RateLimiter};
 
 /// Shared, cheap to clone.
 #[derive(Clone)]
@@ -18,6 +20,12 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// Tokens revoked by logout.
     pub revocations: Arc<dyn RevocationList>,
+    /// Request limits per client and per user (off unless set).
+    pub rate_limiter: RateLimiter,
+    /// Failed-login counts per e-mail and per client.
+    pub login_throttle: LoginThrottle,
+    /// Cached catalog pages (off unless set).
+    pub cache: ReadCache,
     /// `None` when no recorder is installed (in-process tests).
     pub metrics: Option<PrometheusHandle>,
     ready: Arc<AtomicBool>,
@@ -30,6 +38,9 @@ impl AppState {
             catalog,
             tokens,
             revocations: Arc::new(LocalRevocations::default()),
+            rate_limiter: RateLimiter::off(),
+            login_throttle: LoginThrottle::default(),
+            cache: ReadCache::off(),
             metrics: None,
             ready: Arc::new(AtomicBool::new(false)),
         }
@@ -42,6 +53,21 @@ impl AppState {
 
     pub fn with_revocations(mut self, revocations: Arc<dyn RevocationList>) -> Self {
         self.revocations = revocations;
+        self
+    }
+
+    pub fn with_rate_limiter(mut self, rate_limiter: RateLimiter) -> Self {
+        self.rate_limiter = rate_limiter;
+        self
+    }
+
+    pub fn with_login_throttle(mut self, login_throttle: LoginThrottle) -> Self {
+        self.login_throttle = login_throttle;
+        self
+    }
+
+    pub fn with_cache(mut self, cache: ReadCache) -> Self {
+        self.cache = cache;
         self
     }
 
