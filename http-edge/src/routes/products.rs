@@ -5,13 +5,14 @@
 //! matches across all pages, `facets` counts the text query's matches per category,
 //! ignoring `category`. Without `q` items come in SKU order; with `q` by relevance.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use emporium_actors::Sku;
 use emporium_actors::catalog::SearchQuery;
 
+use crate::cache::CATALOG;
 use crate::extract::ApiQuery;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -31,7 +32,20 @@ pub fn router() -> Router<AppState> {
         .route("/v1/products/{sku}", get(read))
 }
 
+/// The listing through the read cache (`crate::cache`): one page per query string (pairs in
+/// any order), until the next product change or the page's TTL.
 pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    query: ApiQuery<ProductListQuery>,
+) -> Result<Response, ApiError> {
+    let cache = state.cache.clone();
+    cache
+        .response(CATALOG, raw.as_deref(), list_page(State(state), query))
+        .await
+}
+
+pub async fn list_page(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ProductListQuery>,
 ) -> Result<Response, ApiError> {
