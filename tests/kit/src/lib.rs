@@ -5,6 +5,10 @@
 //! listener is closed), `delay(ms)` holds every forwarded chunk (a slow or black-holed
 //! network), `reset_connections()` drops connections without refusing new ones (a server
 //! restart), and `restore()` undoes all of them on the same address.
+//!
+//! [`cas_bench`] is the harness of the adapters' CAS-write benches.
+
+pub mod cas_bench;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

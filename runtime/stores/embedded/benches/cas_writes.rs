@@ -7,73 +7,56 @@
 //! Run with `cargo bench -p emporium-store-embedded`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use emporium_runtime::store::StateWrite;
-use emporium_runtime::{ActorId, StateStore, StoreError};
-use emporium_store_embedded::EmbeddedStore;
+use emporium_runtime::StateStore;
+use emporium_store_embedded::{CommitStats, EmbeddedStore};
+use emporium_testkit::cas_bench::{self, Budget, CasOptions};
 
-/// How long each configuration runs, at most.
-const DURATION: Duration = Duration::from_millis(2_500);
-/// How many saves one writer makes, at most.
-const MAX_OPS_PER_WRITER: u64 = 200_000;
+const OPTIONS: CasOptions = CasOptions {
+    label: "cas writes",
+    run_for: Duration::from_millis(2_500),
+    budget: Budget::PerWriter(200_000),
+    state_size: 256,
+    with_outbox: false,
+    load_before_save: true,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    for writers in [1u64, 16, 128] {
+    for writers in [1, 16, 128] {
         runtime.block_on(run(writers))?;
     }
     Ok(())
 }
 
-async fn run(writers: u64) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(writers: usize) -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("bench.redb"))?);
-    let state = Bytes::from(vec![7u8; 256]);
     let before = store.commit_stats();
-    let started = Instant::now();
-    let deadline = started + DURATION;
-
-    let mut tasks = Vec::new();
-    for writer in 0..writers {
-        let store = Arc::clone(&store);
-        let state = state.clone();
-        tasks.push(tokio::spawn(async move {
-            let id = ActorId::new("bench", format!("writer-{writer}"));
-            let mut ops = 0u64;
-            while ops < MAX_OPS_PER_WRITER && Instant::now() < deadline {
-                let expected = store.load(&id).await?.map_or(0, |record| record.version);
-                let write = StateWrite {
-                    expected_version: expected,
-                    state: state.clone(),
-                    ..StateWrite::default()
-                };
-                store.save(&id, write).await?;
-                ops += 1;
-            }
-            Ok::<u64, StoreError>(ops)
-        }));
+    let shared: Arc<dyn StateStore> = store.clone();
+    let outcome = cas_bench::measure(&shared, writers, &OPTIONS).await?;
+    if outcome.conflicts + outcome.errors > 0 {
+        return Err(format!(
+            "{} conflicts and {} errors with {writers} writers",
+            outcome.conflicts, outcome.errors
+        )
+        .into());
     }
-    let mut ops = 0;
-    for task in tasks {
-        ops += task.await??;
-    }
-    let secs = started.elapsed().as_secs_f64();
     let after = store.commit_stats();
-    let commits = after.commits - before.commits;
-    let requests = after.requests - before.requests;
-    let mean_batch = if commits == 0 {
-        0.0
-    } else {
-        requests as f64 / commits as f64
+    let batches = CommitStats {
+        commits: after.commits - before.commits,
+        requests: after.requests - before.requests,
     };
     println!(
-        "embedded cas writes: writers={writers} ops={ops} secs={secs:.2} ops_per_sec={:.0} mean_batch={mean_batch:.1}",
-        ops as f64 / secs
+        "embedded cas writes: writers={writers} ops={} secs={:.2} ops_per_sec={:.0} mean_batch={:.1}",
+        outcome.ops,
+        outcome.secs,
+        outcome.ops_per_sec(),
+        batches.mean_batch()
     );
     Ok(())
 }

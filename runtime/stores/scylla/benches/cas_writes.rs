@@ -12,80 +12,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use emporium_runtime::store::{OutboxEntry, StateWrite};
-use emporium_runtime::{ActorId, StateStore, intern_kind};
 use emporium_store_scylla::{ScyllaConfig, ScyllaStore};
+use emporium_testkit::cas_bench::{self, Budget, CasOptions};
 
-const RUN_FOR: Duration = Duration::from_secs(3);
 const WRITERS: [usize; 3] = [1, 16, 64];
-
-#[derive(Default)]
-struct Tally {
-    ops: u64,
-    conflicts: u64,
-    errors: u64,
-    latencies_us: Vec<u64>,
-}
-
-async fn writer(store: Arc<ScyllaStore>, id: ActorId, deadline: Instant) -> Tally {
-    let mut tally = Tally::default();
-    let mut version = 0u64;
-    let state = Bytes::from(vec![7u8; 256]);
-    let payload = Bytes::from(vec![9u8; 64]);
-    let mut n = 0u64;
-    while Instant::now() < deadline {
-        n += 1;
-        let write = StateWrite {
-            expected_version: version,
-            state: state.clone(),
-            outbox: vec![OutboxEntry {
-                event_id: format!("{}-{}-{n}", id.kind, id.key),
-                topic: "bench.cas".to_owned(),
-                payload: payload.clone(),
-            }],
-            reminders: Vec::new(),
-        };
-        let started = Instant::now();
-        match store.save(&id, write).await {
-            Ok(saved) => {
-                version = saved;
-                tally.ops += 1;
-                tally
-                    .latencies_us
-                    .push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
-            }
-            Err(error) if error.is_conflict() => {
-                tally.conflicts += 1;
-                version = store
-                    .load(&id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map_or(0, |record| record.version);
-            }
-            Err(error) => {
-                tally.errors += 1;
-                eprintln!("save failed: {error}");
-                version = store
-                    .load(&id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map_or(0, |record| record.version);
-            }
-        }
-    }
-    tally
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
-}
+const OPTIONS: CasOptions = CasOptions {
+    label: "cas writes",
+    run_for: Duration::from_secs(3),
+    budget: Budget::Unbounded,
+    state_size: 256,
+    with_outbox: true,
+    load_before_save: false,
+};
 
 async fn run(nodes: Vec<String>) -> Result<(), String> {
     let keyspace = format!("emp_bench_{}", std::process::id());
@@ -101,49 +39,7 @@ async fn run(nodes: Vec<String>) -> Result<(), String> {
         connected.elapsed().as_secs_f64(),
         store.datacenter()
     );
-    let kind = intern_kind("bench");
-    for (round, writers) in WRITERS.into_iter().enumerate() {
-        let deadline = Instant::now() + RUN_FOR;
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..writers)
-            .map(|w| {
-                let id = ActorId::new(kind, format!("r{round}-w{w}"));
-                tokio::spawn(writer(Arc::clone(&store), id, deadline))
-            })
-            .collect();
-        let mut total = Tally::default();
-        for task in tasks {
-            let tally = task.await.map_err(|error| error.to_string())?;
-            total.ops += tally.ops;
-            total.conflicts += tally.conflicts;
-            total.errors += tally.errors;
-            total.latencies_us.extend(tally.latencies_us);
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        total.latencies_us.sort_unstable();
-        println!(
-            "scylla cas writes: writers={writers} ops_per_sec={:.0} p50_ms={:.2} p99_ms={:.2} conflicts={} errors={}",
-            total.ops as f64 / elapsed,
-            percentile(&total.latencies_us, 0.50),
-            percentile(&total.latencies_us, 0.99),
-            total.conflicts,
-            total.errors,
-        );
-        // Drain the outbox so the next configuration starts from the same state.
-        loop {
-            let pending = store
-                .outbox_pending(10_000)
-                .await
-                .map_err(|error| error.to_string())?;
-            if pending.is_empty() {
-                break;
-            }
-            store
-                .outbox_ack(&pending)
-                .await
-                .map_err(|error| error.to_string())?;
-        }
-    }
+    cas_bench::run(store.clone(), "scylla", &WRITERS, &OPTIONS).await?;
     store
         .drop_keyspace()
         .await
