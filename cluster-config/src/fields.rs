@@ -281,6 +281,30 @@ pub(crate) const POSTGRES_POOL_SIZE: Field = field(
     Plain,
     "Most connections in the postgres pool [default: the adapter's]",
 );
+pub(crate) const RESERVATION_TTL: Field = field(
+    "reservation_ttl",
+    "EMPORIUM_RESERVATION_TTL",
+    None,
+    Some("15m"),
+    Plain,
+    "A checkout's stock reservation is released if not committed within this",
+);
+pub(crate) const PAYMENT_TIMEOUT: Field = field(
+    "payment_timeout",
+    "EMPORIUM_PAYMENT_TIMEOUT",
+    None,
+    Some("5s"),
+    Plain,
+    "Deadline of each payment gateway call; past it the outcome is unknown and voided",
+);
+pub(crate) const SHIPPING_RATES: Field = field(
+    "shipping_rates",
+    "EMPORIUM_SHIPPING_RATES",
+    None,
+    Some("US=500,DE=900,*=1500"),
+    Plain,
+    "Shipping cost by destination country in cents, '*' for the rest: US=500,*=1500",
+);
 
 /// Every setting, in the order of the README table.
 pub(crate) const ALL: &[Field] = &[
@@ -311,6 +335,9 @@ pub(crate) const ALL: &[Field] = &[
     SCYLLA_REPLICATION_FACTOR,
     SCYLLA_DATACENTER,
     POSTGRES_POOL_SIZE,
+    RESERVATION_TTL,
+    PAYMENT_TIMEOUT,
+    SHIPPING_RATES,
 ];
 
 /// The TOML tables that hold settings (`[scylla]`, `[postgres]`).

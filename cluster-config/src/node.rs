@@ -1,5 +1,6 @@
 //! [`NodeConfig`]: every setting of one node, typed and validated.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
@@ -66,6 +67,13 @@ pub struct NodeConfig {
     pub nats_url: Option<String>,
     /// Cluster mode: `Some` exactly when `cluster_addr` is set.
     pub cluster: Option<ClusterConfig>,
+    /// Stock reservation lifetime (`reservation_ttl`, > 0).
+    pub reservation_ttl: Duration,
+    /// Payment gateway call deadline (`payment_timeout`, > 0).
+    pub payment_timeout: Duration,
+    /// Shipping rate table (`shipping_rates`): country code, or `*` for the default, to
+    /// cents.
+    pub shipping_rates: BTreeMap<String, u64>,
 }
 
 /// A token bucket: `requests` per `per` on average, up to `burst` at once.
@@ -184,6 +192,9 @@ impl NodeConfig {
             trust_forwarded_for: r.required(&fields::TRUST_FORWARDED_FOR, values::boolean)?,
             nats_url: r.optional(&fields::NATS_URL, |t| values::url_with_scheme(t, &["nats"]))?,
             cluster: cluster(r, http_addr)?,
+            reservation_ttl: r.required(&fields::RESERVATION_TTL, values::positive_duration)?,
+            payment_timeout: r.required(&fields::PAYMENT_TIMEOUT, values::positive_duration)?,
+            shipping_rates: r.required(&fields::SHIPPING_RATES, values::shipping_rates)?,
             data_dir,
         };
         config.check_cluster_store(r)?;
@@ -307,6 +318,12 @@ impl Default for NodeConfig {
             trust_forwarded_for: false,
             nats_url: None,
             cluster: None,
+            reservation_ttl: Duration::from_secs(15 * 60),
+            payment_timeout: Duration::from_secs(5),
+            shipping_rates: [("US", 500), ("DE", 900), ("*", 1500)]
+                .into_iter()
+                .map(|(country, cents)| (country.to_owned(), cents))
+                .collect(),
         }
     }
 }
@@ -333,6 +350,9 @@ impl fmt::Debug for NodeConfig {
             trust_forwarded_for,
             nats_url,
             cluster,
+            reservation_ttl,
+            payment_timeout,
+            shipping_rates,
         } = self;
         let masked = |u: &Option<String>| u.as_deref().map(values::mask_url);
         f.debug_struct("NodeConfig")
@@ -354,6 +374,9 @@ impl fmt::Debug for NodeConfig {
             .field("trust_forwarded_for", trust_forwarded_for)
             .field("nats_url", &masked(nats_url))
             .field("cluster", cluster)
+            .field("reservation_ttl", reservation_ttl)
+            .field("payment_timeout", payment_timeout)
+            .field("shipping_rates", shipping_rates)
             .finish()
     }
 }

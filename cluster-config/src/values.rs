@@ -168,6 +168,33 @@ pub(crate) fn log_filter(text: &str) -> Result<String, Expected> {
         .map_err(|e| format!("{} ({e})", expected()))
 }
 
+/// A shipping rate table `US=500,DE=900,*=1500`: two upper-case letters (a country
+/// code) or `*` (every other country) to cents, 0 to 1000000; at least one entry. Whether
+/// each code is an assigned country is checked by the domain when the node starts.
+pub(crate) fn shipping_rates(
+    text: &str,
+) -> Result<std::collections::BTreeMap<String, u64>, Expected> {
+    let expected = || {
+        "a comma-separated list of COUNTRY=CENTS with * for every other country, e.g. US=500,DE=900,*=1500 (0 to 1000000 cents)"
+            .to_owned()
+    };
+    let mut table = std::collections::BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (country, cents) = entry.split_once('=').ok_or_else(expected)?;
+        let country = country.trim();
+        let is_code = country == "*"
+            || (country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()));
+        let cents = integer_in(cents, 0u64, 1_000_000).map_err(|_| expected())?;
+        if !is_code || table.insert(country.to_owned(), cents).is_some() {
+            return Err(expected());
+        }
+    }
+    if table.is_empty() {
+        return Err(expected());
+    }
+    Ok(table)
+}
+
 /// An e-mail address, checked only for shape (`local@domain`).
 pub(crate) fn email(text: &str) -> Result<String, Expected> {
     let ok = text.split_once('@').is_some_and(|(local, domain)| {
@@ -376,6 +403,26 @@ mod tests {
         assert!(log_filter("warn,emporium=debug").is_ok());
         assert!(log_filter("emporium=loud").is_err());
         assert!(log_filter(" ").is_err());
+    }
+
+    #[test]
+    fn shipping_rate_tables() {
+        let table = shipping_rates("US=500, DE=900,*=1500").unwrap();
+        assert_eq!(table.get("US"), Some(&500));
+        assert_eq!(table.get("*"), Some(&1500));
+        assert_eq!(shipping_rates("US=0").unwrap().len(), 1);
+        for bad in [
+            "",
+            "US",
+            "us=1",
+            "USA=1",
+            "US=-1",
+            "US=x",
+            "US=1,US=2",
+            "US=1000001",
+        ] {
+            assert!(shipping_rates(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
