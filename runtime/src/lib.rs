@@ -13,6 +13,7 @@ mod clock;
 mod directory;
 mod error;
 mod identity;
+pub mod leases;
 mod lifecycle;
 pub mod membership;
 mod passivation;

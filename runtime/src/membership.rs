@@ -29,8 +29,17 @@
 //!
 //! A newer incarnation of a node id replaces the older one (a restarted node is a new life);
 //! a row that shows an *older* incarnation than one already seen is a stale write of a
-//! former life and is ignored. Members that are `Leaving` or `Down` are never placement
-//! candidates; only `Up` and `Alive` members are ([`MembershipView::placement_candidates`]).
+//! former life and is ignored.
+//!
+//! # Placement candidates
+//! Shards are placed among the members that are `Alive` and `Up`, **or `Joining` for less
+//! than `dead_after`** ([`MembershipView::placement_candidates`]). Counting a joining member
+//! keeps its future shards where they are for the second it takes to come `Up`, instead of
+//! placing them elsewhere and moving them again: a cold-started cluster leases each shard
+//! once, and a restarted node gets its shards straight back. (Only an `Up` node claims, so
+//! nothing is served by a node still joining; the time limit keeps a node stuck in `Joining`
+//! from holding shards hostage.) `Leaving`, `Down`, `Suspect` and `Dead` members are never
+//! candidates.
 //!
 //! # The failure-detection bound
 //! With `D = dead_after`, `R = heartbeat_interval` (also the refresh interval) and every node
@@ -168,12 +177,14 @@ pub struct MemberState {
     pub silent_for_ms: u64,
     /// A direct probe reported it unreachable.
     pub unreachable: bool,
+    /// May be given shards: `Alive`, and `Up` or `Joining` for less than `dead_after`.
+    pub candidate: bool,
 }
 
 impl MemberState {
-    /// Up and alive: may be given shards.
+    /// May be given shards (see the module doc).
     pub fn is_placement_candidate(&self) -> bool {
-        self.status == MemberStatus::Up && self.liveness == Liveness::Alive
+        self.candidate
     }
 }
 
@@ -203,7 +214,7 @@ impl MembershipView {
         self.member(&self.local_node_id)
     }
 
-    /// The node ids that may own shards: `Up` and `Alive`, sorted.
+    /// The node ids that may own shards, sorted.
     pub fn placement_candidates(&self) -> Vec<&str> {
         self.members
             .iter()
@@ -229,6 +240,8 @@ struct Observation {
     /// Monotonic ms at which the row was last seen to change. Signed: a first sight may
     /// back-date it past the clock's origin.
     seen_ms: i64,
+    /// Monotonic ms at which this incarnation was first seen.
+    first_seen_ms: u64,
 }
 
 /// The node's own lifecycle, changed by the loop, `leave`, `stop` and expulsion.
@@ -338,6 +351,11 @@ impl Membership {
 
     pub fn config(&self) -> &MembershipConfig {
         &self.shared.config
+    }
+
+    /// The clock this membership judges time with.
+    pub fn clock(&self) -> &SharedClock {
+        &self.shared.clock
     }
 
     /// The latest view (an `Arc` clone).
@@ -493,15 +511,18 @@ impl Shared {
 
     /// Expel this node if its last successful heartbeat started `fence_after` ago or more.
     fn check_silence(&self) {
+        self.fence_if_silent(&mut lock(&self.state));
+    }
+
+    fn fence_if_silent(&self, state: &mut Local) {
         let now_ms = self.clock.monotonic_ms();
         let fence_after_ms = MembershipConfig::ms(self.config.fence_after());
-        let mut state = lock(&self.state);
         let silent_ms = now_ms.saturating_sub(state.last_beat_started_ms);
         let active = state.expelled.is_none()
             && state.status != MemberStatus::Down
             && state.last_heartbeat_ms > 0;
         if active && silent_ms >= fence_after_ms {
-            expel(&mut state, Expulsion::Silent { silent_ms });
+            expel(state, Expulsion::Silent { silent_ms });
         }
     }
 
@@ -516,6 +537,8 @@ impl Shared {
                 // upsert is unconditional). Leave without a word.
                 return Ok(());
             }
+            // A process that just woke up must not write `Up` first and notice later.
+            self.fence_if_silent(&mut state);
             let heartbeat_ms = self.clock.now_ms().max(state.last_heartbeat_ms + 1);
             state.last_heartbeat_ms = heartbeat_ms;
             let record = MemberRecord {
@@ -569,9 +592,14 @@ impl Shared {
                 match observed.members.get_mut(&record.node_id) {
                     None => {
                         let seen_ms = first_sight(&record);
-                        observed
-                            .members
-                            .insert(record.node_id.clone(), Observation { record, seen_ms });
+                        observed.members.insert(
+                            record.node_id.clone(),
+                            Observation {
+                                record,
+                                seen_ms,
+                                first_seen_ms: now_ms.max(0) as u64,
+                            },
+                        );
                     }
                     Some(known) if record.incarnation < known.record.incarnation => {
                         // A former life's late write: ignore it.
@@ -579,6 +607,7 @@ impl Shared {
                     Some(known) if record.incarnation > known.record.incarnation => {
                         observed.unreachable.remove(&record.node_id);
                         known.seen_ms = first_sight(&record);
+                        known.first_seen_ms = now_ms.max(0) as u64;
                         known.record = record;
                     }
                     Some(known) => {
@@ -628,6 +657,13 @@ impl Shared {
                 } else {
                     Liveness::Alive
                 };
+                let joining_for_ms = now_ms.saturating_sub(observation.first_seen_ms);
+                let candidate = liveness == Liveness::Alive
+                    && match record.status {
+                        MemberStatus::Up => true,
+                        MemberStatus::Joining => joining_for_ms < dead_after_ms,
+                        MemberStatus::Leaving | MemberStatus::Down => false,
+                    };
                 MemberState {
                     node_id: record.node_id.clone(),
                     incarnation: record.incarnation,
@@ -638,6 +674,7 @@ impl Shared {
                     last_heartbeat_ms: record.heartbeat_ms,
                     silent_for_ms,
                     unreachable,
+                    candidate,
                 }
             })
             .collect();
@@ -659,6 +696,7 @@ impl Shared {
             last_heartbeat_ms: own_heartbeat_ms,
             silent_for_ms: silent_ms,
             unreachable: false,
+            candidate: own_alive && matches!(own_status, MemberStatus::Up | MemberStatus::Joining),
         });
         members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         self.view.send_replace(Arc::new(MembershipView {
@@ -757,7 +795,7 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let a = join(&store, "a", 0).await;
         assert_eq!(a.status(), MemberStatus::Joining);
-        assert!(a.view().placement_candidates().is_empty());
+        assert_eq!(a.view().placement_candidates(), vec!["a"]);
         let b = join(&store, "b", 0).await;
         run_for(1_200).await;
         assert_eq!(a.status(), MemberStatus::Up);
