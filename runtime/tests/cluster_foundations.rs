@@ -1,0 +1,570 @@
+//! The cluster's foundations, in process: several nodes' membership and lease loops over one
+//! in-memory store, on tokio's paused clock (virtual time: no test waits in real time).
+//!
+//! A node here is a `Membership` plus its `Leases`, with its own clock and its own view of
+//! the store. A crash drops the node (its loops stop without writing anything); a pause
+//! blocks every store call the node makes (its loops freeze mid-flight, as a stopped process
+//! would) until it is resumed.
+//!
+//! Measured figures are printed (`cargo test --test cluster_foundations -- --nocapture`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use emporium_runtime::leases::{LeaseConfig, LeaseHolder, Leases};
+use emporium_runtime::membership::{
+    Expulsion, Liveness, LocalMember, Membership, MembershipConfig,
+};
+use emporium_runtime::store::{
+    Lease, MemberRecord, MemberStatus, MemoryStore, PendingEvent, Reminder, StateWrite, Versioned,
+};
+use emporium_runtime::{ActorId, Clock, Rendezvous, SHARD_COUNT, Shard, StateStore, StoreError};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Wall time follows tokio's paused clock (all nodes agree); monotonic time starts with the
+/// node, as a process's would.
+struct NodeClock {
+    started: Instant,
+}
+
+impl Clock for NodeClock {
+    fn now_ms(&self) -> u64 {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let origin = *ORIGIN.get_or_init(std::time::Instant::now);
+        let since = Instant::now().into_std().saturating_duration_since(origin);
+        1_700_000_000_000 + since.as_millis() as u64
+    }
+
+    fn monotonic_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// One node's access to the shared store; while paused, every call waits.
+struct NodeStore {
+    shared: Arc<MemoryStore>,
+    paused: watch::Sender<bool>,
+}
+
+impl NodeStore {
+    async fn gate(&self) {
+        let mut paused = self.paused.subscribe();
+        while *paused.borrow_and_update() {
+            if paused.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for NodeStore {
+    fn adapter(&self) -> &'static str {
+        "memory"
+    }
+    async fn load(&self, id: &ActorId) -> Result<Option<Versioned>, StoreError> {
+        self.gate().await;
+        self.shared.load(id).await
+    }
+    async fn save(&self, id: &ActorId, write: StateWrite) -> Result<u64, StoreError> {
+        self.gate().await;
+        self.shared.save(id, write).await
+    }
+    async fn delete(&self, id: &ActorId, expected_version: u64) -> Result<(), StoreError> {
+        self.gate().await;
+        self.shared.delete(id, expected_version).await
+    }
+    async fn list_keys(
+        &self,
+        kind: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.gate().await;
+        self.shared.list_keys(kind, after, limit).await
+    }
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+        self.gate().await;
+        self.shared.outbox_pending(limit).await
+    }
+    async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
+        self.gate().await;
+        self.shared.outbox_ack(events).await
+    }
+    async fn list_reminders(&self, shard: Shard) -> Result<Vec<Reminder>, StoreError> {
+        self.gate().await;
+        self.shared.list_reminders(shard).await
+    }
+    async fn upsert_member(&self, member: &MemberRecord) -> Result<(), StoreError> {
+        self.gate().await;
+        self.shared.upsert_member(member).await
+    }
+    async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
+        self.gate().await;
+        self.shared.list_members().await
+    }
+    async fn claim_lease(
+        &self,
+        shard: Shard,
+        owner: &str,
+        expected_epoch: u64,
+    ) -> Result<Lease, StoreError> {
+        self.gate().await;
+        self.shared.claim_lease(shard, owner, expected_epoch).await
+    }
+    async fn list_leases(&self) -> Result<Vec<Lease>, StoreError> {
+        self.gate().await;
+        self.shared.list_leases().await
+    }
+}
+
+struct Node {
+    id: String,
+    membership: Membership,
+    leases: Leases,
+    store: Arc<NodeStore>,
+}
+
+impl Node {
+    async fn start(shared: &Arc<MemoryStore>, id: &str) -> Node {
+        let (paused, _) = watch::channel(false);
+        let store = Arc::new(NodeStore {
+            shared: Arc::clone(shared),
+            paused,
+        });
+        let clock = Arc::new(NodeClock {
+            started: Instant::now(),
+        });
+        let membership = Membership::join(
+            LocalMember {
+                node_id: id.to_owned(),
+                cluster_addr: format!("{id}.cluster:7000"),
+                http_addr: format!("{id}.http:8080"),
+            },
+            MembershipConfig::default(),
+            store.clone(),
+            clock,
+        )
+        .await
+        .expect("joins");
+        let leases = Leases::start(membership.clone(), store.clone(), LeaseConfig::default());
+        Node {
+            id: id.to_owned(),
+            membership,
+            leases,
+            store,
+        }
+    }
+
+    fn holder(&self) -> LeaseHolder {
+        self.leases.local().clone()
+    }
+
+    fn pause(&self) {
+        self.store.paused.send_replace(true);
+    }
+
+    fn resume(&self) {
+        self.store.paused.send_replace(false);
+    }
+
+    /// Which shards this node serves right now.
+    fn served(&self) -> Vec<Shard> {
+        (0..SHARD_COUNT)
+            .filter(|shard| self.leases.serves(*shard))
+            .collect()
+    }
+}
+
+const HEARTBEAT_MS: u64 = 500;
+const DEAD_AFTER_MS: u64 = 5_000;
+
+async fn leases(store: &MemoryStore) -> BTreeMap<Shard, Lease> {
+    let mut by_shard = BTreeMap::new();
+    for lease in store.list_leases().await.unwrap() {
+        let previous = by_shard.insert(lease.shard, lease);
+        assert!(previous.is_none(), "a shard has two lease rows");
+    }
+    by_shard
+}
+
+/// Every shard is leased to its rendezvous owner among `nodes`, every node's table agrees
+/// with the store, and exactly one node serves each shard.
+async fn converged(store: &MemoryStore, nodes: &[&Node]) -> bool {
+    let stored = leases(store).await;
+    if stored.len() != usize::from(SHARD_COUNT) {
+        return false;
+    }
+    let ids: Vec<&str> = nodes.iter().map(|node| node.id.as_str()).collect();
+    let rendezvous = Rendezvous::new(&ids);
+    let by_id: BTreeMap<&str, &Node> = nodes.iter().map(|node| (node.id.as_str(), *node)).collect();
+    let tables: Vec<_> = nodes.iter().map(|node| node.leases.table()).collect();
+    let served: Vec<Vec<Shard>> = nodes.iter().map(|node| node.served()).collect();
+    for (shard, lease) in &stored {
+        let owner = by_id[rendezvous.owner(*shard).unwrap()];
+        if LeaseHolder::parse(&lease.owner) != Some(owner.holder()) {
+            return false;
+        }
+        if tables
+            .iter()
+            .any(|table| table.lease(*shard).map(|seen| seen.epoch) != Some(lease.epoch))
+        {
+            return false;
+        }
+        let servers = served.iter().filter(|s| s.contains(shard)).count();
+        if servers != 1 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Run virtual time until `nodes` converge; return how long it took (ms).
+async fn until_converged(store: &MemoryStore, nodes: &[&Node], limit_ms: u64) -> u64 {
+    let started = Instant::now();
+    loop {
+        if converged(store, nodes).await {
+            return started.elapsed().as_millis() as u64;
+        }
+        assert!(
+            started.elapsed().as_millis() as u64 <= limit_ms,
+            "no convergence within {limit_ms} ms: {:?}",
+            leases_per_node(store).await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn leases_per_node(store: &MemoryStore) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for lease in leases(store).await.values() {
+        let node = LeaseHolder::parse(&lease.owner).map_or(lease.owner.clone(), |h| h.node_id);
+        *counts.entry(node).or_insert(0) += 1;
+    }
+    counts
+}
+
+async fn start_cluster(store: &Arc<MemoryStore>, ids: &[&str]) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for id in ids {
+        nodes.push(Node::start(store, id).await);
+    }
+    nodes
+}
+
+fn total_claims(nodes: &[&Node]) -> u64 {
+    nodes
+        .iter()
+        .map(|node| node.leases.stats().claims_won)
+        .sum()
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_nodes_converge_on_an_even_split() {
+    let store = Arc::new(MemoryStore::new());
+    let nodes = start_cluster(&store, &["node-1", "node-2", "node-3"]).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let took = until_converged(&store, &all, 5_000).await;
+    let counts = leases_per_node(&store).await;
+    eprintln!(
+        "3 nodes: converged after {took} ms (virtual), split {counts:?}, {} claims in all",
+        total_claims(&all)
+    );
+    for node in &nodes {
+        let held = counts[&node.id];
+        assert!((256..=427).contains(&held), "{} holds {held}", node.id);
+        assert_eq!(node.served().len(), held);
+        assert_eq!(node.leases.table().held_locally().len(), held);
+    }
+    // Stable: nothing moves once converged.
+    let before = leases(&store).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        leases(&store).await,
+        before,
+        "leases moved in a stable cluster"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fourth_node_takes_about_a_quarter() {
+    let store = Arc::new(MemoryStore::new());
+    let mut nodes = start_cluster(&store, &["node-1", "node-2", "node-3"]).await;
+    until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
+    let before = leases(&store).await;
+    nodes.push(Node::start(&store, "node-4").await);
+    let all: Vec<&Node> = nodes.iter().collect();
+    let took = until_converged(&store, &all, 5_000).await;
+    let after = leases(&store).await;
+    let newcomer = nodes[3].holder().to_string();
+    let mut moved = 0;
+    for (shard, old) in &before {
+        let new = &after[shard];
+        if new.owner == old.owner {
+            assert_eq!(new.epoch, old.epoch, "shard {shard} was re-leased in place");
+        } else {
+            assert_eq!(
+                new.owner, newcomer,
+                "shard {shard} moved between old members"
+            );
+            assert!(new.epoch > old.epoch);
+            moved += 1;
+        }
+    }
+    eprintln!(
+        "join: node-4 took {moved} shards in {took} ms (virtual); split {:?}",
+        leases_per_node(&store).await
+    );
+    assert!((192..=320).contains(&moved), "{moved} shards moved");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crashed_nodes_shards_are_re_leased_within_the_detection_bound() {
+    let store = Arc::new(MemoryStore::new());
+    let mut nodes = start_cluster(&store, &["node-1", "node-2", "node-3"]).await;
+    until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
+    // Let a few heartbeats pass so that the crash falls at an arbitrary phase.
+    tokio::time::sleep(Duration::from_millis(1_730)).await;
+    let before = leases(&store).await;
+    let crashed = nodes.pop().unwrap();
+    let crashed_holder = crashed.holder().to_string();
+    let orphaned: Vec<Shard> = before
+        .iter()
+        .filter(|(_, lease)| lease.owner == crashed_holder)
+        .map(|(shard, _)| *shard)
+        .collect();
+    drop(crashed); // death: no more heartbeats, no Down row
+    let died = Instant::now();
+
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    let mut dead_seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut claimed_after = None;
+    let agreed_after = loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let elapsed = died.elapsed().as_millis() as u64;
+        for node in &survivors {
+            let view = node.membership.view();
+            if view.member("node-3").map(|m| m.liveness) == Some(Liveness::Dead) {
+                dead_seen.entry(node.id.clone()).or_insert(elapsed);
+            }
+        }
+        if claimed_after.is_none() {
+            let now = leases(&store).await;
+            if orphaned
+                .iter()
+                .all(|shard| now[shard].owner != crashed_holder)
+            {
+                claimed_after = Some(elapsed);
+            }
+        }
+        if converged(&store, &survivors).await {
+            break elapsed;
+        }
+        assert!(elapsed < 20_000, "no failover");
+    };
+    let detected_after = *dead_seen.values().max().unwrap();
+    let re_leased_after = claimed_after.unwrap();
+    eprintln!(
+        "crash: survivors saw node-3 dead after {dead_seen:?} ms; its {} shards re-leased after \
+         {re_leased_after} ms, every table agreeing after {agreed_after} ms (virtual); split {:?}",
+        orphaned.len(),
+        leases_per_node(&store).await
+    );
+    // The bound documented in `membership`: more than D - R, less than D + 2R.
+    assert_eq!(dead_seen.len(), 2);
+    assert!(
+        detected_after > DEAD_AFTER_MS - HEARTBEAT_MS
+            && detected_after < DEAD_AFTER_MS + 2 * HEARTBEAT_MS,
+        "detected after {detected_after} ms"
+    );
+    // Failover follows detection at once (the lease loop wakes on the verdict); the other
+    // survivor's table catches up at its next refresh.
+    assert!(
+        re_leased_after <= detected_after + 50,
+        "re-leased {re_leased_after} ms after the crash"
+    );
+    assert!(agreed_after <= re_leased_after + HEARTBEAT_MS + 50);
+    // Only the dead node's shards moved.
+    let after = leases(&store).await;
+    for (shard, old) in &before {
+        if orphaned.contains(shard) {
+            assert_eq!(after[shard].epoch, old.epoch + 1);
+        } else {
+            assert_eq!(&after[shard], old, "a survivor's shard moved");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_graceful_leave_hands_over_before_exit() {
+    let store = Arc::new(MemoryStore::new());
+    let mut nodes = start_cluster(&store, &["node-1", "node-2", "node-3"]).await;
+    until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
+    let leaving = nodes.remove(1);
+    let held = leaving.leases.table().held_locally().len();
+    let started = Instant::now();
+    let drain = {
+        let leases = leaving.leases.clone();
+        tokio::spawn(async move { leases.drain(Duration::from_secs(10)).await })
+    };
+    // While it drains, every shard is served by somebody at every instant.
+    let mut worst_gap = 0;
+    while !drain.is_finished() {
+        let mut served = vec![false; usize::from(SHARD_COUNT)];
+        for node in nodes.iter().chain([&leaving]) {
+            for shard in node.served() {
+                served[usize::from(shard)] = true;
+            }
+        }
+        let unserved = served.iter().filter(|served| !**served).count();
+        worst_gap = worst_gap.max(unserved);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let report = drain.await.unwrap();
+    let took = started.elapsed().as_millis() as u64;
+    eprintln!(
+        "leave: node-2 handed over {} shards in {took} ms (virtual); split {:?}",
+        report.held_at_start,
+        leases_per_node(&store).await
+    );
+    assert_eq!(report.held_at_start, held);
+    assert!(report.still_held.is_empty(), "{report:?}");
+    assert_eq!(
+        worst_gap, 0,
+        "some shards were served by nobody during the drain"
+    );
+    assert!(took <= 3 * HEARTBEAT_MS, "drain took {took} ms");
+    // Before exit: the row says Down, the others own everything, nobody waited for a verdict.
+    let rows = store.list_members().await.unwrap();
+    let row = rows.iter().find(|row| row.node_id == "node-2").unwrap();
+    assert_eq!(row.status, MemberStatus::Down);
+    assert!(leaving.served().is_empty());
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    until_converged(&store, &survivors, HEARTBEAT_MS).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_node_wakes_up_fenced_and_does_not_claim_back() {
+    let store = Arc::new(MemoryStore::new());
+    let nodes = start_cluster(&store, &["node-1", "node-2", "node-3"]).await;
+    until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
+    let paused = &nodes[2];
+    let held_before = paused.served().len();
+    let paused_holder = paused.holder().to_string();
+    paused.pause();
+    let froze = Instant::now();
+    let survivors: Vec<&Node> = nodes[..2].iter().collect();
+    // The frozen node stops serving (its own clock says it may be declared dead) strictly
+    // before anybody else claims one of its shards.
+    let mut fenced_after = None;
+    let mut first_claim_after = None;
+    while first_claim_after.is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let elapsed = froze.elapsed().as_millis() as u64;
+        if fenced_after.is_none() && paused.served().is_empty() {
+            fenced_after = Some(elapsed);
+        }
+        let stolen = leases(&store)
+            .await
+            .values()
+            .filter(|lease| lease.owner != paused_holder)
+            .count();
+        if stolen > usize::from(SHARD_COUNT) - held_before {
+            first_claim_after = Some(elapsed);
+        }
+        assert!(elapsed < 20_000);
+    }
+    let (fenced_after, first_claim_after) = (fenced_after.unwrap(), first_claim_after.unwrap());
+    assert!(
+        fenced_after < first_claim_after,
+        "fenced after {fenced_after} ms, first claim after {first_claim_after} ms"
+    );
+    let took = first_claim_after + until_converged(&store, &survivors, 10_000).await;
+    // Frozen a while longer, then wakes up with its old lease table in memory.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before_wake = leases(&store).await;
+    paused.resume();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    eprintln!(
+        "pause: node-3 stopped serving {fenced_after} ms after it froze, the survivors took its \
+         {held_before} shards at {first_claim_after} ms and agreed at {took} ms (virtual); on \
+         waking it expelled itself: {:?}",
+        paused.membership.expelled()
+    );
+    assert!(matches!(
+        paused.membership.expelled(),
+        Some(Expulsion::Silent { .. })
+    ));
+    assert!(paused.served().is_empty(), "a fenced node serves nothing");
+    assert_eq!(paused.leases.stats().claims_lost, 0, "it did not even try");
+    assert_eq!(
+        leases(&store).await,
+        before_wake,
+        "nothing moved after it woke up"
+    );
+    let rows = store.list_members().await.unwrap();
+    let row = rows.iter().find(|row| row.node_id == "node-3").unwrap();
+    assert_eq!(row.status, MemberStatus::Down);
+    for node in &survivors {
+        let seen = node.membership.view().member("node-3").cloned().unwrap();
+        assert_eq!(seen.status, MemberStatus::Down);
+        assert!(!seen.is_placement_candidate());
+    }
+    assert!(converged(&store, &survivors).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_node_is_a_new_life_and_reclaims_its_shards_at_once() {
+    let store = Arc::new(MemoryStore::new());
+    let mut nodes = start_cluster(&store, &["node-1", "node-2", "node-3"]).await;
+    until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
+    let before = leases(&store).await;
+    let old = nodes.pop().unwrap();
+    let old_holder = old.holder().to_string();
+    drop(old);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nodes.push(Node::start(&store, "node-3").await);
+    let took = until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
+    eprintln!("restart: node-3's new life holds its shards again after {took} ms (virtual)");
+    // Well before a dead verdict: the new incarnation ends the old life at once.
+    assert!(took < DEAD_AFTER_MS - HEARTBEAT_MS, "{took} ms");
+    let after = leases(&store).await;
+    let new_holder = nodes[2].holder().to_string();
+    for (shard, old) in &before {
+        if old.owner == old_holder {
+            assert_eq!(after[shard].owner, new_holder);
+            assert_eq!(after[shard].epoch, old.epoch + 1, "a new life, a new epoch");
+        } else {
+            assert_eq!(&after[shard], old);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_suspect_keeps_its_shards() {
+    let store = Arc::new(MemoryStore::new());
+    let nodes = start_cluster(&store, &["node-1", "node-2", "node-3"]).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    until_converged(&store, &all, 5_000).await;
+    let before = leases(&store).await;
+    // A probe from node-1 cannot reach node-3, which still heartbeats through the store.
+    nodes[0].membership.report_unreachable("node-3");
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let seen = nodes[0]
+        .membership
+        .view()
+        .member("node-3")
+        .cloned()
+        .unwrap();
+    assert_eq!(seen.liveness, Liveness::Suspect);
+    assert!(!seen.is_placement_candidate());
+    assert_eq!(leases(&store).await, before, "suspicion alone moved shards");
+    nodes[0].membership.report_reachable("node-3");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(converged(&store, &all).await);
+    assert_eq!(leases(&store).await, before);
+}
