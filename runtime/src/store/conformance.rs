@@ -12,7 +12,8 @@
 //! `tokio` with `macros` and `rt-multi-thread`). A factory that cannot reach its service
 //! returns [`service_unavailable`], which skips loudly, or fails when the environment
 //! demands the service (`EMPORIUM_REQUIRE_SERVICES=1`): a skipped case never passes
-//! silently.
+//! silently. A store that owns a resource to release after it (a temporary directory, a
+//! schema) is returned wrapped in [`Guarded`].
 //!
 //! # Invariants of the suite itself
 //! - **It tolerates a shared store.** Cases may run in parallel against one database that
@@ -29,11 +30,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
     Lease, MemberRecord, MemberStatus, OutboxEntry, PendingEvent, Reminder, ReminderChange,
-    StateStore, StateWrite, StoreError,
+    StateStore, StateWrite, StoreError, Versioned,
 };
 use crate::identity::{ActorId, intern_kind};
 use crate::placement::{SHARD_COUNT, Shard, shard_of, shard_of_id};
@@ -53,6 +55,77 @@ pub fn service_unavailable<T>(reason: &str) -> Option<T> {
     }
     eprintln!("skipped: {reason}");
     None
+}
+
+/// A store that owns what must outlive it, for adapters' factories: a temporary directory
+/// holding its file, a schema to drop, … Every [`StateStore`] method delegates to `store`.
+///
+/// **Drop order**: the store is dropped before the guard (fields drop in declaration order),
+/// so an embedded store closes its file before its directory goes, and a pool's connections
+/// close before its schema is dropped.
+pub struct Guarded<G: Send + Sync + 'static> {
+    store: Arc<dyn StateStore>,
+    _guard: G,
+}
+
+impl<G: Send + Sync + 'static> Guarded<G> {
+    /// `store`, keeping `guard` until after the store is dropped.
+    pub fn new(store: Arc<dyn StateStore>, guard: G) -> Self {
+        Self {
+            store,
+            _guard: guard,
+        }
+    }
+}
+
+#[async_trait]
+impl<G: Send + Sync + 'static> StateStore for Guarded<G> {
+    fn adapter(&self) -> &'static str {
+        self.store.adapter()
+    }
+    async fn load(&self, id: &ActorId) -> Result<Option<Versioned>, StoreError> {
+        self.store.load(id).await
+    }
+    async fn save(&self, id: &ActorId, write: StateWrite) -> Result<u64, StoreError> {
+        self.store.save(id, write).await
+    }
+    async fn delete(&self, id: &ActorId, expected_version: u64) -> Result<(), StoreError> {
+        self.store.delete(id, expected_version).await
+    }
+    async fn list_keys(
+        &self,
+        kind: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.store.list_keys(kind, after, limit).await
+    }
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+        self.store.outbox_pending(limit).await
+    }
+    async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
+        self.store.outbox_ack(events).await
+    }
+    async fn list_reminders(&self, shard: Shard) -> Result<Vec<Reminder>, StoreError> {
+        self.store.list_reminders(shard).await
+    }
+    async fn upsert_member(&self, member: &MemberRecord) -> Result<(), StoreError> {
+        self.store.upsert_member(member).await
+    }
+    async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
+        self.store.list_members().await
+    }
+    async fn claim_lease(
+        &self,
+        shard: Shard,
+        owner: &str,
+        expected_epoch: u64,
+    ) -> Result<Lease, StoreError> {
+        self.store.claim_lease(shard, owner, expected_epoch).await
+    }
+    async fn list_leases(&self) -> Result<Vec<Lease>, StoreError> {
+        self.store.list_leases().await
+    }
 }
 
 /// A suffix unique to this process, this call and (through the clock) this run.

@@ -1,5 +1,5 @@
 //! Shared helpers of the adapter's integration tests: where PostgreSQL is, fresh schemas
-//! that drop themselves, and a store wrapper that owns its schema.
+//! that drop themselves, and the conformance factory (a store that owns its schema).
 //!
 //! Every test works in a schema of its own, `emp_test_<pid>_<n>`, dropped (`CASCADE`) when
 //! its [`SchemaGuard`] goes out of scope, even when the test panics. Schemas left behind by
@@ -11,10 +11,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_trait::async_trait;
-use emporium_runtime::store::conformance::service_unavailable;
-use emporium_runtime::store::{Lease, MemberRecord, PendingEvent, Reminder, StateWrite, Versioned};
-use emporium_runtime::{ActorId, Shard, StateStore, StoreError};
+use emporium_runtime::StateStore;
+use emporium_runtime::store::conformance::{Guarded, service_unavailable};
 use emporium_store_postgres::{PostgresOptions, PostgresStore};
 use tokio::sync::OnceCell;
 
@@ -132,88 +130,15 @@ async fn drop_stale_schemas() {
     }
 }
 
-/// A [`PostgresStore`] that owns its schema: the pool closes first, then the schema drops.
-pub struct OwnedSchemaStore {
-    pub store: PostgresStore,
-    pub guard: SchemaGuard,
-}
-
-/// The conformance factory: a store in a fresh schema, `None` when PostgreSQL is down.
+/// The conformance factory: a store in a fresh schema, `None` when PostgreSQL is down. The
+/// store guards its schema: the pool (and its connections) drops first, then the schema.
 pub async fn open_store() -> Option<Arc<dyn StateStore>> {
     let guard = SchemaGuard::fresh().await;
     match PostgresStore::connect(&url(), guard.options()).await {
-        Ok(store) => Some(Arc::new(OwnedSchemaStore { store, guard })),
+        Ok(store) => Some(Arc::new(Guarded::new(Arc::new(store), guard))),
         Err(error) if error.is_unavailable() => {
             service_unavailable(&format!("postgres at {}: {error}", url()))
         }
         Err(error) => panic!("cannot open the postgres store: {error}"),
-    }
-}
-
-#[async_trait]
-impl StateStore for OwnedSchemaStore {
-    fn adapter(&self) -> &'static str {
-        self.store.adapter()
-    }
-
-    async fn load(&self, id: &ActorId) -> Result<Option<Versioned>, StoreError> {
-        self.store.load(id).await
-    }
-
-    async fn save(&self, id: &ActorId, write: StateWrite) -> Result<u64, StoreError> {
-        self.store.save(id, write).await
-    }
-
-    async fn delete(&self, id: &ActorId, expected_version: u64) -> Result<(), StoreError> {
-        self.store.delete(id, expected_version).await
-    }
-
-    async fn list_keys(
-        &self,
-        kind: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        self.store.list_keys(kind, after, limit).await
-    }
-
-    async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
-        self.store.outbox_pending(limit).await
-    }
-
-    async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
-        self.store.outbox_ack(events).await
-    }
-
-    async fn list_reminders(&self, shard: Shard) -> Result<Vec<Reminder>, StoreError> {
-        self.store.list_reminders(shard).await
-    }
-
-    async fn upsert_member(&self, member: &MemberRecord) -> Result<(), StoreError> {
-        self.store.upsert_member(member).await
-    }
-
-    async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
-        self.store.list_members().await
-    }
-
-    async fn claim_lease(
-        &self,
-        shard: Shard,
-        owner: &str,
-        expected_epoch: u64,
-    ) -> Result<Lease, StoreError> {
-        self.store.claim_lease(shard, owner, expected_epoch).await
-    }
-
-    async fn list_leases(&self) -> Result<Vec<Lease>, StoreError> {
-        self.store.list_leases().await
-    }
-}
-
-impl Drop for OwnedSchemaStore {
-    fn drop(&mut self) {
-        // Close idle connections before the guard (dropped after this) drops the schema.
-        self.store.close();
     }
 }
