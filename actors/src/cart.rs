@@ -63,6 +63,12 @@ pub enum CartCommand {
     RemoveItem {
         sku: Sku,
     },
+    /// Login merge: add a guest cart's lines (priced in `currency`) to this cart, by the
+    /// rules of [`crate::user::merge`]; lines that do not fit are left out, not refused.
+    MergeFrom {
+        lines: Vec<CartLine>,
+        currency: Currency,
+    },
 }
 
 /// Why a cart refused a command. These are answers, not failures.
@@ -116,6 +122,19 @@ impl VirtualActor for CartActor {
             CartCommand::AddItem { sku, quantity } => add_item(turn, sku, quantity).await?,
             CartCommand::SetQuantity { sku, quantity } => set_quantity(turn, &sku, quantity),
             CartCommand::RemoveItem { sku } => set_quantity(turn, &sku, 0),
+            CartCommand::MergeFrom { lines, currency } => {
+                let state = turn.state();
+                let (mut merged, mut merged_currency) =
+                    (state.lines.clone(), state.currency.clone());
+                let report =
+                    crate::user::merge_lines(&mut merged, &mut merged_currency, &lines, &currency);
+                if report.changed() {
+                    let state = turn.state_mut();
+                    state.lines = merged;
+                    state.currency = merged_currency;
+                }
+                Ok(())
+            }
         };
         Ok(outcome.map(|()| view(turn)))
     }

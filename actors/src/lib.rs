@@ -9,15 +9,21 @@
 
 pub mod cart;
 pub mod catalog;
+pub mod user;
 pub mod values;
 
 use emporium_runtime::RuntimeBuilder;
 
 pub use cart::{CartActor, CartCommand, CartLine, CartRejection, CartView};
 pub use catalog::{Catalog, CatalogError, Product, ProductActor, ProductDraft};
+pub use user::{Email, Password, Role, User, UserActor, UserError, UserName, Users};
 pub use values::{CartId, Currency, InvalidValue, Quantity, Sku};
 
 /// Register every domain actor kind with the runtime.
 pub fn register(builder: RuntimeBuilder) -> RuntimeBuilder {
-    builder.register(CartActor).register(ProductActor)
+    builder
+        .register(CartActor)
+        .register(ProductActor)
+        .register(user::UserActor)
+        .register(user::EmailIndexActor)
 }
