@@ -7,7 +7,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use emporium_actors::{CartRejection, CatalogError, InvalidValue};
+use emporium_actors::{CartRejection, CatalogError, InvalidValue, UserError};
 use emporium_runtime::RuntimeError;
 use serde::Serialize;
 
@@ -112,6 +112,16 @@ impl From<CatalogError> for ApiError {
             CatalogError::Invalid(invalid) => Self::Invalid(invalid),
             CatalogError::Runtime(runtime) => Self::Runtime(runtime),
             CatalogError::Search(search) => Self::Internal(search.to_string()),
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(error: UserError) -> Self {
+        match error {
+            UserError::EmailTaken => Self::Conflict(error.to_string()),
+            UserError::Runtime(runtime) => Self::Runtime(runtime),
+            UserError::Internal(detail) => Self::Internal(detail),
         }
     }
 }

@@ -3,9 +3,11 @@
 //! `router()`; [`all`] merges them.
 
 pub mod admin_products;
+pub mod auth;
 pub mod carts;
 pub mod health;
 pub mod products;
+pub mod users;
 
 use axum::Router;
 
@@ -18,4 +20,6 @@ pub fn all() -> Router<AppState> {
         .merge(products::router())
         .merge(admin_products::router())
         .merge(carts::router())
+        .merge(users::router())
+        .merge(auth::router())
 }
