@@ -70,6 +70,16 @@ impl Node {
                 tracing::info!(products = seeded, "demo catalog seeded");
             }
         }
+        let admin = config.admin.as_ref();
+        let admin = admin.map(|admin| (admin.email.as_str(), admin.password.expose()));
+        let accounts = emporium_actors::Users::new(runtime.clone())
+            .bootstrap(admin, config.demo)
+            .await
+            .context("cannot set up the admin and demo accounts")?;
+        for line in accounts {
+            // May hold a generated password: shown to the operator once, never logged.
+            println!("{line}");
+        }
         let secret = jwt_secret(config)?;
         let tokens = TokenKeys::new(secret.as_bytes(), TOKEN_TTL);
         let listener = TcpListener::bind(config.http_addr)
