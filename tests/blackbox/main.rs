@@ -10,3 +10,4 @@ mod config;
 mod durability;
 mod passivation;
 mod store_faults;
+mod users;
