@@ -9,5 +9,6 @@ mod catalog;
 mod config;
 mod durability;
 mod passivation;
+mod redis;
 mod store_faults;
 mod users;
