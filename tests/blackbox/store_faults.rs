@@ -34,7 +34,11 @@ async fn an_unreachable_store_gives_fast_503s_and_recovery() {
     let Some((spec, provisioned)) = TestStore::Postgres.provision(dir.path()).await else {
         return;
     };
-    let Provisioned::Postgres { admin_url, database } = &provisioned else {
+    let Provisioned::Postgres {
+        admin_url,
+        database,
+    } = &provisioned
+    else {
         unreachable!("provisioned postgres");
     };
     let proxy = TcpProxy::start(postgres_upstream(admin_url)).await;
@@ -49,7 +53,9 @@ async fn an_unreachable_store_gives_fast_503s_and_recovery() {
 
     let cart = api.new_cart().await;
     let items = format!("/v1/carts/{cart}/items");
-    let added = api.post(&items, &json!({"sku": "SKU-MUG", "quantity": 2})).await;
+    let added = api
+        .post(&items, &json!({"sku": "SKU-MUG", "quantity": 2}))
+        .await;
     assert_eq!(added.status, 200);
 
     for fault in ["cut", "black hole"] {
@@ -59,14 +65,23 @@ async fn an_unreachable_store_gives_fast_503s_and_recovery() {
         }
         // A write to a cart and a read of a cart that is not active both need the store.
         let started = Instant::now();
-        let write = api.post(&items, &json!({"sku": "SKU-PEN", "quantity": 1})).await;
+        let write = api
+            .post(&items, &json!({"sku": "SKU-PEN", "quantity": 1}))
+            .await;
         let write_took = started.elapsed();
         write.expect_problem(503);
         assert!(write.headers.contains_key("retry-after"), "{write:?}");
-        assert!(write_took < FAIL_FAST, "{fault}: write failed after {write_took:?}");
+        assert!(
+            write_took < FAIL_FAST,
+            "{fault}: write failed after {write_took:?}"
+        );
         let started = Instant::now();
         api.post_empty("/v1/carts").await.expect_problem(503);
-        assert!(started.elapsed() < FAIL_FAST, "{fault}: create failed after {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < FAIL_FAST,
+            "{fault}: create failed after {:?}",
+            started.elapsed()
+        );
         assert_eq!(api.get("/healthz").await.status, 200, "the node stays up");
 
         proxy.restore().await;
@@ -81,7 +96,10 @@ async fn an_unreachable_store_gives_fast_503s_and_recovery() {
             }
         })
         .await;
-        assert!(recovered, "{fault}: the node recovers by itself when the store returns");
+        assert!(
+            recovered,
+            "{fault}: the node recovers by itself when the store returns"
+        );
     }
 
     // Acknowledged writes are intact, failed ones left nothing half-written: the pen was never

@@ -24,8 +24,14 @@ pub enum TestStore {
 /// A provisioned store: where nodes point, and how to drop it afterwards.
 pub enum Provisioned {
     Embedded,
-    Postgres { admin_url: String, database: String },
-    Scylla { nodes: Vec<String>, keyspace: String },
+    Postgres {
+        admin_url: String,
+        database: String,
+    },
+    Scylla {
+        nodes: Vec<String>,
+        keyspace: String,
+    },
 }
 
 fn unique_name(prefix: &str) -> String {
@@ -72,7 +78,10 @@ impl TestStore {
                 let nodes: Vec<String> = nodes.split(',').map(str::to_owned).collect();
                 let keyspace = unique_name("emp_bb");
                 let url = format!("scylla://{}/{keyspace}", nodes.join(","));
-                Some((spec.env("EMPORIUM_STORE", &url), Provisioned::Scylla { nodes, keyspace }))
+                Some((
+                    spec.env("EMPORIUM_STORE", &url),
+                    Provisioned::Scylla { nodes, keyspace },
+                ))
             }
         }
     }
@@ -117,14 +126,20 @@ async fn postgres_client(url: &str) -> Result<tokio_postgres::Client, tokio_post
 /// Databases `emp_bb_<pid>_<n>` whose test process is gone.
 async fn drop_stale_databases(client: &tokio_postgres::Client) {
     let Ok(rows) = client
-        .query("SELECT datname FROM pg_database WHERE datname LIKE 'emp_bb_%'", &[])
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'emp_bb_%'",
+            &[],
+        )
         .await
     else {
         return;
     };
     for row in rows {
         let name: String = row.get(0);
-        let pid = name.split('_').nth(2).and_then(|pid| pid.parse::<u32>().ok());
+        let pid = name
+            .split('_')
+            .nth(2)
+            .and_then(|pid| pid.parse::<u32>().ok());
         let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
         if !alive {
             let _ = client
