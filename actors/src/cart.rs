@@ -32,6 +32,10 @@ pub struct CartState {
     pub currency: Currency,
     #[serde(default)]
     pub lines: Vec<CartLine>,
+    /// The checkout holding this cart: its lines cannot change and no other checkout may
+    /// start until it completes (lines emptied) or aborts (lines kept).
+    #[serde(default)]
+    pub checkout: Option<String>,
 }
 
 /// What callers see of a cart.
@@ -63,6 +67,20 @@ pub enum CartCommand {
     RemoveItem {
         sku: Sku,
     },
+    /// Lock the cart for checkout `checkout_id` and answer its lines. The cart must be
+    /// owned by `user` (a guest cart is refused). Repeating it with the same id is harmless.
+    BeginCheckout {
+        user: String,
+        checkout_id: String,
+    },
+    /// The checkout placed its order: empty the lines and unlock. Idempotent.
+    CompleteCheckout {
+        checkout_id: String,
+    },
+    /// The checkout failed: unlock, lines intact. Idempotent; ignores other checkouts.
+    AbortCheckout {
+        checkout_id: String,
+    },
     /// Login merge: add a guest cart's lines (priced in `currency`) to this cart, by the
     /// rules of [`crate::user::merge`]; lines that do not fit are left out, not refused.
     MergeFrom {
@@ -90,6 +108,23 @@ pub enum CartRejection {
         product_currency: Currency,
         cart_currency: Currency,
     },
+    #[error("this cart belongs to another user")]
+    NotYourCart,
+    #[error("a checkout of this cart is in progress")]
+    CheckoutInProgress,
+}
+
+impl CartCommand {
+    /// Whether the command changes the lines (refused while a checkout holds the cart).
+    fn changes_lines(&self) -> bool {
+        matches!(
+            self,
+            Self::AddItem { .. }
+                | Self::SetQuantity { .. }
+                | Self::RemoveItem { .. }
+                | Self::MergeFrom { .. }
+        )
+    }
 }
 
 /// The cart actor kind.
@@ -117,11 +152,25 @@ impl VirtualActor for CartActor {
         if !turn.state().created {
             return Ok(Err(CartRejection::NotFound));
         }
+        if turn.state().checkout.is_some() && command.changes_lines() {
+            return Ok(Err(CartRejection::CheckoutInProgress));
+        }
         let outcome = match command {
             CartCommand::Create { .. } | CartCommand::Get => Ok(()),
             CartCommand::AddItem { sku, quantity } => add_item(turn, sku, quantity).await?,
             CartCommand::SetQuantity { sku, quantity } => set_quantity(turn, &sku, quantity),
             CartCommand::RemoveItem { sku } => set_quantity(turn, &sku, 0),
+            CartCommand::BeginCheckout { user, checkout_id } => {
+                begin_checkout(turn, user, checkout_id)
+            }
+            CartCommand::CompleteCheckout { checkout_id } => {
+                end_checkout(turn, &checkout_id, true);
+                Ok(())
+            }
+            CartCommand::AbortCheckout { checkout_id } => {
+                end_checkout(turn, &checkout_id, false);
+                Ok(())
+            }
             CartCommand::MergeFrom { lines, currency } => {
                 let state = turn.state();
                 let (mut merged, mut merged_currency) =
@@ -199,6 +248,36 @@ fn set_quantity(turn: &mut Turn<CartActor>, sku: &Sku, quantity: u32) -> Result<
         lines[index].quantity = quantity;
     }
     Ok(())
+}
+
+fn begin_checkout(
+    turn: &mut Turn<CartActor>,
+    user: String,
+    checkout_id: String,
+) -> Result<(), CartRejection> {
+    let state = turn.state();
+    // Guest carts are not checked out: logging in merges them into the user's own cart.
+    if state.owner.as_deref() != Some(user.as_str()) {
+        return Err(CartRejection::NotYourCart);
+    }
+    match &state.checkout {
+        Some(holder) if *holder == checkout_id => Ok(()),
+        Some(_) => Err(CartRejection::CheckoutInProgress),
+        None => {
+            turn.state_mut().checkout = Some(checkout_id);
+            Ok(())
+        }
+    }
+}
+
+fn end_checkout(turn: &mut Turn<CartActor>, checkout_id: &str, completed: bool) {
+    if turn.state().checkout.as_deref() == Some(checkout_id) {
+        let state = turn.state_mut();
+        state.checkout = None;
+        if completed {
+            state.lines.clear();
+        }
+    }
 }
 
 fn view(turn: &Turn<CartActor>) -> CartView {

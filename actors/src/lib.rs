@@ -9,8 +9,15 @@
 
 pub mod cart;
 pub mod catalog;
+pub mod checkout;
+pub mod inventory;
+pub mod order;
+pub mod payment;
+pub mod shipping;
 pub mod user;
 pub mod values;
+
+use std::time::Duration;
 
 use emporium_runtime::RuntimeBuilder;
 
@@ -19,11 +26,52 @@ pub use catalog::{Catalog, CatalogError, Product, ProductActor, ProductDraft};
 pub use user::{Email, Password, Role, User, UserActor, UserError, UserName, Users};
 pub use values::{CartId, Currency, InvalidValue, Quantity, Sku};
 
-/// Register every domain actor kind with the runtime.
+/// What the domain needs from the node besides the runtime: ports and their settings.
+#[derive(Clone)]
+pub struct DomainPorts {
+    pub payments: payment::PaymentProvider,
+    pub shipping: shipping::ShippingRates,
+    /// How long a checkout's stock reservation holds before it expires.
+    pub reservation_ttl: Duration,
+    /// Deadline of each payment gateway call.
+    pub payment_timeout: Duration,
+}
+
+impl Default for DomainPorts {
+    /// The built-in test gateway, `US=500,DE=900,*=1500`, 15 minutes, 5 seconds.
+    fn default() -> Self {
+        Self {
+            payments: payment::PaymentProvider::Test,
+            shipping: shipping::ShippingRates::parse("US=500,DE=900,*=1500").unwrap_or_default(),
+            reservation_ttl: Duration::from_secs(15 * 60),
+            payment_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Register every domain actor kind with the runtime, with the default ports (the test
+/// payment gateway): for tests. A node uses [`register_with`].
 pub fn register(builder: RuntimeBuilder) -> RuntimeBuilder {
+    register_with(builder, &DomainPorts::default())
+}
+
+/// Register every domain actor kind with the runtime, wired to `ports`.
+pub fn register_with(builder: RuntimeBuilder, ports: &DomainPorts) -> RuntimeBuilder {
     builder
         .register(CartActor)
         .register(ProductActor)
         .register(user::UserActor)
         .register(user::EmailIndexActor)
+        .register(inventory::InventoryActor::new(ports.reservation_ttl))
+        .register(payment::PaymentActor)
+        .register(order::OrderActor::new(
+            ports.payments.clone(),
+            ports.payment_timeout,
+        ))
+        .register(order::UserOrdersActor)
+        .register(checkout::CheckoutActor::new(
+            ports.payments.clone(),
+            ports.shipping.clone(),
+            ports.payment_timeout,
+        ))
 }

@@ -216,6 +216,15 @@ fn cart_problem(rejection: &CartRejection) -> Problem {
                 detail,
             )
         }
+        CartRejection::NotYourCart => {
+            Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+        }
+        CartRejection::CheckoutInProgress => Problem::new(
+            StatusCode::CONFLICT,
+            "checkout-in-progress",
+            "Checkout in progress",
+            detail,
+        ),
         CartRejection::CurrencyMismatch { .. } => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "currency-mismatch",

@@ -1,0 +1,1266 @@
+//! The checkout saga: one `checkout` actor per `{user_id}:{idempotency_key}`.
+//!
+//! # Steps
+//! 1. **Start**: remember the request's fingerprint, mint the checkout id (it names the
+//!    stock reservations and the payment authorization) and the order id, arm the `recover`
+//!    reminder. Checkpoint.
+//! 2. **Lock the cart** ([`CartCommand::BeginCheckout`]): the cart must be the caller's (a
+//!    guest cart is refused: login merges it into the user's cart); it records this checkout, refuses every change to its lines
+//!    and every other checkout until this one completes or aborts, and answers its lines,
+//!    priced at add time. Shipping is quoted from the rate table. Checkpoint.
+//! 3. **Reserve** every line on its SKU's inventory actor. Checkpoint.
+//! 4. **Authorize** subtotal + shipping (idempotency key: the checkout id), under the
+//!    payment deadline. Checkpoint before (a crash now means "unknown outcome") and after.
+//! 5. **Place the order** and index it for the user. Checkpoint.
+//! 6. **Commit** every reservation. Checkpoint. *This is the pivot*: before it, any failure
+//!    is compensated; after it, the saga only rolls forward.
+//! 7. **Capture** the payment, mark the order paid, **empty the cart** (completing its
+//!    checkout). A step that cannot be done now (the gateway does not answer) is retried by
+//!    the `follow-up` reminder; the client already has its order.
+//!
+//! # Compensation
+//! Before the pivot, a failure undoes what was done, newest first: cancel the order (which
+//! returns its stock and voids its payment), void the authorization *by key* (so a timed-out
+//! authorization that did happen is voided, and one that arrives late is refused), release
+//! every reservation (releasing also leaves a tombstone against late reserves), unlock the
+//! cart with its lines intact.
+//!
+//! # Idempotency and crashes
+//! The outcome (a placed order's snapshot, or the failure) is stored; a retry with the same
+//! key and the same request gets it back unchanged; with a different request,
+//! [`CheckoutRejection::KeyReused`]. A retry while the saga runs waits behind it (one turn at
+//! a time). If the node dies mid-saga, the next request with the key, or the `recover`
+//! reminder, finds the saga unfinished: before the pivot it is compensated and ends
+//! [`CheckoutFailure::Interrupted`]; after it, it rolls forward to the order.
+//!
+//! Deadlocks: this actor asks cart, inventory, payment, order and user-orders actors; none
+//! of them ever asks a checkout.
+
+use std::time::Duration;
+
+use emporium_runtime::{RuntimeError, Turn, VirtualActor};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::cart::{CartActor, CartCommand, CartLine, CartRejection, subtotal_cents};
+use crate::inventory::{InventoryActor, StockCommand, StockRejection, StockReply};
+use crate::order::{
+    NewOrder, OrderActor, OrderCommand, OrderView, UserOrdersActor, UserOrdersCommand,
+};
+use crate::payment::{
+    Authorization, AuthorizeRequest, PaymentError, PaymentProvider, PaymentStatus, within,
+};
+use crate::shipping::{ShippingAddress, ShippingRates};
+use crate::values::{CartId, Currency, InvalidValue};
+
+const RECOVER_REMINDER: &str = "recover";
+const FOLLOW_UP_REMINDER: &str = "follow-up";
+/// Margin on top of the payment deadline before an unfinished saga is presumed dead.
+const RECOVER_MARGIN_MS: u64 = 30_000;
+/// How soon roll-forward work that failed is retried.
+const FOLLOW_UP_RETRY_MS: u64 = 10_000;
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
+/// Longest accepted payment token.
+pub const MAX_TOKEN_CHARS: usize = 256;
+
+/// An `Idempotency-Key`: 1 to 128 visible ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
+        if !text.is_empty()
+            && text.len() <= MAX_IDEMPOTENCY_KEY_CHARS
+            && text.bytes().all(|byte| byte.is_ascii_graphic())
+        {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(InvalidValue {
+                field: "Idempotency-Key",
+                expected: format!(
+                    "1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters, e.g. a UUID"
+                ),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A checked payment token (passed to the gateway, never stored).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PaymentToken(String);
+
+impl PaymentToken {
+    pub fn parse(text: Option<&str>) -> Result<Self, InvalidValue> {
+        match text {
+            Some(token)
+                if !token.is_empty()
+                    && token.len() <= MAX_TOKEN_CHARS
+                    && token.bytes().all(|byte| byte.is_ascii_graphic()) =>
+            {
+                Ok(Self(token.to_owned()))
+            }
+            _ => Err(InvalidValue {
+                field: "payment.token",
+                expected: format!("a card token of 1 to {MAX_TOKEN_CHARS} visible characters"),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for PaymentToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PaymentToken(***)")
+    }
+}
+
+/// The checkout actor's key: idempotency keys are scoped per user.
+pub fn checkout_key(user_id: &str, key: &IdempotencyKey) -> String {
+    format!("{user_id}:{}", key.as_str())
+}
+
+/// One checkout request, validated.
+#[derive(Clone, Debug)]
+pub struct CheckoutRequest {
+    pub user_id: String,
+    pub cart_id: CartId,
+    pub shipping_address: ShippingAddress,
+    pub token: PaymentToken,
+}
+
+impl CheckoutRequest {
+    /// A digest of everything the request says: the same key with another request is
+    /// refused. The token enters only through the digest.
+    pub fn fingerprint(&self) -> String {
+        let canonical = serde_json::json!({
+            "user": self.user_id,
+            "cart": self.cart_id.as_str(),
+            "address": self.shipping_address,
+            "token": self.token.0,
+        });
+        let digest = Sha256::digest(canonical.to_string().as_bytes());
+        digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
+/// Why a checkout did not place an order. Stored: a retry gets the same answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "failure", rename_all = "snake_case")]
+pub enum CheckoutFailure {
+    #[error("cart not found")]
+    CartNotFound,
+    #[error(
+        "this cart is not yours: check out your own cart (a guest cart is merged into it when you log in)"
+    )]
+    NotYourCart,
+    #[error("another checkout of this cart is in progress")]
+    CartBusy,
+    #[error("the cart is empty")]
+    EmptyCart,
+    #[error("no shipping to {country}")]
+    NoShipping { country: String },
+    #[error("not enough stock for {}", skus.join(", "))]
+    InsufficientStock { skus: Vec<String> },
+    #[error("the payment was declined ({code}): {message}")]
+    PaymentDeclined { code: String, message: String },
+    #[error(
+        "the payment provider did not answer in time; the authorization was voided and the stock released: nothing was charged"
+    )]
+    PaymentTimeout,
+    #[error(
+        "the checkout was interrupted and rolled back: nothing was charged; start a new checkout with a new Idempotency-Key"
+    )]
+    Interrupted,
+}
+
+/// How a checkout ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CheckoutOutcome {
+    /// The order as it was when the checkout answered.
+    Placed {
+        order: Box<OrderView>,
+    },
+    Failed {
+        failure: CheckoutFailure,
+    },
+}
+
+/// Refusals that are not outcomes (nothing is stored for them).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckoutRejection {
+    #[error("this Idempotency-Key was already used with a different request")]
+    KeyReused,
+}
+
+pub type CheckoutReply = Result<CheckoutOutcome, CheckoutRejection>;
+
+pub enum CheckoutCommand {
+    Run(Box<CheckoutRequest>),
+}
+
+/// How far the saga got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    #[default]
+    New,
+    Started,
+    CartLocked,
+    Reserved,
+    Authorizing,
+    Authorized,
+    OrderPlaced,
+    /// The pivot: stock is sold.
+    Committed,
+    Done,
+}
+
+/// Roll-forward work after the pivot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUp {
+    pub capture: bool,
+    pub mark_paid: bool,
+    pub clear_cart: bool,
+}
+
+impl FollowUp {
+    fn is_done(&self) -> bool {
+        !(self.capture || self.mark_paid || self.clear_cart)
+    }
+}
+
+/// A checkout's stored state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutState {
+    pub fingerprint: Option<String>,
+    pub step: Step,
+    pub checkout_id: String,
+    pub order_id: String,
+    pub user_id: String,
+    pub cart_id: String,
+    pub shipping_address: Option<ShippingAddress>,
+    pub lines: Vec<CartLine>,
+    pub currency: Currency,
+    pub subtotal_cents: i64,
+    pub shipping_cents: i64,
+    pub payment_reference: Option<String>,
+    pub follow_up: FollowUp,
+    pub outcome: Option<CheckoutOutcome>,
+    pub started_at_ms: u64,
+}
+
+impl CheckoutState {
+    fn total_cents(&self) -> i64 {
+        self.subtotal_cents + self.shipping_cents
+    }
+}
+
+/// The checkout actor kind, with its ports.
+pub struct CheckoutActor {
+    payments: PaymentProvider,
+    shipping: ShippingRates,
+    payment_timeout: Duration,
+}
+
+impl CheckoutActor {
+    pub fn new(
+        payments: PaymentProvider,
+        shipping: ShippingRates,
+        payment_timeout: Duration,
+    ) -> Self {
+        Self {
+            payments,
+            shipping,
+            payment_timeout,
+        }
+    }
+}
+
+/// A saga step's result: `Err(failure)` means "compensate and answer this".
+type StepResult<T> = Result<Result<T, CheckoutFailure>, RuntimeError>;
+
+impl VirtualActor for CheckoutActor {
+    const KIND: &'static str = "checkout";
+    type State = CheckoutState;
+    type Command = CheckoutCommand;
+    type Reply = CheckoutReply;
+
+    async fn handle(
+        &self,
+        turn: &mut Turn<Self>,
+        command: CheckoutCommand,
+    ) -> Result<CheckoutReply, RuntimeError> {
+        let CheckoutCommand::Run(request) = command;
+        let fingerprint = request.fingerprint();
+        if let Some(stored) = &turn.state().fingerprint {
+            if *stored != fingerprint {
+                return Ok(Err(CheckoutRejection::KeyReused));
+            }
+            if let Some(outcome) = &turn.state().outcome {
+                return Ok(Ok(outcome.clone()));
+            }
+            // Started before and never finished: the node died mid-saga.
+            return Ok(Ok(self.recover(turn).await?));
+        }
+        self.start(turn, &request, fingerprint).await?;
+        let outcome = match self.forward(turn, &request).await {
+            Ok(Ok(order)) => CheckoutOutcome::Placed {
+                order: Box::new(order),
+            },
+            Ok(Err(failure)) => {
+                self.compensate(turn).await?;
+                CheckoutOutcome::Failed { failure }
+            }
+            Err(error) => {
+                // An actor or the store did not answer: settle it now if possible (undo
+                // before the pivot, finish after it); else the recover reminder will.
+                tracing::warn!(checkout = turn.key(), %error, "checkout step failed");
+                return match self.recover(turn).await {
+                    Ok(outcome) => Ok(Ok(outcome)),
+                    Err(_) => Err(error),
+                };
+            }
+        };
+        Ok(Ok(self.finish(turn, outcome)))
+    }
+
+    async fn on_reminder(&self, turn: &mut Turn<Self>, name: &str) -> Result<(), RuntimeError> {
+        match name {
+            RECOVER_REMINDER if turn.state().outcome.is_none() && turn.state().step > Step::New => {
+                tracing::warn!(checkout = turn.key(), step = ?turn.state().step, "recovering an unfinished checkout");
+                self.recover(turn).await?;
+            }
+            FOLLOW_UP_REMINDER if !turn.state().follow_up.is_done() => {
+                self.roll_forward(turn).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl CheckoutActor {
+    async fn start(
+        &self,
+        turn: &mut Turn<Self>,
+        request: &CheckoutRequest,
+        fingerprint: String,
+    ) -> Result<(), RuntimeError> {
+        let now_ms = turn.now_ms();
+        let recover_at = now_ms + self.budget_ms();
+        let state = turn.state_mut();
+        state.fingerprint = Some(fingerprint);
+        state.step = Step::Started;
+        state.checkout_id = uuid::Uuid::new_v4().to_string();
+        state.order_id = uuid::Uuid::new_v4().to_string();
+        state.user_id = request.user_id.clone();
+        state.cart_id = request.cart_id.as_str().to_owned();
+        state.shipping_address = Some(request.shipping_address.clone());
+        state.started_at_ms = now_ms;
+        turn.set_reminder(RECOVER_REMINDER, recover_at);
+        turn.commit().await
+    }
+
+    /// How long a saga may take before the `recover` reminder presumes it dead.
+    fn budget_ms(&self) -> u64 {
+        u64::try_from(self.payment_timeout.as_millis()).unwrap_or(u64::MAX / 2) + RECOVER_MARGIN_MS
+    }
+
+    fn set_step(turn: &mut Turn<Self>, step: Step) {
+        turn.state_mut().step = step;
+    }
+
+    /// Steps 2 to 7. `Err(failure)`: stopped before the pivot, to be compensated.
+    async fn forward(
+        &self,
+        turn: &mut Turn<Self>,
+        request: &CheckoutRequest,
+    ) -> StepResult<OrderView> {
+        if let Err(failure) = self.lock_cart(turn, request).await? {
+            return Ok(Err(failure));
+        }
+        if let Err(failure) = self.reserve(turn).await? {
+            return Ok(Err(failure));
+        }
+        if let Err(failure) = self.authorize(turn, request).await? {
+            return Ok(Err(failure));
+        }
+        self.place_order(turn).await?;
+        if let Err(failure) = self.commit_stock(turn).await? {
+            return Ok(Err(failure));
+        }
+        Ok(Ok(self.roll_forward(turn).await?))
+    }
+
+    async fn lock_cart(&self, turn: &mut Turn<Self>, request: &CheckoutRequest) -> StepResult<()> {
+        let Some(shipping_cents) = self.shipping.quote(&request.shipping_address.country) else {
+            return Ok(Err(CheckoutFailure::NoShipping {
+                country: request.shipping_address.country.to_string(),
+            }));
+        };
+        let state = turn.state();
+        let reply = turn
+            .runtime()
+            .actor::<CartActor>(state.cart_id.clone())
+            .ask(CartCommand::BeginCheckout {
+                user: state.user_id.clone(),
+                checkout_id: state.checkout_id.clone(),
+            })
+            .await?;
+        let cart = match reply {
+            Ok(cart) => cart,
+            Err(CartRejection::NotFound) => return Ok(Err(CheckoutFailure::CartNotFound)),
+            Err(CartRejection::NotYourCart) => return Ok(Err(CheckoutFailure::NotYourCart)),
+            Err(CartRejection::CheckoutInProgress) => return Ok(Err(CheckoutFailure::CartBusy)),
+            Err(other) => {
+                tracing::warn!(error = %other, "unexpected cart answer to a checkout");
+                return Ok(Err(CheckoutFailure::CartBusy));
+            }
+        };
+        let state = turn.state_mut();
+        state.step = Step::CartLocked;
+        state.subtotal_cents = subtotal_cents(&cart.items);
+        state.lines = cart.items;
+        state.currency = cart.currency;
+        state.shipping_cents = shipping_cents;
+        if state.lines.is_empty() {
+            return Ok(Err(CheckoutFailure::EmptyCart));
+        }
+        turn.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn reserve(&self, turn: &mut Turn<Self>) -> StepResult<()> {
+        let mut short = Vec::new();
+        let lines = turn.state().lines.clone();
+        let checkout_id = turn.state().checkout_id.clone();
+        for line in &lines {
+            let reply = turn
+                .runtime()
+                .actor::<InventoryActor>(line.sku.as_str())
+                .ask(StockCommand::Reserve {
+                    reservation: checkout_id.clone(),
+                    units: u64::from(line.quantity),
+                })
+                .await?;
+            match reply {
+                StockReply::Reservation(Ok(_)) => {}
+                StockReply::Reservation(Err(StockRejection::Insufficient { sku, .. })) => {
+                    short.push(sku);
+                }
+                StockReply::Reservation(Err(other)) => {
+                    tracing::warn!(error = %other, "unexpected reservation answer");
+                    short.push(line.sku.to_string());
+                }
+                _ => short.push(line.sku.to_string()),
+            }
+        }
+        if !short.is_empty() {
+            return Ok(Err(CheckoutFailure::InsufficientStock { skus: short }));
+        }
+        Self::set_step(turn, Step::Reserved);
+        turn.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn authorize(&self, turn: &mut Turn<Self>, request: &CheckoutRequest) -> StepResult<()> {
+        // From here a crash leaves an authorization of unknown outcome: recovery voids it.
+        Self::set_step(turn, Step::Authorizing);
+        turn.commit().await?;
+        let state = turn.state();
+        let gateway = self.payments.gateway(turn.runtime());
+        let answer = within(
+            self.payment_timeout,
+            gateway.authorize(AuthorizeRequest {
+                idempotency_key: state.checkout_id.clone(),
+                amount_cents: state.total_cents(),
+                currency: state.currency.clone(),
+                token: request.token.0.clone(),
+            }),
+        )
+        .await;
+        match answer {
+            Ok(Authorization::Approved { reference }) => {
+                let state = turn.state_mut();
+                state.payment_reference = Some(reference);
+                state.step = Step::Authorized;
+                turn.commit().await?;
+                Ok(Ok(()))
+            }
+            Ok(Authorization::Declined { code, message }) => {
+                Ok(Err(CheckoutFailure::PaymentDeclined { code, message }))
+            }
+            Err(error) => {
+                tracing::warn!(checkout = turn.key(), %error, "authorization outcome unknown");
+                Ok(Err(CheckoutFailure::PaymentTimeout))
+            }
+        }
+    }
+
+    async fn place_order(&self, turn: &mut Turn<Self>) -> Result<(), RuntimeError> {
+        let state = turn.state();
+        let new = NewOrder {
+            user_id: state.user_id.clone(),
+            checkout_id: state.checkout_id.clone(),
+            items: state.lines.clone(),
+            subtotal_cents: state.subtotal_cents,
+            shipping_cents: state.shipping_cents,
+            currency: state.currency.clone(),
+            shipping_address: state.shipping_address.clone().ok_or_else(|| {
+                RuntimeError::CorruptState {
+                    actor: turn.id().clone(),
+                    reason: "a started checkout has an address".to_owned(),
+                }
+            })?,
+            payment_reference: state.payment_reference.clone().unwrap_or_default(),
+        };
+        let order_id = state.order_id.clone();
+        let user_id = state.user_id.clone();
+        let placed = turn
+            .runtime()
+            .actor::<OrderActor>(order_id.clone())
+            .ask(OrderCommand::Place(Box::new(new)))
+            .await?;
+        if let Err(rejection) = placed {
+            // Order ids are fresh UUIDs: a clash is a bug, not a user error.
+            return Err(RuntimeError::Unreachable {
+                actor: turn.id().clone(),
+                reason: format!("cannot place order {order_id}: {rejection}"),
+            });
+        }
+        turn.runtime()
+            .actor::<UserOrdersActor>(user_id)
+            .ask(UserOrdersCommand::Add { order_id })
+            .await?;
+        Self::set_step(turn, Step::OrderPlaced);
+        turn.commit().await
+    }
+
+    async fn commit_stock(&self, turn: &mut Turn<Self>) -> StepResult<()> {
+        let lines = turn.state().lines.clone();
+        let checkout_id = turn.state().checkout_id.clone();
+        let mut lost = Vec::new();
+        for line in &lines {
+            let reply = turn
+                .runtime()
+                .actor::<InventoryActor>(line.sku.as_str())
+                .ask(StockCommand::Commit {
+                    reservation: checkout_id.clone(),
+                })
+                .await?;
+            if !matches!(reply, StockReply::Reservation(Ok(_))) {
+                lost.push(line.sku.to_string());
+            }
+        }
+        if !lost.is_empty() {
+            // Reservations expired and the units were sold meanwhile.
+            return Ok(Err(CheckoutFailure::InsufficientStock { skus: lost }));
+        }
+        let state = turn.state_mut();
+        state.step = Step::Committed;
+        state.follow_up = FollowUp {
+            capture: true,
+            mark_paid: true,
+            clear_cart: true,
+        };
+        turn.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// After the pivot: capture, mark paid, empty the cart. What fails is left to the
+    /// `follow-up` reminder. Answers the order as it stands.
+    async fn roll_forward(&self, turn: &mut Turn<Self>) -> Result<OrderView, RuntimeError> {
+        let mut follow_up = turn.state().follow_up.clone();
+        let state = turn.state().clone();
+        if follow_up.capture {
+            let gateway = self.payments.gateway(turn.runtime());
+            let reference = state.payment_reference.clone().unwrap_or_default();
+            let captured = within(
+                self.payment_timeout,
+                gateway.capture(
+                    &reference,
+                    state.total_cents(),
+                    &format!("capture:{}", state.checkout_id),
+                ),
+            )
+            .await;
+            match captured {
+                Ok(record) if record.status != PaymentStatus::Authorized => {
+                    follow_up.capture = false;
+                }
+                Ok(_) => {}
+                Err(PaymentError::Refused(reason)) => {
+                    // Voided meanwhile (the order was cancelled): nothing to charge.
+                    tracing::warn!(checkout = turn.key(), reason, "capture refused");
+                    follow_up.capture = false;
+                    follow_up.mark_paid = false;
+                }
+                Err(error) => {
+                    tracing::warn!(checkout = turn.key(), %error, "capture not done yet; will retry");
+                }
+            }
+        }
+        if follow_up.mark_paid && !follow_up.capture {
+            let paid = turn
+                .runtime()
+                .actor::<OrderActor>(state.order_id.clone())
+                .ask(OrderCommand::MarkPaid)
+                .await;
+            if paid.is_ok() {
+                // A refusal means the order was cancelled meanwhile: nothing more to do.
+                follow_up.mark_paid = false;
+            }
+        }
+        if follow_up.clear_cart {
+            let cleared = turn
+                .runtime()
+                .actor::<CartActor>(state.cart_id.clone())
+                .ask(CartCommand::CompleteCheckout {
+                    checkout_id: state.checkout_id.clone(),
+                })
+                .await;
+            if cleared.is_ok() {
+                follow_up.clear_cart = false;
+            }
+        }
+        if follow_up.is_done() {
+            turn.cancel_reminder(FOLLOW_UP_REMINDER);
+        } else {
+            let retry_at = turn.now_ms() + FOLLOW_UP_RETRY_MS;
+            turn.set_reminder(FOLLOW_UP_REMINDER, retry_at);
+        }
+        let done = follow_up.is_done();
+        let changed = follow_up != state.follow_up;
+        if changed {
+            turn.state_mut().follow_up = follow_up;
+        }
+        if done && turn.state().step < Step::Done {
+            Self::set_step(turn, Step::Done);
+        }
+        let order = turn
+            .runtime()
+            .actor::<OrderActor>(state.order_id.clone())
+            .ask(OrderCommand::Get)
+            .await?;
+        order.map_err(|rejection| RuntimeError::Unreachable {
+            actor: turn.id().clone(),
+            reason: format!("order {} is missing: {rejection}", state.order_id),
+        })
+    }
+
+    /// Undo everything done before the pivot, newest first. Every call is idempotent, so
+    /// it is safe to run on a saga whose exact progress is unknown (after a crash).
+    async fn compensate(&self, turn: &mut Turn<Self>) -> Result<(), RuntimeError> {
+        let state = turn.state().clone();
+        let runtime = turn.runtime().clone();
+        if state.step >= Step::OrderPlaced {
+            let cancelled = runtime
+                .actor::<OrderActor>(state.order_id.clone())
+                .ask(OrderCommand::Cancel {
+                    reason: "checkout failed".to_owned(),
+                })
+                .await?;
+            if let Err(rejection) = cancelled {
+                tracing::warn!(checkout = turn.key(), %rejection, "order not cancellable");
+            }
+        }
+        if state.step >= Step::Authorizing {
+            let gateway = self.payments.gateway(&runtime);
+            match within(self.payment_timeout, gateway.void(&state.checkout_id)).await {
+                Ok(_) => {}
+                Err(PaymentError::Refused(reason)) => {
+                    tracing::error!(
+                        checkout = turn.key(),
+                        reason,
+                        "cannot void a checkout's payment"
+                    );
+                }
+                Err(error) => {
+                    // Keep the saga unfinished: the recover reminder voids again later.
+                    return Err(RuntimeError::Unreachable {
+                        actor: turn.id().clone(),
+                        reason: format!("cannot void the authorization yet: {error}"),
+                    });
+                }
+            }
+        }
+        if state.step >= Step::CartLocked {
+            for line in &state.lines {
+                runtime
+                    .actor::<InventoryActor>(line.sku.as_str())
+                    .ask(StockCommand::Release {
+                        reservation: state.checkout_id.clone(),
+                    })
+                    .await?;
+            }
+        }
+        if state.step >= Step::Started {
+            let aborted = runtime
+                .actor::<CartActor>(state.cart_id.clone())
+                .ask(CartCommand::AbortCheckout {
+                    checkout_id: state.checkout_id.clone(),
+                })
+                .await?;
+            // A cart that is gone, or was never locked by us, has nothing to unlock.
+            let _ = aborted;
+        }
+        Ok(())
+    }
+
+    /// A saga found unfinished (crash): compensate before the pivot, roll forward after.
+    async fn recover(&self, turn: &mut Turn<Self>) -> Result<CheckoutOutcome, RuntimeError> {
+        let outcome = if turn.state().step >= Step::Committed {
+            CheckoutOutcome::Placed {
+                order: Box::new(self.roll_forward(turn).await?),
+            }
+        } else {
+            self.compensate(turn).await?;
+            CheckoutOutcome::Failed {
+                failure: CheckoutFailure::Interrupted,
+            }
+        };
+        Ok(self.finish(turn, outcome))
+    }
+
+    /// Store the outcome (committed at the end of the turn, before the reply).
+    fn finish(&self, turn: &mut Turn<Self>, outcome: CheckoutOutcome) -> CheckoutOutcome {
+        turn.cancel_reminder(RECOVER_REMINDER);
+        let state = turn.state_mut();
+        state.outcome = Some(outcome.clone());
+        if matches!(outcome, CheckoutOutcome::Failed { .. }) {
+            state.step = Step::Done;
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use emporium_runtime::store::{MemoryStore, ReminderChange, StateWrite};
+    use emporium_runtime::{ActorId, ManualClock, Runtime, StateStore};
+
+    use super::*;
+    use crate::catalog::{ProductActor, ProductCommand, ProductDraft};
+    use crate::inventory::{StockView, WarehouseId};
+    use crate::order::NewOrder;
+    use crate::order::OrderStatus;
+    use crate::payment::{PaymentActor, PaymentGateway, PaymentRecord, TestGateway};
+    use crate::values::{Quantity, Sku};
+    use crate::{DomainPorts, register_with};
+
+    const START_MS: u64 = 1_700_000_000_000;
+
+    struct Shop {
+        runtime: Runtime,
+    }
+
+    async fn shop(payment_timeout: Duration) -> Shop {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        shop_on(store, payment_timeout).await
+    }
+
+    async fn shop_on(store: Arc<dyn StateStore>, payment_timeout: Duration) -> Shop {
+        shop_with_clock(store, Arc::new(ManualClock::new(START_MS)), payment_timeout).await
+    }
+
+    async fn shop_with_clock(
+        store: Arc<dyn StateStore>,
+        clock: Arc<ManualClock>,
+        payment_timeout: Duration,
+    ) -> Shop {
+        let ports = DomainPorts {
+            payment_timeout,
+            ..DomainPorts::default()
+        };
+        let runtime = register_with(Runtime::builder(store.clone()).clock(clock), &ports)
+            .build()
+            .await
+            .unwrap();
+        let shop = Shop { runtime };
+        for (sku, price) in [("SKU-A", 1_000), ("SKU-B", 250)] {
+            shop.runtime
+                .actor::<ProductActor>(sku)
+                .ask(ProductCommand::Upsert(ProductDraft {
+                    name: sku.to_owned(),
+                    description: String::new(),
+                    price_cents: price,
+                    currency: Currency::default(),
+                    category: "test".to_owned(),
+                    attributes: BTreeMap::new(),
+                }))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        shop
+    }
+
+    impl Shop {
+        async fn set_stock(&self, sku: &str, on_hand: u64) {
+            self.runtime
+                .actor::<InventoryActor>(sku)
+                .ask(StockCommand::SetStock {
+                    warehouse: WarehouseId::parse("main").unwrap(),
+                    on_hand,
+                    low_stock_threshold: None,
+                })
+                .await
+                .unwrap();
+        }
+
+        async fn stock(&self, sku: &str) -> StockView {
+            match self
+                .runtime
+                .actor::<InventoryActor>(sku)
+                .ask(StockCommand::Get)
+                .await
+                .unwrap()
+            {
+                StockReply::View(Some(view)) => view,
+                _ => panic!("no stock for {sku}"),
+            }
+        }
+
+        async fn cart(&self, id: &str, lines: &[(&str, i64)]) -> Result<(), CartRejection> {
+            let cart = self.runtime.actor::<CartActor>(id);
+            cart.ask(CartCommand::Create {
+                owner: Some("u-1".to_owned()),
+            })
+            .await
+            .unwrap()?;
+            for (sku, quantity) in lines {
+                cart.ask(CartCommand::AddItem {
+                    sku: Sku::parse(sku).unwrap(),
+                    quantity: Quantity::new(*quantity).unwrap(),
+                })
+                .await
+                .unwrap()?;
+            }
+            Ok(())
+        }
+
+        async fn cart_lines(&self, id: &str) -> Vec<CartLine> {
+            self.runtime
+                .actor::<CartActor>(id)
+                .ask(CartCommand::Get)
+                .await
+                .unwrap()
+                .unwrap()
+                .items
+        }
+
+        async fn checkout(&self, user: &str, key: &str, cart: &str, token: &str) -> CheckoutReply {
+            let key = IdempotencyKey::parse(key).unwrap();
+            self.runtime
+                .actor::<CheckoutActor>(checkout_key(user, &key))
+                .ask(CheckoutCommand::Run(Box::new(request(user, cart, token))))
+                .await
+                .unwrap()
+        }
+
+        async fn payment(&self, reference: &str) -> Option<PaymentRecord> {
+            TestGateway::new(self.runtime.clone())
+                .retrieve(reference)
+                .await
+                .unwrap()
+        }
+    }
+
+    fn request(user: &str, cart: &str, token: &str) -> CheckoutRequest {
+        CheckoutRequest {
+            user_id: user.to_owned(),
+            cart_id: CartId::parse(cart).unwrap(),
+            shipping_address: ShippingAddress::parse(
+                Some("Ada"),
+                Some("1 Main St"),
+                Some("Springfield"),
+                Some("12345"),
+                Some("DE"),
+            )
+            .unwrap(),
+            token: PaymentToken::parse(Some(token)).unwrap(),
+        }
+    }
+
+    fn placed(reply: CheckoutReply) -> OrderView {
+        match reply {
+            Ok(CheckoutOutcome::Placed { order }) => *order,
+            other => panic!("not placed: {other:?}"),
+        }
+    }
+
+    fn failed(reply: CheckoutReply) -> CheckoutFailure {
+        match reply {
+            Ok(CheckoutOutcome::Failed { failure }) => failure,
+            other => panic!("not a failure: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkout_sells_stock_charges_once_and_empties_the_cart() {
+        let shop = shop(Duration::from_secs(5)).await;
+        shop.set_stock("SKU-A", 10).await;
+        shop.set_stock("SKU-B", 10).await;
+        shop.cart("cart-1", &[("SKU-A", 2), ("SKU-B", 1)])
+            .await
+            .unwrap();
+        let order = placed(shop.checkout("u-1", "k-1", "cart-1", "tok_visa").await);
+        assert_eq!(order.status, OrderStatus::Paid);
+        assert_eq!(order.subtotal_cents, 2_250);
+        assert_eq!(order.shipping_cents, 900, "DE rate");
+        assert_eq!(order.total_cents, 3_150);
+        assert_eq!(order.user_id, "u-1");
+        let a = shop.stock("SKU-A").await;
+        assert_eq!((a.on_hand, a.reserved), (8, 0));
+        assert!(shop.cart_lines("cart-1").await.is_empty());
+        let index = shop
+            .runtime
+            .actor::<UserOrdersActor>("u-1")
+            .ask(UserOrdersCommand::List)
+            .await
+            .unwrap();
+        assert_eq!(index.len(), 1);
+        assert_eq!(index[0], order.id);
+        let payment = shop.payment(&order.payment_reference).await.unwrap();
+        assert_eq!(payment.status, PaymentStatus::Captured);
+        assert_eq!(payment.captured_cents, 3_150);
+
+        // The same key and request: the same outcome, nothing done twice.
+        let again = placed(shop.checkout("u-1", "k-1", "cart-1", "tok_visa").await);
+        assert_eq!(again, order);
+        let payment = shop.payment(&order.payment_reference).await.unwrap();
+        assert_eq!(payment.operations.len(), 2, "one authorize, one capture");
+        assert_eq!(shop.stock("SKU-A").await.on_hand, 8);
+        // The same key with another request is refused.
+        assert_eq!(
+            shop.checkout("u-1", "k-1", "cart-1", "tok_chargeDeclined")
+                .await,
+            Err(CheckoutRejection::KeyReused)
+        );
+        // Keys are per user: another user's k-1 is another checkout, of a cart not theirs.
+        assert_eq!(
+            failed(shop.checkout("u-2", "k-1", "cart-1", "tok_visa").await),
+            CheckoutFailure::NotYourCart
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_before_the_pivot_are_compensated() {
+        let shop = shop(Duration::from_millis(300)).await;
+        shop.set_stock("SKU-A", 10).await;
+        shop.set_stock("SKU-B", 1).await;
+        shop.cart("cart-1", &[("SKU-A", 2), ("SKU-B", 1)])
+            .await
+            .unwrap();
+
+        let declined = failed(
+            shop.checkout("u-1", "k-1", "cart-1", "tok_chargeDeclined")
+                .await,
+        );
+        assert!(
+            matches!(&declined, CheckoutFailure::PaymentDeclined { code, .. } if code == "card_declined")
+        );
+        assert_eq!(shop.stock("SKU-A").await.reserved, 0);
+        assert_eq!(shop.stock("SKU-B").await.reserved, 0);
+        assert_eq!(shop.cart_lines("cart-1").await.len(), 2, "cart intact");
+
+        let timeout = failed(shop.checkout("u-1", "k-2", "cart-1", "tok_timeout").await);
+        assert_eq!(timeout, CheckoutFailure::PaymentTimeout);
+        assert_eq!(shop.stock("SKU-A").await.reserved, 0);
+        // The authorization happened at the "processor"; the saga voided it by key.
+        let checkouts = shop
+            .runtime
+            .list_keys::<PaymentActor>(None, 100)
+            .await
+            .unwrap();
+        let mut voided = 0;
+        for key in checkouts {
+            let record = shop.payment(&format!("pay_{key}")).await.unwrap();
+            if record.status == PaymentStatus::Voided {
+                voided += 1;
+                assert_eq!(record.captured_cents, 0);
+            }
+        }
+        assert_eq!(voided, 1);
+
+        shop.set_stock("SKU-B", 0).await;
+        let short = failed(shop.checkout("u-1", "k-3", "cart-1", "tok_visa").await);
+        assert_eq!(
+            short,
+            CheckoutFailure::InsufficientStock {
+                skus: vec!["SKU-B".to_owned()]
+            }
+        );
+        assert_eq!(shop.stock("SKU-A").await.reserved, 0, "SKU-A released");
+
+        // The cart is unlocked after each failure: it can change and check out again.
+        shop.runtime
+            .actor::<CartActor>("cart-1")
+            .ask(CartCommand::RemoveItem {
+                sku: Sku::parse("SKU-B").unwrap(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let order = placed(shop.checkout("u-1", "k-4", "cart-1", "tok_visa").await);
+        assert_eq!(order.items.len(), 1);
+
+        shop.cart("empty", &[]).await.unwrap();
+        assert_eq!(
+            failed(shop.checkout("u-1", "k-5", "empty", "tok_visa").await),
+            CheckoutFailure::EmptyCart
+        );
+        assert_eq!(
+            failed(shop.checkout("u-1", "k-6", "nope", "tok_visa").await),
+            CheckoutFailure::CartNotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn a_locked_cart_refuses_changes_and_other_checkouts() {
+        let shop = shop(Duration::from_secs(5)).await;
+        shop.cart("cart-1", &[("SKU-A", 1)]).await.unwrap();
+        let cart = shop.runtime.actor::<CartActor>("cart-1");
+        cart.ask(CartCommand::BeginCheckout {
+            user: "u-1".to_owned(),
+            checkout_id: "other".to_owned(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let add = cart
+            .ask(CartCommand::AddItem {
+                sku: Sku::parse("SKU-B").unwrap(),
+                quantity: Quantity::new(1).unwrap(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(add.unwrap_err(), CartRejection::CheckoutInProgress);
+        assert_eq!(
+            failed(shop.checkout("u-1", "k-1", "cart-1", "tok_visa").await),
+            CheckoutFailure::CartBusy
+        );
+        // The failed checkout did not unlock the other one's cart.
+        assert_eq!(
+            cart.ask(CartCommand::RemoveItem {
+                sku: Sku::parse("SKU-A").unwrap()
+            })
+            .await
+            .unwrap()
+            .unwrap_err(),
+            CartRejection::CheckoutInProgress
+        );
+    }
+
+    /// What a node that died mid-saga leaves behind: the cart locked, `units` of SKU-A
+    /// reserved (committed too from `Step::Committed` on), the payment authorized and the
+    /// order placed when the step says so, and the checkout's own record at `step`, with
+    /// its `recover` reminder due at `recover_at` if given.
+    async fn dead_saga(
+        shop: &Shop,
+        store: &Arc<dyn StateStore>,
+        key: &str,
+        step: Step,
+        recover_at: Option<u64>,
+    ) -> CheckoutState {
+        let request = request("u-1", "cart-1", "tok_visa");
+        let lines = shop.cart_lines("cart-1").await;
+        let checkout_id = format!("ck-{key}");
+        let order_id = format!("o-{key}");
+        shop.runtime
+            .actor::<CartActor>("cart-1")
+            .ask(CartCommand::BeginCheckout {
+                user: "u-1".to_owned(),
+                checkout_id: checkout_id.clone(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let sku = shop.runtime.actor::<InventoryActor>("SKU-A");
+        sku.ask(StockCommand::Reserve {
+            reservation: checkout_id.clone(),
+            units: 2,
+        })
+        .await
+        .unwrap();
+        let mut state = CheckoutState {
+            fingerprint: Some(request.fingerprint()),
+            step,
+            checkout_id: checkout_id.clone(),
+            order_id: order_id.clone(),
+            user_id: "u-1".to_owned(),
+            cart_id: "cart-1".to_owned(),
+            shipping_address: Some(request.shipping_address.clone()),
+            lines,
+            subtotal_cents: 2_000,
+            shipping_cents: 900,
+            ..CheckoutState::default()
+        };
+        if step >= Step::Authorized {
+            let gateway = TestGateway::new(shop.runtime.clone());
+            let approved = gateway
+                .authorize(AuthorizeRequest {
+                    idempotency_key: checkout_id.clone(),
+                    amount_cents: state.total_cents(),
+                    currency: Currency::default(),
+                    token: "tok_visa".to_owned(),
+                })
+                .await
+                .unwrap();
+            let Authorization::Approved { reference } = approved else {
+                panic!("approved");
+            };
+            state.payment_reference = Some(reference);
+        }
+        if step >= Step::OrderPlaced {
+            shop.runtime
+                .actor::<OrderActor>(order_id.clone())
+                .ask(OrderCommand::Place(Box::new(NewOrder {
+                    user_id: "u-1".to_owned(),
+                    checkout_id: checkout_id.clone(),
+                    items: state.lines.clone(),
+                    subtotal_cents: state.subtotal_cents,
+                    shipping_cents: state.shipping_cents,
+                    currency: Currency::default(),
+                    shipping_address: request.shipping_address.clone(),
+                    payment_reference: state.payment_reference.clone().unwrap(),
+                })))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        if step >= Step::Committed {
+            sku.ask(StockCommand::Commit {
+                reservation: checkout_id.clone(),
+            })
+            .await
+            .unwrap();
+            state.follow_up = FollowUp {
+                capture: true,
+                mark_paid: true,
+                clear_cart: true,
+            };
+        }
+        let reminders: BTreeMap<&str, u64> = recover_at
+            .map(|due| (RECOVER_REMINDER, due))
+            .into_iter()
+            .collect();
+        let record = serde_json::json!({"state": state, "reminders": reminders});
+        let id = ActorId::new(
+            "checkout",
+            checkout_key("u-1", &IdempotencyKey::parse(key).unwrap()),
+        );
+        store
+            .save(
+                &id,
+                StateWrite {
+                    expected_version: 0,
+                    state: serde_json::to_vec(&record).unwrap().into(),
+                    reminders: recover_at
+                        .map(|due_at_ms| ReminderChange::Set {
+                            name: RECOVER_REMINDER.to_owned(),
+                            due_at_ms,
+                        })
+                        .into_iter()
+                        .collect(),
+                    ..StateWrite::default()
+                },
+            )
+            .await
+            .unwrap();
+        state
+    }
+
+    #[tokio::test]
+    async fn a_saga_interrupted_before_the_pivot_is_compensated_by_its_retry() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let shop = shop_on(store.clone(), Duration::from_secs(5)).await;
+        shop.set_stock("SKU-A", 5).await;
+        shop.cart("cart-1", &[("SKU-A", 2)]).await.unwrap();
+        dead_saga(&shop, &store, "dead", Step::Authorizing, None).await;
+        assert_eq!(shop.stock("SKU-A").await.reserved, 2);
+
+        let retried = failed(shop.checkout("u-1", "dead", "cart-1", "tok_visa").await);
+        assert_eq!(retried, CheckoutFailure::Interrupted);
+        assert_eq!(shop.stock("SKU-A").await.reserved, 0, "released");
+        assert_eq!(
+            shop.payment("pay_ck-dead").await.map(|p| p.status),
+            Some(PaymentStatus::Voided),
+            "voided by key: a late authorization would be refused"
+        );
+        // Unlocked with its lines.
+        let order = placed(shop.checkout("u-1", "k-new", "cart-1", "tok_visa").await);
+        assert_eq!(order.items[0].quantity, 2);
+    }
+
+    #[tokio::test]
+    async fn a_saga_interrupted_after_the_pivot_rolls_forward() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let shop = shop_on(store.clone(), Duration::from_secs(5)).await;
+        shop.set_stock("SKU-A", 5).await;
+        shop.cart("cart-1", &[("SKU-A", 2)]).await.unwrap();
+        let state = dead_saga(&shop, &store, "pivoted", Step::Committed, None).await;
+
+        let order = placed(shop.checkout("u-1", "pivoted", "cart-1", "tok_visa").await);
+        assert_eq!(order.id, state.order_id);
+        assert_eq!(order.status, OrderStatus::Paid);
+        let payment = shop.payment(&order.payment_reference).await.unwrap();
+        assert_eq!(payment.status, PaymentStatus::Captured);
+        assert!(shop.cart_lines("cart-1").await.is_empty(), "cart emptied");
+        let stock = shop.stock("SKU-A").await;
+        assert_eq!((stock.on_hand, stock.reserved), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn the_recover_reminder_settles_a_dead_saga_after_a_restart() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let first = shop_with_clock(store.clone(), clock.clone(), Duration::from_secs(5)).await;
+        first.set_stock("SKU-A", 5).await;
+        first.cart("cart-1", &[("SKU-A", 2)]).await.unwrap();
+        dead_saga(
+            &first,
+            &store,
+            "dead",
+            Step::Reserved,
+            Some(START_MS + 60_000),
+        )
+        .await;
+        first.runtime.shutdown(Duration::from_secs(1)).await;
+        drop(first);
+
+        // The restarted node re-arms the reminder; it fires once due.
+        let second = shop_with_clock(store.clone(), clock.clone(), Duration::from_secs(5)).await;
+        assert_eq!(second.stock("SKU-A").await.reserved, 2);
+        clock.advance_ms(61_000);
+        let mut settled = false;
+        for _ in 0..100 {
+            if second.stock("SKU-A").await.reserved == 0 {
+                settled = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(settled, "the recover reminder released the reservation");
+        // The stored outcome is the answer to a late retry, and the cart is unlocked.
+        let retried = failed(second.checkout("u-1", "dead", "cart-1", "tok_visa").await);
+        assert_eq!(retried, CheckoutFailure::Interrupted);
+        second
+            .runtime
+            .actor::<CartActor>("cart-1")
+            .ask(CartCommand::RemoveItem {
+                sku: Sku::parse("SKU-A").unwrap(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
