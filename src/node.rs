@@ -44,7 +44,8 @@ impl Node {
     ) -> anyhow::Result<Self> {
         let store = open_store(&config.store, &config.data_dir).await?;
         tracing::info!(adapter = store.adapter(), "state store open");
-        let runtime = emporium_actors::register(Runtime::builder(store))
+        let ports = domain_ports(config)?;
+        let runtime = emporium_actors::register_with(Runtime::builder(store), &ports)
             .node_id(config.node_id.clone())
             .config(RuntimeConfig {
                 idle_timeout: config.idle_timeout,
@@ -90,7 +91,10 @@ impl Node {
             listener,
             http_addr,
             state: with_edge_services(
-                with_metrics(AppState::new(runtime, catalog, tokens), metrics),
+                with_metrics(
+                    AppState::new(runtime, catalog, tokens).with_payments(ports.payments),
+                    metrics,
+                ),
                 config,
             )
             .await?,
@@ -215,6 +219,24 @@ fn with_metrics(state: AppState, metrics: Option<PrometheusHandle>) -> AppState 
         Some(metrics) => state.with_metrics(metrics),
         None => state,
     }
+}
+
+/// The domain's ports and settings: the built-in test payment gateway (the only one so
+/// far), the shipping rate table, reservation TTL and payment deadline.
+fn domain_ports(config: &NodeConfig) -> anyhow::Result<emporium_actors::DomainPorts> {
+    let shipping = emporium_actors::shipping::ShippingRates::from_table(
+        config
+            .shipping_rates
+            .iter()
+            .map(|(country, cents)| (country.as_str(), *cents)),
+    )
+    .context("invalid EMPORIUM_SHIPPING_RATES (shipping_rates)")?;
+    Ok(emporium_actors::DomainPorts {
+        payments: emporium_actors::payment::PaymentProvider::Test,
+        shipping,
+        reservation_ttl: config.reservation_ttl,
+        payment_timeout: config.payment_timeout,
+    })
 }
 
 /// The configured secret, or one generated on first start and kept in the data dir, so

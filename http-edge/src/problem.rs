@@ -7,6 +7,9 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use emporium_actors::checkout::{CheckoutFailure, CheckoutRejection};
+use emporium_actors::inventory::StockRejection;
+use emporium_actors::order::OrderRejection;
 use emporium_actors::{CartRejection, CatalogError, InvalidValue, UserError};
 use emporium_runtime::RuntimeError;
 use serde::Serialize;
@@ -24,6 +27,9 @@ pub struct Problem {
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
+    /// Extension members (RFC 7807 §3.2), e.g. `skus` of an out-of-stock answer.
+    #[serde(flatten, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -38,7 +44,14 @@ impl Problem {
             title,
             status: status.as_u16(),
             detail: detail.into(),
+            extensions: serde_json::Map::new(),
         }
+    }
+
+    /// Add an extension member.
+    pub fn with(mut self, member: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions.insert(member.to_owned(), value.into());
+        self
     }
 
     fn status(&self) -> StatusCode {
@@ -100,6 +113,15 @@ pub enum ApiError {
     },
     #[error(transparent)]
     Cart(#[from] CartRejection),
+    /// A checkout that did not place an order (the stored outcome of its saga).
+    #[error(transparent)]
+    Checkout(#[from] CheckoutFailure),
+    #[error(transparent)]
+    CheckoutKey(#[from] CheckoutRejection),
+    #[error(transparent)]
+    Stock(#[from] StockRejection),
+    #[error(transparent)]
+    Order(#[from] OrderRejection),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("{0}")]
@@ -181,6 +203,15 @@ impl ApiError {
                 detail.clone(),
             ),
             Self::Cart(rejection) => cart_problem(rejection),
+            Self::Checkout(failure) => checkout_problem(failure),
+            Self::CheckoutKey(rejection) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                rejection.to_string(),
+            ),
+            Self::Stock(rejection) => stock_problem(rejection),
+            Self::Order(rejection) => order_problem(rejection),
             Self::Runtime(error) => runtime_problem(error),
             Self::Internal(detail) => {
                 tracing::error!(detail, "internal error");
@@ -231,6 +262,123 @@ fn cart_problem(rejection: &CartRejection) -> Problem {
             "Currency mismatch",
             detail,
         ),
+    }
+}
+
+/// Checkout outcomes other than an order. Payment problems are `402` and final for their
+/// Idempotency-Key (a timeout was voided and compensated: retry with a new key).
+fn checkout_problem(failure: &CheckoutFailure) -> Problem {
+    let detail = failure.to_string();
+    match failure {
+        CheckoutFailure::CartNotFound => Problem::new(
+            StatusCode::NOT_FOUND,
+            "cart-not-found",
+            "Cart not found",
+            detail,
+        ),
+        CheckoutFailure::NotYourCart => {
+            Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+        }
+        CheckoutFailure::CartBusy => Problem::new(
+            StatusCode::CONFLICT,
+            "checkout-in-progress",
+            "Checkout in progress",
+            detail,
+        ),
+        CheckoutFailure::EmptyCart => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty-cart",
+            "Empty cart",
+            detail,
+        ),
+        CheckoutFailure::NoShipping { .. } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no-shipping",
+            "No shipping to this country",
+            format!("shipping_address.country: {detail}"),
+        ),
+        CheckoutFailure::InsufficientStock { skus } => Problem::new(
+            StatusCode::CONFLICT,
+            "insufficient-stock",
+            "Insufficient stock",
+            detail,
+        )
+        .with("skus", skus.clone()),
+        CheckoutFailure::PaymentDeclined { code, .. } => Problem::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "payment-declined",
+            "Payment declined",
+            detail,
+        )
+        .with("decline_code", code.clone()),
+        CheckoutFailure::PaymentTimeout => Problem::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "payment-timeout",
+            "Payment not completed",
+            detail,
+        ),
+        CheckoutFailure::Interrupted => Problem::new(
+            StatusCode::CONFLICT,
+            "checkout-interrupted",
+            "Checkout interrupted",
+            detail,
+        ),
+    }
+}
+
+fn stock_problem(rejection: &StockRejection) -> Problem {
+    let detail = rejection.to_string();
+    match rejection {
+        StockRejection::BelowReserved {
+            warehouse,
+            reserved,
+            ..
+        } => Problem::new(
+            StatusCode::CONFLICT,
+            "stock-reserved",
+            "Stock is reserved",
+            detail,
+        )
+        .with("warehouse", warehouse.as_str())
+        .with("reserved", *reserved),
+        StockRejection::Insufficient { sku, .. } => Problem::new(
+            StatusCode::CONFLICT,
+            "insufficient-stock",
+            "Insufficient stock",
+            detail,
+        )
+        .with("skus", vec![sku.clone()]),
+        StockRejection::TooMany { .. } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            "Invalid field",
+            format!("on_hand: {detail}"),
+        ),
+        StockRejection::Closed { .. } | StockRejection::UnknownReservation { .. } => {
+            Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+        }
+    }
+}
+
+fn order_problem(rejection: &OrderRejection) -> Problem {
+    let detail = rejection.to_string();
+    match rejection {
+        OrderRejection::NotFound => Problem::new(
+            StatusCode::NOT_FOUND,
+            "order-not-found",
+            "Order not found",
+            detail,
+        ),
+        OrderRejection::InvalidTransition { from, .. } => Problem::new(
+            StatusCode::CONFLICT,
+            "invalid-transition",
+            "Invalid order transition",
+            detail,
+        )
+        .with("order_status", from.as_str()),
+        OrderRejection::AlreadyExists(_) => {
+            Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+        }
     }
 }
 

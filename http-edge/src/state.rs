@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use emporium_actors::Catalog;
+use emporium_actors::payment::PaymentProvider;
 use emporium_runtime::Runtime;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -28,6 +29,8 @@ pub struct AppState {
     pub cache: ReadCache,
     /// `None` when no recorder is installed (in-process tests).
     pub metrics: Option<PrometheusHandle>,
+    /// The payment gateway (the built-in test gateway unless set).
+    pub payments: PaymentProvider,
     ready: Arc<AtomicBool>,
 }
 
@@ -42,8 +45,15 @@ impl AppState {
             login_throttle: LoginThrottle::default(),
             cache: ReadCache::off(),
             metrics: None,
+            payments: PaymentProvider::default(),
             ready: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The gateway the domain was wired to (the node passes the same one to the actors).
+    pub fn with_payments(mut self, payments: PaymentProvider) -> Self {
+        self.payments = payments;
+        self
     }
 
     pub fn with_metrics(mut self, metrics: PrometheusHandle) -> Self {

@@ -5,7 +5,10 @@
 pub mod admin_products;
 pub mod auth;
 pub mod carts;
+pub mod checkout;
 pub mod health;
+pub mod inventory;
+pub mod orders;
 pub mod products;
 pub mod users;
 
@@ -22,4 +25,7 @@ pub fn all() -> Router<AppState> {
         .merge(carts::router())
         .merge(users::router())
         .merge(auth::router())
+        .merge(inventory::router())
+        .merge(checkout::router())
+        .merge(orders::router())
 }
