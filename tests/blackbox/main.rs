@@ -6,6 +6,7 @@ mod support;
 
 mod cart_api;
 mod catalog;
+mod checkout;
 mod config;
 mod durability;
 mod passivation;
