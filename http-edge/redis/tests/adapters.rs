@@ -247,7 +247,8 @@ async fn nothing_waits_on_a_redis_that_is_not_there() {
         assert_eq!(pages.lookup("catalog", "").await, Err(Unavailable));
     }
     assert!(
-        calls.elapsed() < Duration::from_millis(100),
+        // One timeout would be 200 ms: 300 calls in less waited on nothing.
+        calls.elapsed() < Duration::from_millis(200),
         "300 calls took {:?}",
         calls.elapsed()
     );
@@ -310,7 +311,8 @@ async fn a_cut_connection_falls_back_fast_and_recovers_by_itself() {
     let slowest = calls_until(&buckets, Err(Unavailable), 50, Duration::from_secs(5)).await;
     let slowest = slowest.expect("reported unavailable once cut");
     assert!(
-        slowest <= Duration::from_millis(400),
+        // Not the reconnect delays (seconds): the 200 ms timeout at most, plus scheduling.
+        slowest <= Duration::from_secs(1),
         "slowest call {slowest:?}"
     );
 
@@ -346,15 +348,15 @@ async fn a_hung_redis_costs_one_timeout_per_pause_not_one_per_request() {
             .take(&["ip:192.0.2.5".to_owned()], &rate(1000, 1000))
             .await;
         assert_eq!(got, Err(Unavailable));
-        if call.elapsed() >= Duration::from_millis(100) {
+        if call.elapsed() >= Duration::from_millis(150) {
             slow_calls += 1;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // 50 calls over ~0.7 s: the first waits for the 200 ms timeout, the rest skip Redis
-    // for the 1 s pause.
+    // 50 calls over ~0.7 s: the first waits for the 200 ms timeout, the rest skip Redis for
+    // the 1 s pause (one more timeout if a slow machine outlasts the pause).
     assert!(
-        slow_calls <= 2,
+        slow_calls <= 3,
         "{slow_calls} slow calls in {:?}",
         started.elapsed()
     );
