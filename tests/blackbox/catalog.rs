@@ -1,35 +1,23 @@
-//! The catalog against real nodes: the admin upsert (auth, every bad field, create then
-//! replace), search (words of name and description, any case, ranked), the category filter,
+//! The catalog against real nodes: the admin upsert (auth with tokens from the real login,
+//! every bad field, create then replace), search (words of name and description, any case, ranked), the category filter,
 //! paging with a stable total, facets, and products surviving a `kill -9` (the search index
 //! is rebuilt from the store at start).
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use emporium_http_edge::auth::TokenKeys;
 use serde_json::{Value, json};
 
 use crate::support::{Answer, Api, NodeProcess, NodeSpec};
 
-const SECRET: &str = "catalog-test-secret-catalog-test-secret-0123";
-
-/// A signed token with `roles`, as the node would issue it (same secret).
-fn token(roles: &[&str]) -> String {
-    let keys = TokenKeys::new(SECRET.as_bytes(), Duration::from_secs(600));
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    let roles: Vec<String> = roles.iter().map(|role| (*role).to_owned()).collect();
-    let (token, _) = keys
-        .issue("catalog-test-user", "catalog@example.com", &roles, now)
-        .expect("sign a token");
-    token
-}
+/// The admin every node of these tests creates at start.
+const ADMIN_EMAIL: &str = "catalog-admin@example.com";
+const ADMIN_PASSWORD: &str = "catalog-admin-password";
 
 async fn start(dir: &std::path::Path, demo: bool) -> NodeProcess {
     let spec = NodeSpec::embedded(dir)
-        .env("EMPORIUM_JWT_SECRET", SECRET)
+        .env("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("EMPORIUM_DEMO", if demo { "true" } else { "false" });
     NodeProcess::start(spec).await
 }
@@ -42,15 +30,27 @@ struct Shop {
 }
 
 impl Shop {
-    fn new(node: &NodeProcess) -> Self {
+    /// A client holding an admin token, from `POST /v1/auth/login`.
+    async fn new(node: &NodeProcess) -> Self {
+        let api = Api::new(node);
+        let admin = login(&api, ADMIN_EMAIL, ADMIN_PASSWORD).await;
         Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("client"),
-            api: Api::new(node),
-            admin: token(&["customer", "admin"]),
+            api,
+            admin,
         }
+    }
+
+    /// Sign up a customer and log in; returns the customer's token.
+    async fn customer(&self) -> String {
+        let (email, password) = ("shopper@example.com", "shopper-password");
+        let body = json!({"email": email, "password": password, "name": "Shopper"});
+        let answer = self.api.post("/v1/users", &body).await;
+        assert_eq!(answer.status, 201, "sign-up: {answer:?}");
+        login(&self.api, email, password).await
     }
 
     async fn get(&self, path: &str) -> Answer {
@@ -100,6 +100,20 @@ impl Shop {
     }
 }
 
+async fn login(api: &Api, email: &str, password: &str) -> String {
+    let answer = api
+        .post(
+            "/v1/auth/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "login {email}: {answer:?}");
+    answer.body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
 fn skus(answer: &Answer) -> Vec<String> {
     answer.body["items"]
         .as_array()
@@ -129,7 +143,7 @@ fn trail_mug() -> Value {
 async fn admin_upsert_creates_replaces_and_is_searchable_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), false).await;
-    let shop = Shop::new(&node);
+    let shop = Shop::new(&node).await;
     let path = "/v1/products/SKU-TRAIL-MUG";
 
     // Who may write.
@@ -140,7 +154,7 @@ async fn admin_upsert_creates_replaces_and_is_searchable_at_once() {
         .put_as("SKU-TRAIL-MUG", Some("not-a-token"), &trail_mug())
         .await;
     forged.expect_problem(401);
-    let customer = token(&["customer"]);
+    let customer = shop.customer().await;
     shop.put_as("SKU-TRAIL-MUG", Some(&customer), &trail_mug())
         .await
         .expect_problem(403);
@@ -270,7 +284,7 @@ async fn admin_upsert_creates_replaces_and_is_searchable_at_once() {
 async fn search_filters_pages_and_counts_facets() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), false).await;
-    let shop = Shop::new(&node);
+    let shop = Shop::new(&node).await;
     shop.add(
         "KT-1",
         "Cast Iron Skillet",
@@ -431,7 +445,7 @@ async fn search_filters_pages_and_counts_facets() {
 async fn an_upserted_product_survives_kill_9_and_is_found_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), true).await;
-    let shop = Shop::new(&node);
+    let shop = Shop::new(&node).await;
     let demo = shop.get("/v1/products?limit=100").await;
     let demo_total = demo.body["total"].as_u64().expect("total");
     assert!(demo_total >= 10, "the demo catalog is seeded");
@@ -460,7 +474,7 @@ async fn an_upserted_product_survives_kill_9_and_is_found_after_restart() {
 
     let spec = node.kill9().await;
     let node = NodeProcess::start(spec).await;
-    let shop = Shop::new(&node);
+    let shop = Shop::new(&node).await;
     assert_eq!(
         shop.get("/v1/products/SKU-LANTERN").await.body,
         created.body
