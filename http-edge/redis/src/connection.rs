@@ -89,7 +89,8 @@ impl Health {
     }
 
     fn recovered(&self) {
-        if !self.up.swap(true, Ordering::AcqRel) {
+        // A load first: the common case (up, staying up) writes nothing shared.
+        if !self.up.load(Ordering::Acquire) && !self.up.swap(true, Ordering::AcqRel) {
             tracing::info!(
                 "redis available again: limits, throttling, revocations and the read cache are shared"
             );
@@ -129,12 +130,19 @@ impl Redis {
     /// Connect to `url` (`redis://[:password@]host:port[/db]`) and wait up to
     /// `connect_wait` for the first connection. A server that is down is not an error: the
     /// node starts, serves from its local twins, and the client keeps reconnecting. Only a
-    /// URL fred cannot use is.
+    /// URL fred cannot use is, and so is `rediss://`: this build has no TLS (reach a TLS-only
+    /// Redis through a local TLS tunnel).
     pub async fn connect(
         url: &str,
         prefix: &str,
         options: RedisOptions,
     ) -> Result<Self, fred::error::Error> {
+        if url.trim_start().starts_with("rediss://") {
+            return Err(fred::error::Error::new(
+                fred::error::ErrorKind::Config,
+                "rediss:// (TLS) is not built in; use redis:// (through a TLS tunnel if needed)",
+            ));
+        }
         let mut config = Config::from_url(url)?;
         // Go on without Redis when it is down at start; the reconnect policy brings it in.
         config.fail_fast = false;
