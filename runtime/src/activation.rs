@@ -51,6 +51,11 @@ pub(crate) enum ActivationMsg<A: VirtualActor> {
     },
 }
 
+// With ractor's `cluster` feature its blanket `Message` impl is gone. Activations are
+// local-only (never announced to peers): the default impl says "not serialisable".
+#[cfg(feature = "cluster")]
+impl<A: VirtualActor> ractor::Message for ActivationMsg<A> {}
+
 /// Counters shared between an activation and its directory entry.
 pub(crate) struct EntryShared {
     /// Tells this activation apart from earlier and later ones of the same actor.

@@ -21,6 +21,8 @@ mod placement;
 mod reminders;
 mod runtime;
 pub mod store;
+#[cfg(feature = "cluster")]
+pub mod transport;
 
 pub use actor::{Turn, VirtualActor};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

@@ -1,0 +1,333 @@
+//! The cluster transport over ractor_cluster, with real node servers on 127.0.0.1 in one
+//! process (feature `cluster`): an envelope goes from A to B's shard host and its answer
+//! comes back; a wrong cookie is refused; a restarted peer is linked again by the
+//! maintenance loop; a peer that accepts TCP but never answers is reported unreachable.
+//!
+//! Real sockets need real time: every wait here polls with a bound, none sleeps blindly.
+#![cfg(feature = "cluster")]
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use emporium_runtime::transport::{
+    Answer, Envelope, EnvelopeHandler, Peer, PeerSource, Refusal, Transport, TransportConfig,
+    TransportError,
+};
+use emporium_runtime::{Clock, SharedClock, SystemClock};
+
+const COOKIE: &str = "emporium-test-cookie";
+
+/// Answers `node:kind/key:payload`; kind `slow` never answers in time; kind `busy` refuses.
+struct Echo {
+    node: String,
+}
+
+#[async_trait]
+impl EnvelopeHandler for Echo {
+    async fn handle(&self, envelope: Envelope) -> Answer {
+        match envelope.kind.as_str() {
+            "slow" => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Answer::Reply(Vec::new())
+            }
+            "busy" => Answer::refused(Refusal::NotOwner, "not mine"),
+            _ => {
+                let text = format!(
+                    "{}:{}/{}:{}",
+                    self.node,
+                    envelope.kind,
+                    envelope.key,
+                    String::from_utf8_lossy(&envelope.payload)
+                );
+                Answer::Reply(text.into_bytes())
+            }
+        }
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn clock() -> SharedClock {
+    Arc::new(SystemClock::new())
+}
+
+async fn start(node: &str, addr: SocketAddr, cookie: &str) -> Transport {
+    let mut config = TransportConfig::new(node, addr, cookie);
+    config.maintain_interval = Duration::from_millis(100);
+    config.probe_timeout = Duration::from_millis(300);
+    Transport::start(
+        config,
+        clock(),
+        Arc::new(Echo {
+            node: node.to_owned(),
+        }),
+    )
+    .await
+    .expect("transport starts")
+}
+
+/// Poll `check` every 20 ms for at most `limit`; return whether it held.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return true;
+        }
+        if started.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn deadline_in(ms: u64) -> u64 {
+    SystemClock::new().now_ms() + ms
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_reaches_the_peers_shard_host_and_the_answer_comes_back() {
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let a = start("rt-a", a_addr, COOKIE).await;
+    let b = start("rt-b", b_addr, COOKIE).await;
+    a.connect(&b_addr.to_string()).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || a.is_connected("rt-b")).await,
+        "no link from a to b"
+    );
+
+    let answer = a
+        .send(
+            "rt-b",
+            Envelope::new("cart", "c-1", b"add 2".to_vec(), deadline_in(2_000)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer, Answer::Reply(b"rt-b:cart/c-1:add 2".to_vec()));
+
+    // The link is two-way once authenticated.
+    assert!(eventually(Duration::from_secs(10), || b.is_connected("rt-a")).await);
+    let back = b
+        .send(
+            "rt-a",
+            Envelope::new("sku", "s-9", vec![], deadline_in(2_000)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(back, Answer::Reply(b"rt-a:sku/s-9:".to_vec()));
+
+    // Refusals travel as answers; a handler slower than the deadline is cut at the deadline.
+    let refused = a
+        .send(
+            "rt-b",
+            Envelope::new("busy", "x", vec![], deadline_in(2_000)),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        refused,
+        Answer::Refused {
+            reason: Refusal::NotOwner,
+            ..
+        }
+    ));
+    let started = Instant::now();
+    let slow = a
+        .send("rt-b", Envelope::new("slow", "x", vec![], deadline_in(300)))
+        .await;
+    assert!(
+        matches!(
+            slow,
+            Ok(Answer::Refused {
+                reason: Refusal::Expired,
+                ..
+            }) | Err(TransportError::Timeout { .. })
+        ),
+        "{slow:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(matches!(
+        a.send("rt-b", Envelope::new("cart", "late", vec![], 1))
+            .await,
+        Err(TransportError::Expired)
+    ));
+
+    // A rough figure for the report (not a benchmark): sequential round trips.
+    let rounds = 200;
+    let started = Instant::now();
+    for i in 0..rounds {
+        let envelope = Envelope::new("cart", format!("c-{i}"), vec![0; 64], deadline_in(2_000));
+        assert!(matches!(
+            a.send("rt-b", envelope).await,
+            Ok(Answer::Reply(_))
+        ));
+    }
+    eprintln!(
+        "transport: {rounds} sequential loopback round trips, {:?} each on average",
+        started.elapsed() / rounds
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_cookie_is_refused() {
+    let (a_addr, c_addr) = (free_addr(), free_addr());
+    let a = start("ck-a", a_addr, COOKIE).await;
+    let c = start("ck-c", c_addr, "another-cookie").await;
+    a.connect(&c_addr.to_string()).await.unwrap();
+    assert!(
+        !eventually(Duration::from_secs(2), || a.is_connected("ck-c")).await,
+        "a node with another cookie was linked"
+    );
+    assert!(!c.is_connected("ck-a").await);
+    assert!(matches!(
+        a.send(
+            "ck-c",
+            Envelope::new("cart", "x", vec![], deadline_in(1_000))
+        )
+        .await,
+        Err(TransportError::NotConnected { .. })
+    ));
+    a.shutdown().await;
+    c.shutdown().await;
+}
+
+/// A fixed peer list that records reachability reports.
+struct StaticPeers {
+    peers: Vec<Peer>,
+    reports: Mutex<Vec<(String, bool)>>,
+}
+
+impl PeerSource for StaticPeers {
+    fn peers(&self) -> Vec<Peer> {
+        self.peers.clone()
+    }
+
+    fn report(&self, node_id: &str, reachable: bool) {
+        self.reports
+            .lock()
+            .unwrap()
+            .push((node_id.to_owned(), reachable));
+    }
+}
+
+impl StaticPeers {
+    fn reports(&self) -> Vec<(String, bool)> {
+        self.reports.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maintenance_loop_links_again_after_the_peer_restarts() {
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let a = start("rc-a", a_addr, COOKIE).await;
+    let b = start("rc-b", b_addr, COOKIE).await;
+    let peers = Arc::new(StaticPeers {
+        peers: vec![Peer {
+            node_id: "rc-b".to_owned(),
+            cluster_addr: b_addr.to_string(),
+        }],
+        reports: Mutex::new(Vec::new()),
+    });
+    let _maintenance = a.maintain(peers.clone());
+    assert!(
+        eventually(Duration::from_secs(10), || a.is_connected("rc-b")).await,
+        "the loop did not link a to b"
+    );
+
+    // The peer's node server goes away (a restart): the link drops, the peer is reported.
+    b.shutdown().await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !a.is_connected("rc-b").await
+        })
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            peers.reports().contains(&("rc-b".to_owned(), false))
+        })
+        .await,
+        "b was never reported unreachable: {:?}",
+        peers.reports()
+    );
+
+    // It comes back on the same address: the loop links again, and reports it reachable.
+    let restarted_at = Instant::now();
+    let b = start("rc-b", b_addr, COOKIE).await;
+    assert!(
+        eventually(Duration::from_secs(10), || a.is_connected("rc-b")).await,
+        "the loop did not link a to the restarted b"
+    );
+    eprintln!(
+        "transport: linked to the restarted peer after {:?}",
+        restarted_at.elapsed()
+    );
+    let answer = a
+        .send(
+            "rc-b",
+            Envelope::new("cart", "c", vec![], deadline_in(2_000)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer, Answer::Reply(b"rc-b:cart/c:".to_vec()));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            peers.reports().last() == Some(&("rc-b".to_owned(), true))
+        })
+        .await,
+        "{:?}",
+        peers.reports()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_accepts_but_never_answers_is_reported_unreachable() {
+    // A black hole: accepts TCP connections and never speaks (a hung process looks the same
+    // to a new link).
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holder = {
+        let held = held.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = hole.accept().await {
+                held.lock().unwrap().push(socket);
+            }
+        })
+    };
+    let a = start("bh-a", free_addr(), COOKIE).await;
+    let peers = Arc::new(StaticPeers {
+        peers: vec![Peer {
+            node_id: "bh-hung".to_owned(),
+            cluster_addr: hole_addr.to_string(),
+        }],
+        reports: Mutex::new(Vec::new()),
+    });
+    let started = Instant::now();
+    let _maintenance = a.maintain(peers.clone());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            peers.reports().contains(&("bh-hung".to_owned(), false))
+        })
+        .await
+    );
+    eprintln!(
+        "transport: a silent peer was reported unreachable after {:?}",
+        started.elapsed()
+    );
+    assert!(!a.is_connected("bh-hung").await);
+    holder.abort();
+    a.shutdown().await;
+}
