@@ -1,15 +1,20 @@
-//! The Redis adapters against a real Redis (`EMPORIUM_TEST_REDIS`, e.g.
-//! `redis://127.0.0.1:6379`): two connections stand for two nodes. Without the variable each
-//! test prints `skipped: …`, or fails when `EMPORIUM_REQUIRE_SERVICES=1`.
+//! The contracts of the edge's shared-state ports (`TokenBuckets`, `AttemptCounters`,
+//! `RevocationList`, `PageStore`), each run against the in-process twin (one instance stands
+//! for both nodes) and against the Redis adapter on a real Redis (`EMPORIUM_TEST_REDIS`, e.g.
+//! `redis://127.0.0.1:6379`; two connections stand for two nodes); then the Redis connection's
+//! behaviour when the server is absent, cut or hung. Without the variable a Redis test prints
+//! `skipped: …`, or fails when `EMPORIUM_REQUIRE_SERVICES=1`.
 //!
-//! Every test uses its own key prefix and deletes its keys at the end.
+//! Every Redis test uses its own key prefix and deletes its keys at the end.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use emporium_http_edge::auth::RevocationList;
-use emporium_http_edge::cache::{Lookup, PageStore};
-use emporium_http_edge::limits::{Admission, AttemptCounters, Rate, TokenBuckets, Unavailable};
+use emporium_http_edge::auth::{LocalRevocations, RevocationList};
+use emporium_http_edge::cache::{LocalPages, Lookup, PageStore};
+use emporium_http_edge::limits::{
+    Admission, AttemptCounters, LocalAttempts, LocalBuckets, Rate, TokenBuckets, Unavailable,
+};
 use emporium_redis::{
     Redis, RedisAttempts, RedisBuckets, RedisOptions, RedisPages, RedisRevocations,
 };
@@ -72,12 +77,65 @@ fn rate(requests: u32, burst: u32) -> Rate {
     }
 }
 
-#[tokio::test]
-async fn a_burst_spent_on_two_nodes_is_one_burst() {
-    let Some(url) = redis_url() else { return };
-    let prefix = unique_prefix("buckets");
-    let a = RedisBuckets::new(connect(&url, &prefix).await);
-    let b = RedisBuckets::new(connect(&url, &prefix).await);
+/// The contract of every port, run against the in-process twin (one instance stands for
+/// both "nodes") and against Redis (two connections).
+macro_rules! contract {
+    ($contract:ident, $local:ident, $redis:ident, $twin:ty, $adapter:ident) => {
+        #[tokio::test]
+        async fn $local() {
+            let twin = <$twin>::default();
+            $contract(&twin, &twin).await;
+        }
+
+        #[tokio::test]
+        async fn $redis() {
+            let Some(url) = redis_url() else { return };
+            let prefix = unique_prefix(stringify!($contract));
+            let a = $adapter::new(connect(&url, &prefix).await);
+            let b = $adapter::new(connect(&url, &prefix).await);
+            $contract(&a, &b).await;
+            cleanup(&url, &prefix).await;
+        }
+    };
+}
+
+contract!(
+    a_burst_spent_on_two_nodes_is_one_burst,
+    local_burst,
+    redis_burst,
+    LocalBuckets,
+    RedisBuckets
+);
+contract!(
+    buckets_refill_and_take_all_or_nothing,
+    local_refill,
+    redis_refill,
+    LocalBuckets,
+    RedisBuckets
+);
+contract!(
+    login_windows_are_shared_and_forgiven,
+    local_attempts,
+    redis_attempts,
+    LocalAttempts,
+    RedisAttempts
+);
+contract!(
+    a_revocation_on_one_node_holds_on_the_other,
+    local_revocations,
+    redis_revocations,
+    LocalRevocations,
+    RedisRevocations
+);
+contract!(
+    pages_live_in_a_generation,
+    local_pages,
+    redis_pages,
+    LocalPages,
+    RedisPages
+);
+
+async fn a_burst_spent_on_two_nodes_is_one_burst(a: &dyn TokenBuckets, b: &dyn TokenBuckets) {
     // Slow refill, so the test's own duration adds no token.
     let rate = Rate {
         requests: 1,
@@ -85,10 +143,10 @@ async fn a_burst_spent_on_two_nodes_is_one_burst() {
         burst: 10,
     };
     let keys = vec!["ip:192.0.2.1".to_owned()];
-    for node in [&a, &b, &a, &b, &a, &b, &a, &b, &a, &b] {
+    for node in [a, b, a, b, a, b, a, b, a, b] {
         assert_eq!(node.take(&keys, &rate).await, Ok(Admission::Allowed));
     }
-    for node in [&a, &b] {
+    for node in [a, b] {
         let Ok(Admission::Limited {
             bucket,
             retry_after,
@@ -102,14 +160,9 @@ async fn a_burst_spent_on_two_nodes_is_one_burst() {
             "{retry_after:?}"
         );
     }
-    cleanup(&url, &prefix).await;
 }
 
-#[tokio::test]
-async fn buckets_refill_and_take_all_or_nothing() {
-    let Some(url) = redis_url() else { return };
-    let prefix = unique_prefix("refill");
-    let buckets = RedisBuckets::new(connect(&url, &prefix).await);
+async fn buckets_refill_and_take_all_or_nothing(buckets: &dyn TokenBuckets, _: &dyn TokenBuckets) {
     let rate = rate(20, 2); // a token every 50 ms
     let user = vec!["user:u-1".to_owned()];
     let both = vec!["ip:192.0.2.2".to_owned(), "user:u-1".to_owned()];
@@ -130,15 +183,9 @@ async fn buckets_refill_and_take_all_or_nothing() {
     assert_eq!(buckets.take(&ip, &rate).await, Ok(Admission::Allowed));
     tokio::time::sleep(Duration::from_millis(120)).await;
     assert_eq!(buckets.take(&both, &rate).await, Ok(Admission::Allowed));
-    cleanup(&url, &prefix).await;
 }
 
-#[tokio::test]
-async fn login_windows_are_shared_and_forgiven() {
-    let Some(url) = redis_url() else { return };
-    let prefix = unique_prefix("attempts");
-    let a = RedisAttempts::new(connect(&url, &prefix).await);
-    let b = RedisAttempts::new(connect(&url, &prefix).await);
+async fn login_windows_are_shared_and_forgiven(a: &dyn AttemptCounters, b: &dyn AttemptCounters) {
     let window = Duration::from_secs(900);
     let keys = vec![
         "login:email:a@example.com".to_owned(),
@@ -153,15 +200,12 @@ async fn login_windows_are_shared_and_forgiven() {
     b.forgive(&keys[0], Some(&keys[1])).await.expect("forgiven");
     let third = a.count(&keys, window).await.expect("counted");
     assert_eq!((third[0].attempts, third[1].attempts), (1, 2));
-    cleanup(&url, &prefix).await;
 }
 
-#[tokio::test]
-async fn a_revocation_on_one_node_holds_on_the_other() {
-    let Some(url) = redis_url() else { return };
-    let prefix = unique_prefix("revoked");
-    let a = RedisRevocations::new(connect(&url, &prefix).await);
-    let b = RedisRevocations::new(connect(&url, &prefix).await);
+async fn a_revocation_on_one_node_holds_on_the_other(
+    a: &dyn RevocationList,
+    b: &dyn RevocationList,
+) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -170,15 +214,9 @@ async fn a_revocation_on_one_node_holds_on_the_other() {
     a.revoke("jti-1", now + 60).await.expect("revoked");
     assert!(b.is_revoked("jti-1").await);
     assert!(!b.is_revoked("jti-2").await);
-    cleanup(&url, &prefix).await;
 }
 
-#[tokio::test]
-async fn pages_live_in_a_generation() {
-    let Some(url) = redis_url() else { return };
-    let prefix = unique_prefix("pages");
-    let a = RedisPages::new(connect(&url, &prefix).await);
-    let b = RedisPages::new(connect(&url, &prefix).await);
+async fn pages_live_in_a_generation(a: &dyn PageStore, b: &dyn PageStore) {
     let ttl = Duration::from_secs(30);
     let empty = a.lookup("catalog", "q=mug").await.expect("looked up");
     assert_eq!(
@@ -221,7 +259,6 @@ async fn pages_live_in_a_generation() {
         a.lookup("catalog", "q=mug").await.expect("looked up").body,
         None
     );
-    cleanup(&url, &prefix).await;
 }
 
 #[tokio::test]
