@@ -13,22 +13,13 @@
 //!
 //! Bounded by count and time. Run: `cargo bench -p emporium --bench checkout`.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use emporium::node::Node;
 use emporium_config::{AdminCredentials, NodeConfig, Secret, StoreConfig};
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 /// Concurrent clients (customers).
 const CLIENTS: usize = 16;
@@ -52,7 +43,9 @@ const SKUS: &[&str] = &[
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let hello = start_hello_world().await;
+    let hello = emporium_testkit::hello_world::start()
+        .await
+        .expect("hello-world server");
     let dir = tempfile::tempdir().expect("temp dir");
     let node = start_node(dir.path()).await;
     let base = node.base.clone();
@@ -268,27 +261,4 @@ struct RunningNode {
     base: String,
     stop: tokio::sync::oneshot::Sender<()>,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start_hello_world() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let service = service_fn(|_request: Request<hyper::body::Incoming>| async {
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
-                        b"hello, world",
-                    ))))
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
 }

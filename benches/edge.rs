@@ -10,21 +10,12 @@
 //!
 //! Run: `cargo bench -p emporium --bench edge`.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use emporium::node::Node;
 use emporium_config::{NodeConfig, StoreConfig};
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 
 /// Concurrent client connections.
 const CLIENTS: usize = 32;
@@ -34,7 +25,9 @@ const WINDOW: Duration = Duration::from_secs(3);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let hello = start_hello_world().await;
+    let hello = emporium_testkit::hello_world::start()
+        .await
+        .expect("hello-world server");
     let dir = tempfile::tempdir().expect("temp dir");
     let base = start_node(dir.path()).await;
     let client = reqwest::Client::builder()
@@ -180,27 +173,4 @@ async fn start_node(dir: &std::path::Path) -> String {
     let base = format!("http://{}", node.http_addr());
     tokio::spawn(node.run_until_stopped(std::future::pending()));
     base
-}
-
-async fn start_hello_world() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let service = service_fn(|_request: Request<hyper::body::Incoming>| async {
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
-                        b"hello, world",
-                    ))))
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
 }

@@ -6,9 +6,11 @@
 //! network), `reset_connections()` drops connections without refusing new ones (a server
 //! restart), and `restore()` undoes all of them on the same address.
 //!
-//! [`cas_bench`] is the harness of the adapters' CAS-write benches.
+//! [`cas_bench`] is the harness of the adapters' CAS-write benches; [`hello_world`] is the
+//! plain hyper server every HTTP benchmark measures itself against.
 
 pub mod cas_bench;
+pub mod hello_world;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
