@@ -15,8 +15,12 @@ const PASSWORD: &str = "customer-password-1";
 
 /// A node with an admin account and no rate limit (the tests hammer it from one address).
 fn spec(dir: &std::path::Path) -> NodeSpec {
-    NodeSpec::embedded(dir)
-        .env("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL)
+    shop_settings(NodeSpec::embedded(dir))
+}
+
+/// The admin account and settings of these tests, on a node of any store.
+fn shop_settings(spec: NodeSpec) -> NodeSpec {
+    spec.env("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL)
         .env("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("EMPORIUM_RATE_LIMIT", "off")
 }
@@ -627,10 +631,15 @@ async fn race_invariants(shop: &Shop, buyers: &[Customer]) {
     assert_eq!(orders, UNITS as usize, "exactly one order per unit");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_buyers_race_for_ten_units_and_it_holds_after_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(spec(dir.path())).await;
+/// The whole storefront (sign-up, login, stock, carts, checkout, orders) on every store.
+mod fifty_buyers_race_on {
+    crate::stores::on_every_store!(
+        super::fifty_buyers_race_for_ten_units_and_it_holds_after_kill_9
+    );
+}
+
+async fn fifty_buyers_race_for_ten_units_and_it_holds_after_kill_9(spec: NodeSpec) {
+    let node = NodeProcess::start(shop_settings(spec)).await;
     let shop = Shop::new(&node).await;
     assert_eq!(shop.set_stock(RACE_SKU, "main", UNITS).await.status, 200);
 
