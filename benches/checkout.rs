@@ -17,9 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use emporium::node::Node;
-use emporium_config::{AdminCredentials, NodeConfig, Secret, StoreConfig};
+use emporium_config::{AdminCredentials, NodeConfig, Secret};
 use serde_json::{Value, json};
+use support::{RunningNode, bench_config};
+
+mod support;
 
 /// Concurrent clients (customers).
 const CLIENTS: usize = 16;
@@ -47,7 +49,14 @@ async fn main() {
         .await
         .expect("hello-world server");
     let dir = tempfile::tempdir().expect("temp dir");
-    let node = start_node(dir.path()).await;
+    let node = RunningNode::start(&NodeConfig {
+        admin: Some(AdminCredentials {
+            email: ADMIN_EMAIL.to_owned(),
+            password: Secret::new(ADMIN_PASSWORD),
+        }),
+        ..bench_config(dir.path())
+    })
+    .await;
     let base = node.base.clone();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
@@ -64,8 +73,7 @@ async fn main() {
         rate / hello_rps,
         CLIENTS
     );
-    let _ = node.stop.send(());
-    let _ = node.running.await;
+    node.stop().await;
 }
 
 /// Hello-world requests per second with the same client and concurrency.
@@ -227,38 +235,4 @@ async fn checkouts(
         failed.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64(),
     )
-}
-
-async fn start_node(dir: &std::path::Path) -> RunningNode {
-    let config = NodeConfig {
-        http_addr: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.to_owned(),
-        store: StoreConfig::Embedded {
-            path: dir.join("store.redb"),
-        },
-        // The bench is one client address: no per-client limit.
-        rate_limit: None,
-        admin: Some(AdminCredentials {
-            email: ADMIN_EMAIL.to_owned(),
-            password: Secret::new(ADMIN_PASSWORD),
-        }),
-        ..NodeConfig::default()
-    };
-    let node = Node::build(&config, None).await.expect("node builds");
-    let base = format!("http://{}", node.http_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(node.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    RunningNode {
-        base,
-        stop,
-        running,
-    }
-}
-
-struct RunningNode {
-    base: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    running: tokio::task::JoinHandle<anyhow::Result<()>>,
 }

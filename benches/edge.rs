@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use emporium::node::Node;
-use emporium_config::{NodeConfig, StoreConfig};
+use support::{RunningNode, bench_config};
+
+mod support;
 
 /// Concurrent client connections.
 const CLIENTS: usize = 32;
@@ -29,7 +30,8 @@ async fn main() {
         .await
         .expect("hello-world server");
     let dir = tempfile::tempdir().expect("temp dir");
-    let base = start_node(dir.path()).await;
+    let node = RunningNode::start(&bench_config(dir.path())).await;
+    let base = node.base.clone();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
         .build()
@@ -73,6 +75,7 @@ async fn main() {
             rps / hello_rps
         );
     }
+    node.stop().await;
 }
 
 type Target = (reqwest::Method, String, Option<String>);
@@ -156,21 +159,4 @@ async fn prepare_carts(client: &reqwest::Client, base: &str, count: usize) -> Ve
         carts.push(id);
     }
     carts
-}
-
-async fn start_node(dir: &std::path::Path) -> String {
-    let config = NodeConfig {
-        http_addr: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.to_owned(),
-        store: StoreConfig::Embedded {
-            path: dir.join("store.redb"),
-        },
-        // The bench is one client address: no per-client limit.
-        rate_limit: None,
-        ..NodeConfig::default()
-    };
-    let node = Node::build(&config, None).await.expect("node builds");
-    let base = format!("http://{}", node.http_addr());
-    tokio::spawn(node.run_until_stopped(std::future::pending()));
-    base
 }

@@ -1,0 +1,50 @@
+//! What the HTTP benches share: an in-process node on the embedded store, configured for a
+//! bench, and its lifetime.
+
+use std::path::Path;
+
+use emporium::node::Node;
+use emporium_config::{NodeConfig, StoreConfig};
+
+/// A node on the embedded store in `dir`, on a free port. Every request of a bench comes from
+/// one client address, so the per-client rate limit is off.
+pub fn bench_config(dir: &Path) -> NodeConfig {
+    NodeConfig {
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.to_owned(),
+        store: StoreConfig::Embedded {
+            path: dir.join("store.redb"),
+        },
+        rate_limit: None,
+        ..NodeConfig::default()
+    }
+}
+
+/// A node serving in the background until [`RunningNode::stop`] (or until this is dropped).
+pub struct RunningNode {
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningNode {
+    pub async fn start(config: &NodeConfig) -> Self {
+        let node = Node::build(config, None).await.expect("node builds");
+        let base = format!("http://{}", node.http_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(node.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            stop,
+            running,
+        }
+    }
+
+    /// Drain and stop the node, waiting for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.running.await;
+    }
+}
