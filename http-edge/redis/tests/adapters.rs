@@ -18,20 +18,14 @@ use emporium_http_edge::limits::{
 use emporium_redis::{
     Redis, RedisAttempts, RedisBuckets, RedisOptions, RedisPages, RedisRevocations,
 };
+use emporium_runtime::store::conformance::service_unavailable;
 use emporium_testkit::TcpProxy;
 
 fn redis_url() -> Option<String> {
-    let url = std::env::var("EMPORIUM_TEST_REDIS")
-        .ok()
-        .filter(|url| !url.is_empty());
-    if url.is_none() {
-        let reason = "EMPORIUM_TEST_REDIS is not set (scripts/test.sh sets it)";
-        if std::env::var("EMPORIUM_REQUIRE_SERVICES").is_ok_and(|value| value == "1") {
-            panic!("required service unavailable: {reason}");
-        }
-        eprintln!("skipped: {reason}");
+    match std::env::var("EMPORIUM_TEST_REDIS") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => service_unavailable("EMPORIUM_TEST_REDIS is not set (scripts/test.sh sets it)"),
     }
-    url
 }
 
 fn unique_prefix(test: &str) -> String {
