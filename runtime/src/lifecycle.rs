@@ -57,6 +57,9 @@ struct KindCounters {
 #[derive(Default)]
 pub(crate) struct Lifecycle {
     kinds: Mutex<BTreeMap<&'static str, Arc<KindCounters>>>,
+    /// Active actors of every kind: read on every ask (the cap check), so it is one atomic
+    /// rather than a sum under the kinds lock.
+    total_active: AtomicI64,
 }
 
 impl Lifecycle {
@@ -74,6 +77,7 @@ impl Lifecycle {
         let counters = self.counters(kind);
         counters.active.fetch_add(1, Ordering::Relaxed);
         counters.activations.fetch_add(1, Ordering::Relaxed);
+        self.total_active.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("emporium_actors_active", "kind" => kind).increment(1.0);
         metrics::counter!("emporium_actor_activations_total", "kind" => kind).increment(1);
     }
@@ -91,6 +95,7 @@ impl Lifecycle {
     /// The activation's task ended.
     pub(crate) fn stopped(&self, kind: &'static str) {
         self.counters(kind).active.fetch_sub(1, Ordering::Relaxed);
+        self.total_active.fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!("emporium_actors_active", "kind" => kind).decrement(1.0);
     }
 
@@ -100,11 +105,7 @@ impl Lifecycle {
     }
 
     pub(crate) fn total_active(&self) -> i64 {
-        let kinds = self.kinds.lock().unwrap_or_else(PoisonError::into_inner);
-        kinds
-            .values()
-            .map(|counters| counters.active.load(Ordering::Relaxed))
-            .sum()
+        self.total_active.load(Ordering::Relaxed)
     }
 
     pub(crate) fn snapshot(&self) -> BTreeMap<&'static str, KindSnapshot> {
