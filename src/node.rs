@@ -14,14 +14,21 @@ use emporium_http_edge::auth::TokenKeys;
 use emporium_http_edge::cache::{DEFAULT_PAGE_TTL, ReadCache};
 use emporium_http_edge::limits::{LoginThrottle, Rate, RateLimiter};
 use emporium_http_edge::{AppState, EdgeLimits};
+use emporium_runtime::cluster::{Cluster, ClusterOptions};
 use emporium_runtime::store::MemoryStore;
-use emporium_runtime::{Runtime, RuntimeConfig, StateStore};
+use emporium_runtime::{Runtime, RuntimeBuilder, RuntimeConfig, StateStore};
 use emporium_search_tantivy::TantivyIndex;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 /// How long a stopping node waits for in-flight actor turns.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a stopping cluster node waits for the others to take its shards over.
+const HANDOVER_DEADLINE: Duration = Duration::from_secs(20);
+
+/// How long a starting cluster node may take to become `Up`.
+const JOIN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Lifetime of an access token.
 const TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -35,6 +42,8 @@ pub struct Node {
     http_addr: SocketAddr,
     state: AppState,
     limits: EdgeLimits,
+    /// `Some` in cluster mode.
+    cluster: Option<Cluster>,
 }
 
 impl Node {
@@ -42,19 +51,21 @@ impl Node {
         config: &NodeConfig,
         metrics: Option<PrometheusHandle>,
     ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+        let http_addr = listener.local_addr()?;
         let store = open_store(&config.store, &config.data_dir).await?;
         tracing::info!(adapter = store.adapter(), "state store open");
         let ports = domain_ports(config)?;
-        let runtime = emporium_actors::register_with(Runtime::builder(store), &ports)
+        let builder = emporium_actors::register_with(Runtime::builder(store), &ports)
             .node_id(config.node_id.clone())
             .config(RuntimeConfig {
                 idle_timeout: config.idle_timeout,
                 max_active_actors: config.max_active_actors,
                 ask_timeout: config.request_timeout,
-            })
-            .build()
-            .await
-            .context("cannot start the actor runtime")?;
+            });
+        let (runtime, cluster) = start_runtime(builder, config, http_addr).await?;
         let index = TantivyIndex::new().context("cannot create the catalog search index")?;
         let catalog = Catalog::new(runtime.clone(), Arc::new(index));
         let indexed = catalog
@@ -83,10 +94,6 @@ impl Node {
         }
         let secret = jwt_secret(config)?;
         let tokens = TokenKeys::new(secret.as_bytes(), TOKEN_TTL);
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.http_addr))?;
-        let http_addr = listener.local_addr()?;
         Ok(Self {
             listener,
             http_addr,
@@ -102,6 +109,7 @@ impl Node {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: config.request_timeout,
             },
+            cluster,
         })
     }
 
@@ -111,7 +119,10 @@ impl Node {
     }
 
     /// Serve until `shutdown` resolves; then stop taking requests, finish those in flight,
-    /// and passivate every actor.
+    /// and passivate every actor. A cluster node first hands its shards over (serving and
+    /// forwarding meanwhile) and leaves afterwards. A cluster node that finds itself expelled
+    /// (paused or cut off long enough for the others to take its shards) stops the same way
+    /// and returns an error: it may rejoin only as a new life, so it must be restarted.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -120,17 +131,81 @@ impl Node {
         let router = emporium_http_edge::router(self.state.clone(), &self.limits);
         state.mark_ready();
         let draining = state.clone();
+        let cluster = self.cluster.clone();
+        let (expelled_tx, expelled_rx) = tokio::sync::oneshot::channel();
         emporium_http_edge::serve(self.listener, router, async move {
-            shutdown.await;
+            let expelled = match &cluster {
+                Some(cluster) => tokio::select! {
+                    () = shutdown => None,
+                    why = cluster.expelled() => Some(why),
+                },
+                None => {
+                    shutdown.await;
+                    None
+                }
+            };
             draining.mark_draining();
+            match (&cluster, expelled) {
+                (Some(cluster), None) => {
+                    tracing::info!("draining: handing shards over");
+                    cluster.drain(HANDOVER_DEADLINE).await;
+                }
+                (_, Some(why)) => {
+                    tracing::error!(%why, "expelled from the cluster: stopping; restart to rejoin");
+                    let _ = expelled_tx.send(why);
+                }
+                (None, None) => {}
+            }
             tracing::info!("draining: finishing in-flight requests");
         })
         .await
         .context("http edge failed")?;
         state.runtime.shutdown(DRAIN_DEADLINE).await;
+        if let Some(cluster) = &self.cluster {
+            cluster.stop().await;
+        }
+        if let Ok(why) = expelled_rx.await {
+            anyhow::bail!("expelled from the cluster ({why}); restart the node to rejoin");
+        }
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// A single node's runtime, or a cluster member's once it is `Up`.
+async fn start_runtime(
+    builder: RuntimeBuilder,
+    config: &NodeConfig,
+    http_addr: SocketAddr,
+) -> anyhow::Result<(Runtime, Option<Cluster>)> {
+    let Some(cluster_config) = &config.cluster else {
+        let runtime = builder
+            .build()
+            .await
+            .context("cannot start the actor runtime")?;
+        return Ok((runtime, None));
+    };
+    let mut options = ClusterOptions::new(
+        config.node_id.clone(),
+        cluster_config.addr,
+        http_addr.to_string(),
+        cluster_config.secret.expose(),
+    );
+    options.seeds = cluster_config.seeds.clone();
+    let (runtime, cluster) = Cluster::start(builder, options)
+        .await
+        .context("cannot join the cluster")?;
+    let joined = tokio::time::timeout(JOIN_DEADLINE, async {
+        while !cluster.is_serving() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if joined.is_err() {
+        anyhow::bail!("did not become a serving cluster member within {JOIN_DEADLINE:?}");
+    }
+    tracing::info!(cluster_addr = %cluster_config.addr, "cluster member up");
+    Ok((runtime, Some(cluster)))
 }
 
 async fn open_store(config: &StoreConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn StateStore>> {

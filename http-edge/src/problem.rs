@@ -383,6 +383,15 @@ fn order_problem(rejection: &OrderRejection) -> Problem {
 }
 
 fn runtime_problem(error: &RuntimeError) -> Problem {
+    if error.is_outcome_unknown() {
+        tracing::warn!(%error, "outcome unknown");
+        return Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "outcome-unknown",
+            "Outcome unknown",
+            "no answer came back in time; the change may or may not have been applied: read it back before retrying",
+        );
+    }
     if error.is_unavailable() {
         tracing::warn!(%error, "service unavailable");
         return Problem::new(

@@ -215,10 +215,32 @@ impl<A: VirtualActor> Activation<A> {
         }
     }
 
+    /// The turn to run a message on: loaded on first use, and in a cluster checked against
+    /// this node's lease on the actor's shard before every message. An activation whose
+    /// shard moved (or came back under a new epoch) is stale: it retires and the message
+    /// fails as `Moved`, so routing sends it where the shard is served now.
     async fn loaded_turn<'s>(
         &self,
         state: &'s mut ActivationState<A>,
     ) -> Result<&'s mut Turn<A>, RuntimeError> {
+        let epoch = match self.runtime.serving_epoch(&self.id) {
+            Ok(epoch) => epoch,
+            Err(moved) => {
+                self.retire(state, DeactivationReason::ShardMoved);
+                return Err(moved);
+            }
+        };
+        let stale_fence = match (&state.turn, epoch) {
+            (Some(turn), Some(epoch)) if turn.fence != epoch => Some(turn.fence),
+            _ => None,
+        };
+        if let (Some(fence), Some(epoch)) = (stale_fence, epoch) {
+            self.retire(state, DeactivationReason::ShardMoved);
+            return Err(RuntimeError::Moved {
+                actor: self.id.clone(),
+                reason: format!("lease epoch changed from {fence} to {epoch}"),
+            });
+        }
         if state.turn.is_none() {
             let stored = self
                 .runtime
@@ -226,7 +248,14 @@ impl<A: VirtualActor> Activation<A> {
                 .load(&self.id)
                 .await
                 .map_err(|source| RuntimeError::store(&self.id, source))?;
-            state.turn = Some(Turn::load(self.id.clone(), self.runtime.clone(), stored)?);
+            let mut turn = Turn::load(self.id.clone(), self.runtime.clone(), stored)?;
+            if let Some(epoch) = epoch
+                && let Err(error) = turn.fence(epoch).await
+            {
+                self.retire(state, DeactivationReason::Discarded);
+                return Err(error);
+            }
+            state.turn = Some(turn);
         }
         state
             .turn

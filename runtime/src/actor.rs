@@ -35,10 +35,12 @@ pub trait VirtualActor: Send + Sync + Sized + 'static {
     const KIND: &'static str;
     /// The persisted state of one instance; `Default` is the state of a never-saved actor.
     type State: Serialize + DeserializeOwned + Default + Send + Sync + 'static;
-    /// What callers send.
-    type Command: Send + 'static;
+    /// What callers send. Encodable, because in a cluster it may travel to the owner node;
+    /// `Clone`, because a command that was not applied (its shard moved, or a stale
+    /// activation was fenced off) is sent again.
+    type Command: Serialize + DeserializeOwned + Clone + Send + 'static;
     /// What callers get back. Domain rejections belong in here, not in the error.
-    type Reply: Send + 'static;
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
 
     /// Handle one command. Runs alone: no other turn of this instance runs meanwhile.
     fn handle(
@@ -67,12 +69,22 @@ struct StoredRecord<S> {
     state: S,
     #[serde(default)]
     reminders: BTreeMap<String, u64>,
+    /// The shard lease epoch of the node that last activated this actor (0 outside a
+    /// cluster). See [`Turn::fence`].
+    #[serde(default)]
+    fence: u64,
 }
 
 #[derive(Serialize)]
 struct StoredRecordRef<'a, S> {
     state: &'a S,
     reminders: &'a BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "is_zero")]
+    fence: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// One instance's loaded state and the changes of the current turn.
@@ -85,6 +97,8 @@ pub struct Turn<A: VirtualActor> {
     dirty: bool,
     outbox: Vec<OutboxEntry>,
     reminder_changes: Vec<ReminderChange>,
+    /// The lease epoch this activation was fenced under (see [`Turn::fence`]).
+    pub(crate) fence: u64,
     /// Set when the in-memory state can no longer be trusted (failed commit or handler).
     pub(crate) discard: bool,
 }
@@ -101,6 +115,7 @@ impl<A: VirtualActor> Turn<A> {
                 StoredRecord {
                     state: A::State::default(),
                     reminders: BTreeMap::new(),
+                    fence: 0,
                 },
                 0,
             ),
@@ -122,8 +137,37 @@ impl<A: VirtualActor> Turn<A> {
             dirty: false,
             outbox: Vec::new(),
             reminder_changes: Vec::new(),
+            fence: record.fence,
             discard: false,
         })
+    }
+
+    /// Claim this actor for the shard lease `epoch` before serving it: a compare-and-set
+    /// that writes the same state with the new epoch, so a write still in flight from the
+    /// previous owner (paused or partitioned, loaded at the old version) is rejected. A
+    /// never-saved actor is not written (that would make it exist); its first real commit
+    /// is fenced by the version 0 it expects. Skipped when the stored epoch already is
+    /// `epoch`: this life wrote it, and the version has moved past any stale write since.
+    pub(crate) async fn fence(&mut self, epoch: u64) -> Result<(), RuntimeError> {
+        if self.fence > epoch {
+            self.discard = true;
+            return Err(RuntimeError::Moved {
+                actor: self.id.clone(),
+                reason: format!(
+                    "written under lease epoch {} since this node's epoch {epoch}",
+                    self.fence
+                ),
+            });
+        }
+        if self.fence == epoch {
+            return Ok(());
+        }
+        self.fence = epoch;
+        if self.version == 0 {
+            return Ok(());
+        }
+        self.dirty = true;
+        self.commit().await
     }
 
     /// This instance's identity.
@@ -228,6 +272,7 @@ impl<A: VirtualActor> Turn<A> {
         let record = StoredRecordRef {
             state: &self.state,
             reminders: &self.reminders,
+            fence: self.fence,
         };
         let encoded = match serde_json::to_vec(&record) {
             Ok(encoded) => encoded,

@@ -32,6 +32,34 @@ pub enum RuntimeError {
     Unreachable { actor: ActorId, reason: String },
     #[error("the runtime is shutting down")]
     ShuttingDown,
+    /// The actor's shard is not served here (it moved, has no live owner yet, or this node
+    /// left the cluster). Nothing ran: routing may try again.
+    #[error("{actor} is not served here: {reason}")]
+    Moved { actor: ActorId, reason: String },
+    /// The owner node answered with an error; `class` keeps what the callers decide on.
+    #[error("{actor} on {node}: {message}")]
+    Remote {
+        actor: ActorId,
+        node: String,
+        class: ErrorClass,
+        message: String,
+    },
+}
+
+/// What a caller may conclude from an error, kept when the error crosses the cluster wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Transient, and the command did not run.
+    Unavailable,
+    /// A stale activation lost a compare-and-set; nothing of the failed turn was written.
+    Conflict,
+    /// Not served where it was sent; nothing ran.
+    Moved,
+    /// The command may or may not have run (a deadline passed after it was sent).
+    OutcomeUnknown,
+    /// A permanent failure (corrupt state, a panic, an unknown kind).
+    Failed,
 }
 
 impl RuntimeError {
@@ -40,7 +68,11 @@ impl RuntimeError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Store { source, .. } => source.is_unavailable() || source.is_conflict(),
-            Self::Timeout { .. } | Self::Unreachable { .. } | Self::ShuttingDown => true,
+            Self::Timeout { .. }
+            | Self::Unreachable { .. }
+            | Self::ShuttingDown
+            | Self::Moved { .. } => true,
+            Self::Remote { class, .. } => *class != ErrorClass::Failed,
             Self::Panicked { .. }
             | Self::CorruptState { .. }
             | Self::Encode { .. }
@@ -51,7 +83,36 @@ impl RuntimeError {
     /// A compare-and-set lost: another activation wrote first, so this one was stale
     /// (fenced) and has been discarded.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Self::Store { source, .. } if source.is_conflict())
+        self.class() == ErrorClass::Conflict
+    }
+
+    /// The command may have run although no answer came back: a deadline passed after it
+    /// was handed to the actor. Retrying a command that is not idempotent may apply it twice.
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.class() == ErrorClass::OutcomeUnknown
+    }
+
+    /// The error's class, as it travels between nodes.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Store { source, .. } if source.is_conflict() => ErrorClass::Conflict,
+            Self::Store { source, .. } if source.is_unavailable() => ErrorClass::Unavailable,
+            Self::Timeout { .. } | Self::Unreachable { .. } => ErrorClass::OutcomeUnknown,
+            Self::ShuttingDown => ErrorClass::Unavailable,
+            Self::Moved { .. } => ErrorClass::Moved,
+            Self::Remote { class, .. } => *class,
+            Self::Store { .. }
+            | Self::Panicked { .. }
+            | Self::CorruptState { .. }
+            | Self::Encode { .. }
+            | Self::UnknownKind { .. } => ErrorClass::Failed,
+        }
+    }
+
+    /// Worth sending again right away, maybe elsewhere: nothing of the command was applied
+    /// (it was not served where it went, or a stale activation was fenced off).
+    pub(crate) fn is_retryable_elsewhere(&self) -> bool {
+        matches!(self.class(), ErrorClass::Moved | ErrorClass::Conflict)
     }
 
     pub(crate) fn store(actor: &ActorId, source: StoreError) -> Self {

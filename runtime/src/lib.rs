@@ -10,6 +10,8 @@
 mod activation;
 mod actor;
 mod clock;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod directory;
 mod error;
 mod identity;
@@ -19,16 +21,19 @@ pub mod membership;
 mod passivation;
 mod placement;
 mod reminders;
+pub mod routing;
 mod runtime;
+pub mod status;
 pub mod store;
 #[cfg(feature = "cluster")]
 pub mod transport;
 
 pub use actor::{Turn, VirtualActor};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use error::RuntimeError;
+pub use error::{ErrorClass, RuntimeError};
 pub use identity::{ActorId, intern_kind};
 pub use lifecycle::{DeactivationReason, KindSnapshot};
 pub use placement::{Rendezvous, SHARD_COUNT, Shard, owner_of, shard_of, shard_of_id};
-pub use runtime::{ActorHandle, Runtime, RuntimeBuilder, RuntimeConfig};
+pub use runtime::{ActorHandle, ForwardedCallError, Runtime, RuntimeBuilder, RuntimeConfig};
+pub use status::{ActorLocation, ClusterStatus, NodeStatus};
 pub use store::{StateStore, StoreError};

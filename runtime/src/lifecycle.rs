@@ -6,6 +6,10 @@
 //! - `emporium_actor_activations_total{kind}`
 //! - `emporium_actor_passivations_total{kind,reason}`
 //! - `emporium_actor_panics_total{kind}`
+//! - `emporium_forwarded_requests_total{kind}`: asks sent to the owner on another node
+//! - `emporium_shard_ownership_changes_total{change}`: shards gained or lost by this node
+//! - `emporium_failover_seconds`: from a dead owner's last heartbeat to this node serving
+//!   its shard (histogram)
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -23,6 +27,8 @@ pub enum DeactivationReason {
     Discarded,
     /// The node is shutting down.
     Shutdown,
+    /// Its shard is no longer served by this node (it moved to another node).
+    ShardMoved,
 }
 
 impl DeactivationReason {
@@ -32,6 +38,7 @@ impl DeactivationReason {
             Self::Capacity => "capacity",
             Self::Discarded => "discarded",
             Self::Shutdown => "shutdown",
+            Self::ShardMoved => "shard_moved",
         }
     }
 }
@@ -102,6 +109,21 @@ impl Lifecycle {
     pub(crate) fn panicked(&self, kind: &'static str) {
         self.counters(kind).panics.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("emporium_actor_panics_total", "kind" => kind).increment(1);
+    }
+
+    pub(crate) fn forwarded(&self, kind: &'static str) {
+        metrics::counter!("emporium_forwarded_requests_total", "kind" => kind).increment(1);
+    }
+
+    pub(crate) fn shards_changed(&self, gained: usize, lost: usize) {
+        metrics::counter!("emporium_shard_ownership_changes_total", "change" => "gained")
+            .increment(gained as u64);
+        metrics::counter!("emporium_shard_ownership_changes_total", "change" => "lost")
+            .increment(lost as u64);
+    }
+
+    pub(crate) fn failover(&self, seconds: f64) {
+        metrics::histogram!("emporium_failover_seconds").record(seconds);
     }
 
     pub(crate) fn total_active(&self) -> i64 {

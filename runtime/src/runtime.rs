@@ -10,10 +10,12 @@
 //! `RuntimeError` are what the domain and the edge see; everything else is private.
 
 use std::any::{Any, TypeId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use tokio::sync::{Notify, oneshot, watch};
 
@@ -24,7 +26,10 @@ use crate::directory::{IdleEntry, KindHost};
 use crate::error::RuntimeError;
 use crate::identity::ActorId;
 use crate::lifecycle::{DeactivationReason, KindSnapshot, Lifecycle};
+use crate::placement::{Shard, shard_of};
 use crate::reminders::ReminderScheduler;
+use crate::routing::{self, Location, Placement};
+use crate::status::{ActorLocation, ClusterStatus, NodeStatus};
 use crate::store::{StateStore, StoreError};
 use crate::{passivation, reminders};
 
@@ -54,6 +59,17 @@ pub(crate) trait ErasedHost: Send + Sync {
     fn idle_entries(&self, idle_before_ms: u64) -> Vec<IdleEntry>;
     fn passivate(&self, candidate: &IdleEntry, reason: DeactivationReason) -> bool;
     fn deliver_reminder(&self, runtime: &Runtime, key: &str, name: String);
+    /// Run a call forwarded by another node (see [`routing::serve_call`]).
+    fn serve_call<'a>(
+        &'a self,
+        runtime: &'a Runtime,
+        key: &'a str,
+        payload: &'a [u8],
+        budget: Duration,
+    ) -> BoxFuture<'a, Result<Vec<u8>, String>>;
+    /// Passivate the idle activations whose shard is in `shards`; returns how many.
+    fn passivate_shards(&self, shards: &BTreeSet<Shard>) -> usize;
+    fn is_active(&self, key: &str) -> bool;
 }
 
 impl<A: VirtualActor> ErasedHost for Arc<KindHost<A>> {
@@ -66,7 +82,29 @@ impl<A: VirtualActor> ErasedHost for Arc<KindHost<A>> {
     }
 
     fn deliver_reminder(&self, runtime: &Runtime, key: &str, name: String) {
-        self.dispatch(runtime, key, ActivationMsg::Reminder { name });
+        runtime.route_reminder::<A>(key, name);
+    }
+
+    fn serve_call<'a>(
+        &'a self,
+        runtime: &'a Runtime,
+        key: &'a str,
+        payload: &'a [u8],
+        budget: Duration,
+    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+        routing::serve_call::<A>(runtime, key, payload, budget)
+    }
+
+    fn passivate_shards(&self, shards: &BTreeSet<Shard>) -> usize {
+        KindHost::idle_entries(self, u64::MAX)
+            .into_iter()
+            .filter(|entry| shards.contains(&shard_of(A::KIND, &entry.key)))
+            .filter(|entry| KindHost::passivate(self, entry, DeactivationReason::ShardMoved))
+            .count()
+    }
+
+    fn is_active(&self, key: &str) -> bool {
+        KindHost::is_active(self, key)
     }
 }
 
@@ -87,6 +125,8 @@ pub(crate) struct RuntimeInner {
     reminders: ReminderScheduler,
     capacity: Notify,
     stopping: watch::Sender<bool>,
+    /// Set once when the node runs in a cluster; absent on a single node (all local).
+    placement: OnceLock<Arc<dyn Placement>>,
 }
 
 /// A cheap, cloneable handle on the node's runtime.
@@ -137,9 +177,20 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Start the runtime: its passivation sweeper and its reminder scheduler, which re-arms
-    /// every stored reminder (this node owns every shard until clustering says otherwise).
+    /// Start the runtime of a single node: its passivation sweeper and its reminder
+    /// scheduler, which re-arms every stored reminder (a single node owns every shard).
     pub async fn build(self) -> Result<Runtime, StoreError> {
+        let runtime = self.start();
+        let stored = reminders::load_all(runtime.store().as_ref()).await?;
+        for reminder in stored {
+            runtime.arm_reminder(&reminder.actor, reminder.name, reminder.due_at_ms);
+        }
+        Ok(runtime)
+    }
+
+    /// Start the background loops without arming any stored reminder: in a cluster, the
+    /// reminders of a shard are armed when this node gains the shard.
+    pub(crate) fn start(self) -> Runtime {
         let (stopping, _) = watch::channel(false);
         let (reminders, reminder_queue) = ReminderScheduler::new();
         let runtime = Runtime {
@@ -154,15 +205,12 @@ impl RuntimeBuilder {
                 reminders,
                 capacity: Notify::new(),
                 stopping,
+                placement: OnceLock::new(),
             }),
         };
-        let stored = reminders::load_all(runtime.store().as_ref()).await?;
-        for reminder in stored {
-            runtime.arm_reminder(&reminder.actor, reminder.name, reminder.due_at_ms);
-        }
         tokio::spawn(reminders::run(runtime.downgrade(), reminder_queue));
         tokio::spawn(passivation::run(runtime.downgrade()));
-        Ok(runtime)
+        runtime
     }
 }
 
@@ -328,6 +376,216 @@ impl Runtime {
             self.inner.capacity.notify_one();
         }
     }
+
+    /// Join a cluster: from now on asks are routed by `placement`. Set once.
+    pub(crate) fn install_placement(&self, placement: Arc<dyn Placement>) {
+        if self.inner.placement.set(placement).is_err() {
+            tracing::error!("a placement was installed twice; keeping the first");
+        }
+    }
+
+    pub(crate) fn placement(&self) -> Option<&Arc<dyn Placement>> {
+        self.inner.placement.get()
+    }
+
+    /// The lease epoch under which this node may serve `actor` now: `Ok(None)` on a single
+    /// node, `Err(Moved)` when its shard is not served here.
+    pub(crate) fn serving_epoch(&self, actor: &ActorId) -> Result<Option<u64>, RuntimeError> {
+        let Some(placement) = self.placement() else {
+            return Ok(None);
+        };
+        let shard = shard_of(actor.kind, &actor.key);
+        match placement.serving_epoch(shard) {
+            Some(epoch) => Ok(Some(epoch)),
+            None => Err(RuntimeError::Moved {
+                actor: actor.clone(),
+                reason: format!("shard {shard} is not served by {}", self.node_id()),
+            }),
+        }
+    }
+
+    /// Run `command` on the local activation of `key`, whatever the placement says.
+    pub(crate) async fn ask_local<A: VirtualActor>(
+        &self,
+        key: &str,
+        command: A::Command,
+        deadline: Duration,
+    ) -> Result<A::Reply, RuntimeError> {
+        let host = self.host::<A>()?;
+        let (reply, answer) = oneshot::channel();
+        host.dispatch(
+            self,
+            key,
+            ActivationMsg::Command {
+                command,
+                reply: Some(reply),
+                hops: 0,
+            },
+        );
+        self.note_activation();
+        match tokio::time::timeout(deadline, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_closed)) => Err(RuntimeError::Unreachable {
+                actor: ActorId::new(A::KIND, key),
+                reason: "activation stopped before answering".to_owned(),
+            }),
+            Err(_elapsed) => Err(RuntimeError::Timeout {
+                actor: ActorId::new(A::KIND, key),
+                deadline,
+            }),
+        }
+    }
+
+    pub(crate) fn deliver_reminder_locally<A: VirtualActor>(&self, key: &str, name: String) {
+        if let Ok(host) = self.host::<A>() {
+            host.dispatch(self, key, ActivationMsg::Reminder { name });
+        }
+    }
+
+    /// A reminder is due: run it here if this node serves its actor, hand it to the owner
+    /// otherwise, and try again later when there is no owner yet.
+    pub(crate) fn route_reminder<A: VirtualActor>(&self, key: &str, name: String) {
+        let Some(placement) = self.placement() else {
+            return self.deliver_reminder_locally::<A>(key, name);
+        };
+        let actor = ActorId::new(A::KIND, key);
+        match placement.locate(shard_of(A::KIND, key)) {
+            Location::Local => self.deliver_reminder_locally::<A>(key, name),
+            Location::Remote { node } => {
+                let runtime = self.clone();
+                let placement = Arc::clone(placement);
+                tokio::spawn(async move {
+                    let forwarded = routing::forward_reminder(
+                        &runtime,
+                        placement.as_ref(),
+                        node,
+                        actor.clone(),
+                        name.clone(),
+                    )
+                    .await;
+                    if let Err(error) = forwarded {
+                        tracing::debug!(%actor, %error, "reminder not handed over; retrying");
+                        runtime.retry_reminder(&actor, name);
+                    }
+                });
+            }
+            Location::Unplaced { .. } => self.retry_reminder(&actor, name),
+            // This node left the cluster: the shard's next owner arms it from the index.
+            Location::Refused { .. } => {}
+        }
+    }
+
+    /// Run a call that another node forwarded here: `Err` names a malformed call.
+    pub async fn serve_forwarded(
+        &self,
+        kind: &str,
+        key: &str,
+        payload: &[u8],
+        budget: Duration,
+    ) -> Result<Vec<u8>, ForwardedCallError> {
+        let host = self
+            .erased_host(kind)
+            .ok_or_else(|| ForwardedCallError::UnknownKind(kind.to_owned()))?;
+        host.serve_call(self, key, payload, budget)
+            .await
+            .map_err(ForwardedCallError::Malformed)
+    }
+
+    /// Passivate the idle local actors of `shards` (this node no longer serves them).
+    pub(crate) fn passivate_shards(&self, shards: &BTreeSet<Shard>) -> usize {
+        self.hosts().map(|host| host.passivate_shards(shards)).sum()
+    }
+
+    /// Arm every stored reminder of `shard` (this node just gained it).
+    pub(crate) async fn arm_shard_reminders(&self, shard: Shard) -> Result<usize, StoreError> {
+        let stored = self.store().list_reminders(shard).await?;
+        let count = stored.len();
+        for reminder in stored {
+            self.arm_reminder(&reminder.actor, reminder.name, reminder.due_at_ms);
+        }
+        Ok(count)
+    }
+
+    /// Active actors on this node, all kinds.
+    pub fn active_actors(&self) -> u64 {
+        u64::try_from(self.lifecycle().total_active()).unwrap_or(0)
+    }
+
+    /// The nodes and their shards: one node owning everything outside a cluster.
+    pub async fn cluster_status(&self) -> ClusterStatus {
+        match self.placement() {
+            Some(placement) => placement.status().await,
+            None => ClusterStatus {
+                mode: "single",
+                node_id: self.node_id().to_owned(),
+                shard_count: crate::placement::SHARD_COUNT,
+                unowned_shards: 0,
+                nodes: vec![NodeStatus {
+                    node_id: self.node_id().to_owned(),
+                    cluster_addr: None,
+                    http_addr: None,
+                    status: "up".to_owned(),
+                    liveness: "alive".to_owned(),
+                    incarnation: None,
+                    shards_owned: usize::from(crate::placement::SHARD_COUNT),
+                    active_actors: Some(self.active_actors()),
+                    last_heartbeat_ms_ago: None,
+                }],
+            },
+        }
+    }
+
+    /// Where the actor `kind`/`key` lives, whether it is active there, and its stored
+    /// version. `UnknownKind` for a kind that is not registered.
+    pub async fn locate_actor(&self, kind: &str, key: &str) -> Result<ActorLocation, RuntimeError> {
+        let host = self
+            .erased_host(kind)
+            .ok_or_else(|| RuntimeError::UnknownKind {
+                kind: kind.to_owned(),
+            })?;
+        let actor = ActorId::new(crate::identity::intern_kind(kind), key);
+        let version = self
+            .store()
+            .load(&actor)
+            .await
+            .map_err(|source| RuntimeError::store(&actor, source))?
+            .map_or(0, |stored| stored.version);
+        let shard = shard_of(kind, key);
+        let mut location = ActorLocation {
+            kind: kind.to_owned(),
+            key: key.to_owned(),
+            shard,
+            owner: Some(self.node_id().to_owned()),
+            lease_epoch: None,
+            active: Some(host.is_active(key)),
+            version,
+        };
+        let Some(placement) = self.placement() else {
+            return Ok(location);
+        };
+        let (owner, epoch) = placement.shard_owner(shard);
+        location.lease_epoch = epoch;
+        location.owner = owner.clone();
+        location.active = match placement.locate(shard) {
+            Location::Local => Some(host.is_active(key)),
+            Location::Remote { node } => {
+                routing::inspect_remote(self, placement.as_ref(), node, actor)
+                    .await
+                    .ok()
+            }
+            Location::Unplaced { .. } | Location::Refused { .. } => None,
+        };
+        Ok(location)
+    }
+}
+
+/// Why a forwarded call could not even be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardedCallError {
+    #[error("actor kind {0} is not registered on this node")]
+    UnknownKind(String),
+    #[error("{0}")]
+    Malformed(String),
 }
 
 /// A cheap handle on one virtual actor. Holding it keeps nothing active.
@@ -358,33 +616,37 @@ impl<A: VirtualActor> ActorHandle<A> {
         if *self.runtime.inner.stopping.borrow() {
             return Err(RuntimeError::ShuttingDown);
         }
-        let host = self.runtime.host::<A>()?;
-        let (reply, answer) = oneshot::channel();
-        host.dispatch(
-            &self.runtime,
-            &self.key,
-            ActivationMsg::Command {
-                command,
-                reply: Some(reply),
-                hops: 0,
-            },
-        );
-        self.runtime.note_activation();
-        match tokio::time::timeout(deadline, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_closed)) => Err(RuntimeError::Unreachable {
-                actor: ActorId::new(A::KIND, self.key.clone()),
-                reason: "activation stopped before answering".to_owned(),
-            }),
-            Err(_elapsed) => Err(RuntimeError::Timeout {
-                actor: ActorId::new(A::KIND, self.key.clone()),
-                deadline,
-            }),
+        match self.runtime.placement() {
+            None => {
+                self.runtime
+                    .ask_local::<A>(&self.key, command, deadline)
+                    .await
+            }
+            Some(placement) => {
+                routing::ask_routed::<A>(
+                    &self.runtime,
+                    placement.as_ref(),
+                    &self.key,
+                    command,
+                    deadline,
+                )
+                .await
+            }
         }
     }
 
     /// Send `command` without waiting for a reply.
     pub fn tell(&self, command: A::Command) -> Result<(), RuntimeError> {
+        if self.runtime.placement().is_some() {
+            // In a cluster the owner may be elsewhere: route it like an ask, in the background.
+            let handle = self.runtime.actor::<A>(self.key.clone());
+            tokio::spawn(async move {
+                if let Err(error) = handle.ask(command).await {
+                    tracing::debug!(kind = A::KIND, key = handle.key(), %error, "tell failed");
+                }
+            });
+            return Ok(());
+        }
         let host = self.runtime.host::<A>()?;
         host.dispatch(
             &self.runtime,

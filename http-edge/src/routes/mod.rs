@@ -2,6 +2,7 @@
 //! actor, and maps the reply to JSON. Each module contributes its routes through its own
 //! `router()`; [`all`] merges them.
 
+pub mod admin_cluster;
 pub mod admin_products;
 pub mod auth;
 pub mod carts;
@@ -22,6 +23,7 @@ pub fn all() -> Router<AppState> {
         .merge(health::router())
         .merge(products::router())
         .merge(admin_products::router())
+        .merge(admin_cluster::router())
         .merge(carts::router())
         .merge(users::router())
         .merge(auth::router())

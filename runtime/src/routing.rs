@@ -1,0 +1,267 @@
+//! Routing an ask to the node that owns the actor's shard.
+//!
+//! On a single node there is no [`Placement`] and every ask is local. In a cluster the
+//! placement (the `cluster` module) says where a shard is served: here, on a named peer, or
+//! nowhere yet (its owner died and no survivor has claimed it). [`ask_routed`] loops until it
+//! gets an answer or its deadline passes:
+//!
+//! - **here**: the local activation runs it (it checks the lease epoch itself);
+//! - **a peer**: the command travels as a [`Call`] in a transport envelope; the peer runs it
+//!   *locally only* or refuses it, so a request crosses at most one hop per attempt and
+//!   forwarding can never loop;
+//! - **nowhere**: wait a little and look again.
+//!
+//! An attempt is repeated only when nothing of the command was applied: the shard was not
+//! served where it went ([`ErrorClass::Moved`]), or a stale activation lost its
+//! compare-and-set ([`ErrorClass::Conflict`]: the failed turn wrote nothing). When an answer
+//! is lost after the command was handed over (a deadline, a dropped link), the outcome is
+//! unknown and the error says so instead of trying again, which could apply it twice.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::actor::VirtualActor;
+use crate::error::{ErrorClass, RuntimeError};
+use crate::identity::ActorId;
+use crate::placement::{Shard, shard_of};
+use crate::runtime::Runtime;
+use crate::status::ClusterStatus;
+
+/// Pause before looking again for a shard's owner; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Where a shard is served, as this node sees it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    Local,
+    Remote {
+        node: String,
+    },
+    /// No live owner yet (a failover or a hand-over in progress): look again shortly.
+    Unplaced {
+        reason: String,
+    },
+    /// This node serves nothing and will not (it left or was expelled): fail now.
+    Refused {
+        reason: String,
+    },
+}
+
+/// The cluster as routing sees it. The contract:
+/// - `locate` is cheap (no I/O) and may be stale by a lease refresh interval; a stale answer
+///   costs a retry, never a wrong result, because the receiving node checks again and actor
+///   writes are compare-and-set;
+/// - `serving_epoch` is `Some(epoch)` only while this node may serve the shard, under lease
+///   epoch `epoch`;
+/// - `forward` hands a call to `node`'s shard host and returns the encoded reply, or an
+///   error whose class says whether the call may have run.
+/// - `shard_owner` and `status` describe the cluster for operators.
+pub trait Placement: Send + Sync + 'static {
+    fn locate(&self, shard: Shard) -> Location;
+    fn serving_epoch(&self, shard: Shard) -> Option<u64>;
+    fn forward(
+        &self,
+        node: String,
+        call: OutgoingCall,
+    ) -> BoxFuture<'static, Result<Vec<u8>, RuntimeError>>;
+    /// The node holding `shard`'s lease and the lease epoch, as last read.
+    fn shard_owner(&self, shard: Shard) -> (Option<String>, Option<u64>);
+    fn status(&self) -> BoxFuture<'_, ClusterStatus>;
+}
+
+/// One call on its way to another node.
+#[derive(Clone, Debug)]
+pub struct OutgoingCall {
+    pub actor: ActorId,
+    pub payload: Vec<u8>,
+    /// Wall clock, Unix ms.
+    pub deadline_ms: u64,
+}
+
+/// What a forwarded envelope asks of an actor (its JSON is the envelope's payload).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Call<C> {
+    Command(C),
+    /// A durable reminder fired on a node that no longer owns the actor.
+    Reminder(String),
+    /// Is the actor active on the owner?
+    Inspect,
+}
+
+/// An error as it crosses the wire: what callers decide on, and the message for logs.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireError {
+    class: ErrorClass,
+    message: String,
+}
+
+type WireResult<T> = Result<T, WireError>;
+
+pub(crate) fn encode_result<T: Serialize>(result: Result<T, RuntimeError>) -> Vec<u8> {
+    let wire: WireResult<T> = result.map_err(|error| WireError {
+        class: error.class(),
+        message: error.to_string(),
+    });
+    serde_json::to_vec(&wire).unwrap_or_else(|error| {
+        let failed: WireResult<()> = Err(WireError {
+            class: ErrorClass::Failed,
+            message: format!("reply cannot be encoded: {error}"),
+        });
+        serde_json::to_vec(&failed).unwrap_or_default()
+    })
+}
+
+fn decode_result<T: serde::de::DeserializeOwned>(
+    actor: &ActorId,
+    node: &str,
+    bytes: &[u8],
+) -> Result<T, RuntimeError> {
+    match serde_json::from_slice::<WireResult<T>>(bytes) {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(error)) => Err(RuntimeError::Remote {
+            actor: actor.clone(),
+            node: node.to_owned(),
+            class: error.class,
+            message: error.message,
+        }),
+        Err(error) => Err(RuntimeError::Remote {
+            actor: actor.clone(),
+            node: node.to_owned(),
+            class: ErrorClass::OutcomeUnknown,
+            message: format!("unreadable reply: {error}"),
+        }),
+    }
+}
+
+fn encode_call<C: Serialize>(actor: &ActorId, call: &Call<C>) -> Result<Vec<u8>, RuntimeError> {
+    serde_json::to_vec(call).map_err(|error| RuntimeError::Encode {
+        actor: actor.clone(),
+        reason: format!("command cannot be encoded: {error}"),
+    })
+}
+
+/// Ask `key` of kind `A` wherever it is served, within `deadline`.
+pub(crate) async fn ask_routed<A: VirtualActor>(
+    runtime: &Runtime,
+    placement: &dyn Placement,
+    key: &str,
+    command: A::Command,
+    deadline: Duration,
+) -> Result<A::Reply, RuntimeError> {
+    let actor = ActorId::new(A::KIND, key);
+    let shard = shard_of(A::KIND, key);
+    let give_up_at = Instant::now() + deadline;
+    let mut backoff = FIRST_BACKOFF;
+    let mut payload = None;
+    loop {
+        let remaining = give_up_at.saturating_duration_since(Instant::now());
+        let attempt = match placement.locate(shard) {
+            Location::Local => {
+                runtime
+                    .ask_local::<A>(key, command.clone(), remaining)
+                    .await
+            }
+            Location::Remote { node } => {
+                if payload.is_none() {
+                    payload = Some(encode_call(&actor, &Call::Command(command.clone()))?);
+                }
+                let call = OutgoingCall {
+                    actor: actor.clone(),
+                    payload: payload.clone().unwrap_or_default(),
+                    deadline_ms: runtime.clock().now_ms() + duration_ms(remaining),
+                };
+                runtime.lifecycle().forwarded(A::KIND);
+                match placement.forward(node.clone(), call).await {
+                    Ok(bytes) => decode_result::<A::Reply>(&actor, &node, &bytes),
+                    Err(error) => Err(error),
+                }
+            }
+            Location::Unplaced { reason } => Err(RuntimeError::Moved {
+                actor: actor.clone(),
+                reason,
+            }),
+            Location::Refused { reason } => {
+                return Err(RuntimeError::Moved { actor, reason });
+            }
+        };
+        match attempt {
+            Err(error) if error.is_retryable_elsewhere() => {
+                let left = give_up_at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(error);
+                }
+                tracing::debug!(%error, "routing: not applied; looking for the owner again");
+                tokio::time::sleep(backoff.min(left)).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Run a call that arrived from another node, here only (never forwarded again).
+pub(crate) fn serve_call<'a, A: VirtualActor>(
+    runtime: &'a Runtime,
+    key: &'a str,
+    payload: &'a [u8],
+    budget: Duration,
+) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+    Box::pin(async move {
+        let call: Call<A::Command> = serde_json::from_slice(payload)
+            .map_err(|error| format!("call for {} cannot be decoded: {error}", A::KIND))?;
+        Ok(match call {
+            Call::Command(command) => {
+                encode_result(runtime.ask_local::<A>(key, command, budget).await)
+            }
+            Call::Reminder(name) => {
+                runtime.deliver_reminder_locally::<A>(key, name);
+                encode_result(Ok(()))
+            }
+            Call::Inspect => encode_result(Ok(runtime.is_active::<A>(key))),
+        })
+    })
+}
+
+/// Hand a reminder that fired here to the owner of its actor.
+pub(crate) async fn forward_reminder(
+    runtime: &Runtime,
+    placement: &dyn Placement,
+    node: String,
+    actor: ActorId,
+    name: String,
+) -> Result<(), RuntimeError> {
+    let payload = encode_call::<()>(&actor, &Call::Reminder(name))?;
+    let call = OutgoingCall {
+        actor: actor.clone(),
+        payload,
+        deadline_ms: runtime.clock().now_ms() + duration_ms(runtime.config().ask_timeout),
+    };
+    let bytes = placement.forward(node.clone(), call).await?;
+    decode_result::<()>(&actor, &node, &bytes)
+}
+
+/// Whether `actor` is active on `node` (the owner of its shard).
+pub(crate) async fn inspect_remote(
+    runtime: &Runtime,
+    placement: &dyn Placement,
+    node: String,
+    actor: ActorId,
+) -> Result<bool, RuntimeError> {
+    let payload = encode_call::<()>(&actor, &Call::Inspect)?;
+    let call = OutgoingCall {
+        actor: actor.clone(),
+        payload,
+        deadline_ms: runtime.clock().now_ms() + 2_000,
+    };
+    let bytes = placement.forward(node.clone(), call).await?;
+    decode_result::<bool>(&actor, &node, &bytes)
+}
+
+pub(crate) fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
