@@ -39,7 +39,7 @@ pub struct CartState {
 }
 
 /// What callers see of a cart.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartView {
     pub id: String,
     pub owner: Option<String>,
@@ -48,6 +48,7 @@ pub struct CartView {
     pub currency: Currency,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CartCommand {
     /// Create the cart (idempotent: creating an existing cart returns it unchanged).
     Create {
@@ -90,7 +91,7 @@ pub enum CartCommand {
 }
 
 /// Why a cart refused a command. These are answers, not failures.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum CartRejection {
     #[error("cart not found")]
     NotFound,

@@ -91,8 +91,26 @@ impl IdempotencyKey {
 }
 
 /// A checked payment token (passed to the gateway, never stored).
-#[derive(Clone, PartialEq, Eq)]
+///
+/// On the wire (a checkout forwarded to another node) a string, checked again when decoded.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct PaymentToken(String);
+
+impl TryFrom<String> for PaymentToken {
+    type Error = InvalidValue;
+
+    fn try_from(text: String) -> Result<Self, InvalidValue> {
+        Self::parse(Some(&text))
+    }
+}
+
+/// By hand rather than `into = "String"`: no public conversion hands the token out.
+impl Serialize for PaymentToken {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
 
 impl PaymentToken {
     pub fn parse(text: Option<&str>) -> Result<Self, InvalidValue> {
@@ -124,7 +142,7 @@ pub fn checkout_key(user_id: &str, key: &IdempotencyKey) -> String {
 }
 
 /// One checkout request, validated.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckoutRequest {
     pub user_id: String,
     pub cart_id: CartId,
@@ -191,7 +209,7 @@ pub enum CheckoutOutcome {
 }
 
 /// Refusals that are not outcomes (nothing is stored for them).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum CheckoutRejection {
     #[error("this Idempotency-Key was already used with a different request")]
     KeyReused,
@@ -199,6 +217,7 @@ pub enum CheckoutRejection {
 
 pub type CheckoutReply = Result<CheckoutOutcome, CheckoutRejection>;
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CheckoutCommand {
     Run(Box<CheckoutRequest>),
 }

@@ -53,9 +53,13 @@ pub const COMMITTED_RETENTION_MS: u64 = 90 * 24 * 3600 * 1000;
 const EXPIRE_REMINDER: &str = "expire";
 
 /// A warehouse id: 1 to 64 characters of letters, digits, `-`, `_` or `.`.
+///
+/// On the wire a string, checked again when decoded.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct WarehouseId(String);
+
+crate::values::string_value_serde!(WarehouseId);
 
 impl WarehouseId {
     pub fn parse(text: &str) -> Result<Self, InvalidValue> {
@@ -262,7 +266,7 @@ impl StockState {
 }
 
 /// What callers see of a SKU's stock.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockView {
     pub sku: String,
     pub on_hand: u64,
@@ -275,7 +279,7 @@ pub struct StockView {
 }
 
 /// A reservation as its holder sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReservationReceipt {
     pub reservation: String,
     pub units: u64,
@@ -283,6 +287,7 @@ pub struct ReservationReceipt {
     pub status: ReservationStatus,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StockCommand {
     /// `None` when no stock was ever set for the SKU.
     Get,
@@ -306,7 +311,7 @@ pub enum StockCommand {
 }
 
 /// Why a SKU refused a command. These are answers, not failures.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum StockRejection {
     #[error("only {available} of {requested} units of {sku} are available")]
     Insufficient {
@@ -334,6 +339,7 @@ pub enum StockRejection {
     UnknownReservation { sku: String, reservation: String },
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StockReply {
     View(Option<StockView>),
     Reservation(Result<ReservationReceipt, StockRejection>),

@@ -181,6 +181,7 @@ fn allowed(from: OrderStatus, to: OrderStatus) -> bool {
     )
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderCommand {
     /// Create the order; placing it again with the same checkout answers it unchanged.
     Place(Box<NewOrder>),
@@ -195,7 +196,7 @@ pub enum OrderCommand {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum OrderRejection {
     #[error("order not found")]
     NotFound,
@@ -440,6 +441,7 @@ pub struct UserOrdersState {
     pub orders: Vec<String>,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserOrdersCommand {
     /// Idempotent.
     Add {

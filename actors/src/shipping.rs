@@ -33,9 +33,13 @@ const ISO_3166_ALPHA_2: &[&str] = &[
 ];
 
 /// An ISO 3166-1 alpha-2 country code, upper-case (`US`, `DE`).
+///
+/// On the wire a string, checked again when decoded.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct Country(String);
+
+crate::values::string_value_serde!(Country);
 
 impl Country {
     pub fn parse(text: &str) -> Result<Self, InvalidValue> {

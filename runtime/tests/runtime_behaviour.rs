@@ -18,6 +18,7 @@ struct Count {
     reminded: u32,
 }
 
+#[derive(Clone, Serialize, Deserialize)]
 enum CountCommand {
     Add(i64),
     Get,

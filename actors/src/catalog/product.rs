@@ -25,7 +25,7 @@ pub struct Product {
 }
 
 /// The fields an admin sends to create or replace a product.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductDraft {
     pub name: String,
     pub description: String,
@@ -104,6 +104,7 @@ impl ProductDraft {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProductCommand {
     Get,
     /// Create or replace. The draft must be valid (see [`ProductDraft::validate`]).

@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::values::Currency;
 
 pub use test_gateway::{
-    PaymentActor, PaymentCommand, TOKEN_APPROVED, TOKEN_DECLINED, TOKEN_TIMEOUT, TestGateway,
+    PaymentActor, PaymentCommand, PaymentReply, TOKEN_APPROVED, TOKEN_DECLINED, TOKEN_TIMEOUT,
+    TestCard, TestGateway,
 };
 
 /// What to authorize.
@@ -49,7 +50,7 @@ impl fmt::Debug for AuthorizeRequest {
 }
 
 /// The answer to an authorization.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Authorization {
     /// The amount is held on the card; `reference` names the payment from now on.
     Approved { reference: String },
@@ -97,7 +98,7 @@ pub struct PaymentOperation {
 }
 
 /// What the gateway knows of one payment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRecord {
     pub reference: String,
     pub status: PaymentStatus,
@@ -110,7 +111,7 @@ pub struct PaymentRecord {
 }
 
 /// Why a gateway call gave no usable answer.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum PaymentError {
     /// No answer: the outcome is unknown. Retry with the same key, or void by key.
     #[error("the payment provider did not answer: {0}")]

@@ -33,7 +33,7 @@ const HANG: Duration = Duration::from_secs(3600);
 const REFERENCE_PREFIX: &str = "pay_";
 
 /// What a test token does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TestCard {
     Approve,
     Decline,
@@ -66,6 +66,7 @@ pub struct PaymentState {
     pub operations: Vec<PaymentOperation>,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentCommand {
     Authorize {
         amount_cents: i64,
@@ -84,6 +85,7 @@ pub enum PaymentCommand {
     Get,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentReply {
     Authorization(Authorization),
     Record(Result<PaymentRecord, PaymentError>),

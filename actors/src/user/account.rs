@@ -14,7 +14,7 @@ use crate::cart::{CartActor, CartCommand, CartView};
 use crate::values::CartId;
 
 /// What callers see of a user: never the password hash.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: String,
     pub email: Email,
@@ -49,7 +49,7 @@ pub struct UserState {
 }
 
 /// An account to create. Built by [`super::Users`] only, after validation and hashing.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewAccount {
     pub(crate) user_id: String,
     pub(crate) email: Email,
@@ -58,6 +58,7 @@ pub struct NewAccount {
     pub(crate) roles: Vec<Role>,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserCommand {
     /// Create the account (idempotent: an existing account is answered unchanged).
     Create(NewAccount),
@@ -75,7 +76,7 @@ pub enum UserCommand {
 }
 
 /// What happened to the guest cart given at login.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GuestMerge {
     /// Its lines went into the user's cart; see the report for what was left in it.
     Merged(MergeReport),
@@ -88,7 +89,7 @@ pub enum GuestMerge {
 }
 
 /// The user's cart as [`UserCommand::OpenCart`] left it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenedCart {
     pub cart: CartView,
     /// The cart was created by this call.
@@ -96,7 +97,7 @@ pub struct OpenedCart {
     pub guest: Option<GuestMerge>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserReply {
     /// `Create`: `true` when this call created the account.
     Created {

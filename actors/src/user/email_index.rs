@@ -19,6 +19,7 @@ pub struct EmailClaim {
     pub claimed_at_ms: u64,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EmailIndexCommand {
     /// Claim the address for `account.user_id` and create that user.
     Register(NewAccount),
@@ -26,7 +27,7 @@ pub enum EmailIndexCommand {
     Lookup,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EmailIndexReply {
     /// The user now holds the address (also when the same registration is retried).
     Registered(User),

@@ -14,7 +14,7 @@ use crate::cart::{CartLine, MAX_LINES};
 use crate::values::{Currency, Quantity, Sku};
 
 /// What a merge did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MergeReport {
     /// Guest SKUs now in the user's cart (added to a line, or as a new line).
     pub merged: Vec<Sku>,

@@ -15,8 +15,10 @@ fn invalid(field: &'static str, expected: impl Into<String>) -> InvalidValue {
 
 /// A normalized e-mail address: trimmed and lower-cased, `local@domain`, at most 254 bytes.
 /// Two addresses that differ only in case or surrounding spaces are the same account.
+///
+/// On the wire a string, checked (and normalized) again when decoded.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct Email(String);
 
 impl Email {
@@ -106,9 +108,13 @@ impl fmt::Debug for Password {
 }
 
 /// A display name: 1 to 100 characters once trimmed, no control characters.
+///
+/// On the wire a string, checked (and trimmed) again when decoded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct UserName(String);
+
+crate::values::string_value_serde!(Email, UserName);
 
 impl UserName {
     pub const MAX_CHARS: usize = 100;
