@@ -51,7 +51,13 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
 }
 
 fn init_tracing(filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // ractor logs every cluster session event at info; keep that out unless asked for.
+    let filter = if filter.contains("ractor") {
+        filter.to_owned()
+    } else {
+        format!("{filter},ractor=warn,ractor_cluster=warn")
+    };
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 }
 
