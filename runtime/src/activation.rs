@@ -296,7 +296,12 @@ impl<A: VirtualActor> Activation<A> {
     }
 
     /// Count the message done; a retired activation stops once it has nothing in flight.
-    fn finish_message(&self, myself: &ActorRef<ActivationMsg<A>>, state: &ActivationState<A>) {
+    /// One whose shard moved away while it ran retires now: the shard's lost-shard pass
+    /// skipped it as busy, and nothing routes here any more to make it notice later.
+    fn finish_message(&self, myself: &ActorRef<ActivationMsg<A>>, state: &mut ActivationState<A>) {
+        if !state.retired && self.runtime.serving_epoch(&self.id).is_err() {
+            self.retire(state, DeactivationReason::ShardMoved);
+        }
         let before = self.shared.inflight.fetch_sub(1, Ordering::AcqRel);
         if state.retired && before == 1 {
             myself.stop(None);

@@ -5,8 +5,8 @@
 //! shard, serves the calls other nodes forward to it, and follows its own leases:
 //! - a shard **gained** gets its stored reminders armed here (and once more a few seconds
 //!   later, for reminders the previous owner committed before it noticed the move);
-//! - a shard **lost** gets its idle activations passivated at once (busy ones retire at their
-//!   next message, when they find the lease gone; see `activation`).
+//! - a shard **lost** gets its idle activations passivated at once (busy ones retire when
+//!   the message they are running is done; see `activation`).
 //!
 //! **Invariants**
 //! - A forwarded call runs only on a node that serves the shard *when the call arrives*, and
