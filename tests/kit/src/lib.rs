@@ -8,9 +8,13 @@
 //!
 //! [`cas_bench`] is the harness of the adapters' CAS-write benches; [`hello_world`] is the
 //! plain hyper server every HTTP benchmark measures itself against.
+//!
+//! [`netns`] puts a process in its own network namespace behind a veth pair the test can
+//! take down: a real partition.
 
 pub mod cas_bench;
 pub mod hello_world;
+pub mod netns;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
