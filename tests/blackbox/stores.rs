@@ -7,6 +7,7 @@
 //! reports the test skipped — or fails it under `EMPORIUM_REQUIRE_SERVICES=1`.
 
 use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -114,6 +115,41 @@ impl Provisioned {
                 }
             }
         }
+    }
+}
+
+impl Provisioned {
+    /// The TCP address of the PostgreSQL server, for a proxy in front of it.
+    pub fn postgres_server(&self) -> Option<SocketAddr> {
+        let Self::Postgres { admin_url, .. } = self else {
+            return None;
+        };
+        let config: tokio_postgres::Config = admin_url.parse().ok()?;
+        let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() else {
+            return None;
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .ok()?
+            .find(SocketAddr::is_ipv4)
+    }
+
+    /// The node URL of this test's PostgreSQL database reached at `via` (a proxy).
+    pub fn postgres_url_via(&self, via: SocketAddr) -> Option<String> {
+        let Self::Postgres {
+            admin_url,
+            database,
+        } = self
+        else {
+            return None;
+        };
+        let user = admin_url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split_once('@'))
+            .map_or("postgres", |(user, _)| user);
+        Some(format!("postgres://{user}@{via}/{database}"))
     }
 }
 

@@ -20,6 +20,9 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 pub struct NodeSpec {
     pub data_dir: PathBuf,
     pub env: Vec<(String, String)>,
+    /// A command the node runs under, e.g. `ip netns exec NS` (which execs in place, so the
+    /// child's pid is the node's and signals reach it). Empty: the node runs directly.
+    pub launcher: Vec<String>,
 }
 
 impl NodeSpec {
@@ -28,6 +31,7 @@ impl NodeSpec {
         Self {
             data_dir: data_dir.to_owned(),
             env: Vec::new(),
+            launcher: Vec::new(),
         }
     }
 
@@ -45,8 +49,10 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    pub async fn start(spec: NodeSpec) -> NodeProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_emporium"));
+    /// The node's command with the kit's defaults and `spec`'s settings (later settings of
+    /// the same variable win).
+    fn command(spec: &NodeSpec) -> Command {
+        let mut command = node_command(&spec.launcher);
         command
             .env("EMPORIUM_HTTP_ADDR", "127.0.0.1:0")
             .env("EMPORIUM_DATA_DIR", &spec.data_dir)
@@ -57,9 +63,34 @@ impl NodeProcess {
             .env("EMPORIUM_RATE_LIMIT", "off")
             .envs(spec.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        command
+    }
+
+    /// Run a node that is expected to stop by itself: its exit status, stdout and stderr, or
+    /// `None` (and the node killed) if it still runs after `deadline`.
+    pub async fn run_to_exit(
+        spec: &NodeSpec,
+        deadline: Duration,
+    ) -> Option<(std::process::ExitStatus, String, String)> {
+        let mut command = Self::command(spec);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = command.spawn().expect("spawn emporium");
+        // On timeout the future is dropped, and with it the child (killed on drop).
+        let output = tokio::time::timeout(deadline, child.wait_with_output())
+            .await
+            .ok()?
+            .expect("collect the node's output");
+        Some((
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
+    }
+
+    pub async fn start(spec: NodeSpec) -> NodeProcess {
+        let mut command = Self::command(&spec);
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().expect("spawn emporium");
         let stdout = child.stdout.take().expect("stdout piped");
         let mut lines = BufReader::new(stdout).lines();
@@ -89,6 +120,24 @@ impl NodeProcess {
         self.spec.clone()
     }
 
+    /// `SIGSTOP`: the process freezes (its sockets stay open, requests queue in the kernel).
+    pub fn freeze(&self) {
+        signal(self.pid(), libc::SIGSTOP);
+    }
+
+    /// `SIGCONT` after [`NodeProcess::freeze`].
+    pub fn thaw(&self) {
+        signal(self.pid(), libc::SIGCONT);
+    }
+
+    /// The exit status, if the process exits by itself within `deadline`.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(deadline, self.child.wait())
+            .await
+            .ok()
+            .map(|status| status.expect("wait for node"))
+    }
+
     /// `SIGTERM`, then wait for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         signal(self.pid(), libc::SIGTERM);
@@ -96,6 +145,18 @@ impl NodeProcess {
             .await
             .expect("node exits after SIGTERM")
             .expect("wait for node")
+    }
+}
+
+/// The `emporium` binary, under `launcher` when there is one.
+pub fn node_command(launcher: &[String]) -> Command {
+    match launcher.split_first() {
+        None => Command::new(env!("CARGO_BIN_EXE_emporium")),
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(env!("CARGO_BIN_EXE_emporium"));
+            command
+        }
     }
 }
 
@@ -141,6 +202,18 @@ impl Api {
                 .expect("client"),
             base: node.base.clone(),
         }
+    }
+
+    /// A client for `base` (any node, any address) sending through `client`.
+    pub fn with_client(client: reqwest::Client, base: &str) -> Self {
+        Self {
+            client,
+            base: base.to_owned(),
+        }
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     pub async fn get(&self, path: &str) -> Answer {
