@@ -1,12 +1,14 @@
 //! Black-box tests: real `emporium` processes, driven over HTTP like a user would.
 //! One test binary (one link) for every scenario.
 
+mod cluster_kit;
 mod stores;
 mod support;
 
 mod cart_api;
 mod catalog;
 mod checkout;
+mod cluster;
 mod config;
 mod durability;
 mod passivation;
