@@ -50,6 +50,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// Products `SKU-CL-00`… made at start; a cart holds at most 50 lines.
 pub const PRODUCTS: usize = 46;
+/// How long a node may answer reads from an activation whose shard has moved: until its
+/// lease table is refreshed, and never after it stops serving for want of a heartbeat
+/// (`fence_after`: dead after 5 s less one 500 ms heartbeat round).
+pub const STALE_READ_BOUND: Duration = Duration::from_millis(4500);
 /// Rounds a load worker runs at most, whatever its time limit.
 pub const MAX_ROUNDS: usize = 20_000;
 
@@ -959,7 +963,7 @@ pub struct Load {
 #[derive(Default)]
 struct WorkerLog {
     ops: Vec<Op>,
-    stale_reads: Vec<String>,
+    stale_reads: Vec<StaleRead>,
 }
 
 impl Load {
@@ -1059,7 +1063,7 @@ impl Worker {
 }
 
 /// A successful read that misses a line whose write was acknowledged before it was sent.
-fn stale_read(op: &Op, acked: &BTreeMap<String, Instant>) -> Option<String> {
+fn stale_read(op: &Op, acked: &BTreeMap<String, Instant>) -> Option<StaleRead> {
     let Reply::Answer(answer) = &op.exchange.reply else {
         return None;
     };
@@ -1067,30 +1071,47 @@ fn stale_read(op: &Op, acked: &BTreeMap<String, Instant>) -> Option<String> {
         return None;
     }
     let lines = lines_of(&answer.body);
-    let missing: Vec<String> = acked
+    let missed: Vec<(&String, Duration)> = acked
         .iter()
         .filter(|(sku, _)| !lines.contains_key(*sku))
         .map(|(sku, acked_at)| {
-            let before = op.exchange.sent_at.saturating_duration_since(*acked_at);
-            format!("{sku} (acknowledged {before:.2?} before the read was sent)")
+            (
+                sku,
+                op.exchange.sent_at.saturating_duration_since(*acked_at),
+            )
         })
         .collect();
-    (!missing.is_empty()).then(|| {
-        format!(
+    let behind = missed.iter().map(|(_, before)| *before).max()?;
+    let missed: Vec<String> = missed
+        .iter()
+        .map(|(sku, before)| format!("{sku} (acknowledged {before:.2?} before the read was sent)"))
+        .collect();
+    Some(StaleRead {
+        behind,
+        description: format!(
             "cart {} read through {} (answered in {:.2?}) misses {}",
             op.cart,
             op.exchange.node,
             op.exchange.took(),
-            missing.join(", ")
-        )
+            missed.join(", ")
+        ),
     })
+}
+
+/// A successful read that missed acknowledged writes.
+#[derive(Debug)]
+pub struct StaleRead {
+    /// How long before the read was sent the oldest missed write was acknowledged: a lower
+    /// bound of how stale the answering activation was.
+    pub behind: Duration,
+    pub description: String,
 }
 
 /// Everything a load did.
 pub struct LoadReport {
     pub ops: Vec<Op>,
     /// Reads that missed an acknowledged line (see [`stale_read`]).
-    pub stale_reads: Vec<String>,
+    pub stale_reads: Vec<StaleRead>,
     pub carts: Vec<String>,
     pub duration: Duration,
 }
@@ -1136,21 +1157,33 @@ impl LoadReport {
             self.stale_reads.len(),
         );
         for stale in self.stale_reads.iter().take(5) {
-            eprintln!("{label}: stale read: {stale}");
+            eprintln!("{label}: stale read: {}", stale.description);
         }
         for failure in self.failures().iter().take(5) {
             eprintln!("{label}: not acknowledged: {}", describe(failure));
         }
     }
 
-    /// No successful read missed a line whose write had been acknowledged before the read
-    /// was sent: whichever node is asked, a client reads its own acknowledged writes.
-    pub fn assert_no_stale_reads(&self, label: &str) {
+    /// Reads are not fenced (ARCHITECTURE.md, cluster invariants): a node that has not yet
+    /// seen that a shard moved answers reads from its old activation, but for less than
+    /// [`STALE_READ_BOUND`], after which it stops serving. So no successful read misses a
+    /// write acknowledged that long before the read was sent.
+    pub fn assert_stale_reads_bounded(&self, label: &str) {
+        let worst = self.stale_reads.iter().map(|stale| stale.behind).max();
+        eprintln!(
+            "{label}: {} stale reads, the worst behind an acknowledged write by {worst:.2?}",
+            self.stale_reads.len()
+        );
+        let too_stale: Vec<&str> = self
+            .stale_reads
+            .iter()
+            .filter(|stale| stale.behind >= STALE_READ_BOUND)
+            .map(|stale| stale.description.as_str())
+            .collect();
         assert!(
-            self.stale_reads.is_empty(),
-            "{label}: {} reads missed acknowledged writes:\n{}",
-            self.stale_reads.len(),
-            self.stale_reads.join("\n")
+            too_stale.is_empty(),
+            "{label}: reads staler than {STALE_READ_BOUND:?}:\n{}",
+            too_stale.join("\n")
         );
     }
 
