@@ -25,11 +25,12 @@ use crate::cluster_kit::{
 use crate::stores::TestStore;
 use crate::support::{Answer, NodeProcess, metric_sum};
 
-/// From a `kill -9` to the dead node's carts answering on a survivor: survivors see it dead
-/// 5 s after its last heartbeat (within one 500 ms refresh), then claim its shards and
-/// activate the carts from the store; the node's contract says 5.5 to 7 s. The rest is room
+/// From a `kill -9` to the dead node's carts answering on a survivor. The detection bound:
+/// every survivor sees the node dead between 4.5 and 6 s after its last heartbeat (dead after
+/// 5 s, judged on 500 ms heartbeat rounds); then a survivor claims the shard and activates
+/// the cart from the store (the node's contract: 5.5 to 7 s in all). One more second is room
 /// for a loaded two-core machine.
-const FAILOVER_BOUND: Duration = Duration::from_secs(10);
+const FAILOVER_BOUND: Duration = Duration::from_secs(8);
 /// Writes per cart a load makes; SKUs from here on are kept for writes the test sends itself.
 const LOAD_LINES: usize = 40;
 
@@ -263,9 +264,9 @@ async fn a_frozen_owner_is_fenced_when_it_wakes(store: TestStore) {
     // The new owners commit newer versions of the carts meanwhile.
     sleep(Duration::from_millis(1500)).await;
 
-    // Writes sent straight to the frozen node wait in its socket until it wakes.
-    let direct = Balancer::new(cluster.http());
-    direct.add(&frozen, cluster.members[2].base());
+    // Writes sent straight to the frozen node, on new connections: the kernel accepts them,
+    // and they wait in its sockets until it wakes.
+    let direct = cluster.balancer_to(2);
     let in_flight: Vec<_> = frozen_carts
         .iter()
         .take(3)

@@ -40,7 +40,7 @@ const ADMIN_EMAIL: &str = "admin@cluster.test";
 const ADMIN_PASSWORD: &str = "admin-password-cluster";
 /// The same signing key on every node, so a token from one is accepted by all.
 const JWT_SECRET: &str = "cluster-tests-jwt-secret-0123456789abcdef";
-pub const CLUSTER_SECRET: &str = "cluster-tests-shared-secret-1";
+const CLUSTER_SECRET: &str = "cluster-tests-shared-secret-1";
 /// Longer than the node's request deadline (`EMPORIUM_REQUEST_TIMEOUT`, 10 s by default): a
 /// request the node gives up on is answered by the node, not cut by the client.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -67,7 +67,7 @@ pub fn sku(index: usize) -> String {
 
 /// A fresh `127.0.0.k` (k in 11..=250), so that clusters never share an address.
 pub fn next_loopback_host() -> IpAddr {
-    static NEXT: AtomicU8 = AtomicU8::new(11);
+    static NEXT: AtomicU8 = AtomicU8::new(0);
     let host = NEXT.fetch_add(1, Ordering::Relaxed);
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11 + host % 240))
 }
@@ -150,6 +150,8 @@ pub struct Cluster {
     shared: NodeSpec,
     store: Option<Provisioned>,
     dir: tempfile::TempDir,
+    /// When a member was last started, for the readiness figure.
+    last_start: Instant,
     _slot: SemaphorePermit<'static>,
 }
 
@@ -169,6 +171,7 @@ impl Cluster {
             shared: shared_settings(spec, store),
             store: Some(provisioned),
             dir,
+            last_start: Instant::now(),
             _slot: slot,
         })
     }
@@ -240,6 +243,7 @@ impl Cluster {
     pub async fn start_member(&mut self, index: usize) {
         let spec = self.spec_for(index);
         std::fs::create_dir_all(&spec.data_dir).expect("node data dir");
+        self.last_start = Instant::now();
         let process = NodeProcess::start(spec).await;
         self.members[index].process = Some(process);
     }
@@ -249,10 +253,6 @@ impl Cluster {
         (0..self.members.len())
             .filter(|&index| self.members[index].is_running())
             .collect()
-    }
-
-    pub fn http(&self) -> reqwest::Client {
-        self.http.clone()
     }
 
     pub fn api(&self, index: usize) -> Api {
@@ -269,6 +269,14 @@ impl Cluster {
         for index in self.running() {
             balancer.add(&self.members[index].id, self.members[index].base());
         }
+        balancer
+    }
+
+    /// A balancer with member `index` alone in rotation, on connections of its own (none
+    /// pooled from earlier requests).
+    pub fn balancer_to(&self, index: usize) -> Balancer {
+        let balancer = Balancer::new(http_client(CLIENT_TIMEOUT));
+        balancer.add(&self.members[index].id, self.members[index].base());
         balancer
     }
 
@@ -325,7 +333,6 @@ impl Cluster {
     /// every running member's view shows all of them up and alive and all shards owned.
     /// Returns the first running member's view.
     pub async fn wait_ready(&mut self) -> Value {
-        let started = Instant::now();
         let running = self.running();
         for &index in &running {
             let api = &self.api(index);
@@ -348,9 +355,9 @@ impl Cluster {
             self.wait_until_view_complete(index, &ids).await;
         }
         eprintln!(
-            "cluster: {} node(s) ready in {:.2?}",
+            "cluster: {} node(s) up with every shard owned, {:.2?} after the last start",
             ids.len(),
-            started.elapsed()
+            self.last_start.elapsed()
         );
         self.view(running[0]).await
     }
