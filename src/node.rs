@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use emporium_actors::Catalog;
+use emporium_actors::catalog::{CatalogFollower, DEFAULT_FOLLOW_INTERVAL};
 use emporium_config::{NodeConfig, StoreConfig};
 use emporium_http_edge::auth::TokenKeys;
-use emporium_http_edge::cache::{DEFAULT_PAGE_TTL, ReadCache};
+use emporium_http_edge::cache::{CATALOG, DEFAULT_PAGE_TTL, ReadCache};
 use emporium_http_edge::limits::{LoginThrottle, Rate, RateLimiter};
 use emporium_http_edge::{AppState, EdgeLimits};
 use emporium_runtime::cluster::{Cluster, ClusterOptions};
@@ -44,6 +45,8 @@ pub struct Node {
     limits: EdgeLimits,
     /// `Some` in cluster mode.
     cluster: Option<Cluster>,
+    /// Brings product writes made through other nodes into this node's index while serving.
+    catalog_follower: CatalogFollower,
 }
 
 impl Node {
@@ -68,6 +71,8 @@ impl Node {
         let (runtime, cluster) = start_runtime(builder, config, http_addr).await?;
         let index = TantivyIndex::new().context("cannot create the catalog search index")?;
         let catalog = Catalog::new(runtime.clone(), Arc::new(index));
+        // Positioned before the rebuild, so it replays every change stored after it.
+        let catalog_follower = CatalogFollower::at_head(catalog.clone()).await;
         let indexed = catalog
             .rebuild_index()
             .await
@@ -110,6 +115,7 @@ impl Node {
                 request_timeout: config.request_timeout,
             },
             cluster,
+            catalog_follower,
         })
     }
 
@@ -128,6 +134,13 @@ impl Node {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
+        let cache = state.cache.clone();
+        let following = self
+            .catalog_follower
+            .spawn(DEFAULT_FOLLOW_INTERVAL, move || {
+                let cache = cache.clone();
+                async move { cache.invalidate(CATALOG).await }
+            });
         let router = emporium_http_edge::router(self.state.clone(), &self.limits);
         state.mark_ready();
         let draining = state.clone();
@@ -160,6 +173,7 @@ impl Node {
         })
         .await
         .context("http edge failed")?;
+        following.stop().await;
         state.runtime.shutdown(DRAIN_DEADLINE).await;
         if let Some(cluster) = &self.cluster {
             cluster.stop().await;

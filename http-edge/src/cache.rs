@@ -4,12 +4,17 @@
 //! made of its *space* (`catalog`), the space's **generation** and the normalized query
 //! string. A write to the space starts a new generation ([`ReadCache::invalidate`]): pages of
 //! older generations are never served again, on any node sharing the store, and expire on
-//! their own. So a listing is never older than the last acknowledged product change, and
-//! never older than the TTL otherwise.
+//! their own. So a listing is never older than the last acknowledged product change (once
+//! it reached the node's index, see below), and never older than the TTL otherwise.
 //!
 //! Catalog writes invalidate by themselves: [`invalidate_on_catalog_writes`] starts a new
 //! catalog generation after every successful write under [`CATALOG_WRITE_PATHS`], so admin
-//! routes need no cache code.
+//! routes need no cache code. Writes made through *other* nodes reach this node's search
+//! index through its catalog follower (`emporium_actors::catalog::CatalogFollower`), and the
+//! node starts a new catalog generation after each follow step that changed the index. So
+//! with [`LocalPages`] too, and with a shared store where another node may have cached a
+//! page computed from its index before the change reached it, a listing is never older than
+//! the last product change that every node's follower has indexed (about 1 s).
 //!
 //! **Port.** [`PageStore`] holds generations and pages: shared by every node (Redis, in
 //! `emporium-redis`) or in this process ([`LocalPages`]). When a shared store is unavailable

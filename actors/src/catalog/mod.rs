@@ -1,17 +1,24 @@
 //! The catalog: product actors plus the search index that lists them.
 //!
-//! Writes go to the product actor first (the source of truth) and then to the node's search
-//! index; at start the index is rebuilt from the stored products. A product write that
-//! committed but did not reach the index (a crash in between) is picked up by that rebuild.
-//! Upserts of one SKU are serialized on the node, so the index never ends up holding an
-//! older version than the store.
+//! Writes go to the product actor first (the source of truth), then to the change log (see
+//! [`CatalogLogActor`]), then to the node's search index; at start the index is rebuilt from the
+//! stored products. A product write that committed but did not reach the index (a crash in
+//! between) is picked up by that rebuild. Upserts of one SKU are serialized on the node, so
+//! the index never ends up holding an older version than the store. Writes made through
+//! other nodes reach this node's index through its [`CatalogFollower`], within about one
+//! follow interval.
 
+mod changes;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod demo;
 mod index;
 mod product;
 
+pub use changes::{
+    CatalogFollower, CatalogLogActor, ChangeLog, ChangeLogCommand, ChangeLogReply,
+    DEFAULT_FOLLOW_INTERVAL, DEFAULT_WINDOW, Followed, Following, LOG_KEY, MAX_CHANGES_PER_REPLY,
+};
 pub use index::{
     MAX_WORD_BYTES, MemoryIndex, SearchError, SearchIndex, SearchPage, SearchQuery, words,
 };
@@ -20,6 +27,7 @@ pub use product::{
     Product, ProductActor, ProductCommand, ProductDraft,
 };
 
+use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -62,6 +70,9 @@ pub struct Catalog {
     /// Serialize the store write and the index write of one SKU, so that two concurrent
     /// upserts cannot reach the index in the opposite order to the store.
     upserts: Arc<[Mutex<()>]>,
+    /// SKUs written but not yet recorded in the change log (the append failed): appended
+    /// again by this node's follower before its next read of the log.
+    unlogged: Arc<std::sync::Mutex<BTreeSet<Sku>>>,
 }
 
 impl Catalog {
@@ -70,15 +81,19 @@ impl Catalog {
             runtime,
             index,
             upserts: (0..UPSERT_STRIPES).map(|_| Mutex::new(())).collect(),
+            unlogged: Arc::default(),
         }
     }
 
-    fn stripe(&self, sku: &Sku) -> &Mutex<()> {
+    fn stripe_of(&self, sku: &Sku) -> usize {
         let mut hasher = DefaultHasher::new();
         sku.hash(&mut hasher);
         // The remainder is below UPSERT_STRIPES, so it fits in usize.
-        let slot = (hasher.finish() % self.upserts.len() as u64) as usize;
-        &self.upserts[slot]
+        (hasher.finish() % self.upserts.len() as u64) as usize
+    }
+
+    fn stripe(&self, sku: &Sku) -> &Mutex<()> {
+        &self.upserts[self.stripe_of(sku)]
     }
 
     /// One product, `None` when the SKU is unknown.
@@ -91,8 +106,9 @@ impl Catalog {
         Ok(reply?)
     }
 
-    /// Create or replace a product, then index it: when this returns, listings and search
-    /// show the new version.
+    /// Create or replace a product, record the change in the change log, then index it:
+    /// when this returns, this node's listings and search show the new version, and the
+    /// other nodes' within about one follow interval (see [`CatalogFollower`]).
     pub async fn upsert(&self, sku: &Sku, draft: ProductDraft) -> Result<Upserted, CatalogError> {
         draft.validate()?;
         let _serialized = self.stripe(sku).lock().await;
@@ -106,6 +122,7 @@ impl Catalog {
             actor: emporium_runtime::ActorId::new("product", sku.as_str()),
             reason: "upsert answered without the product".to_owned(),
         })?;
+        self.record_change(sku).await;
         self.index.upsert(&product).await?;
         Ok(Upserted { product, created })
     }
