@@ -219,7 +219,11 @@ impl Cluster {
     /// other nodes take every shard over; this node keeps serving what it still holds.
     pub async fn drain(&self, deadline: Duration) {
         let report = self.inner.leases.drain(deadline).await;
-        tracing::info!(?report, "cluster: drained");
+        tracing::info!(
+            held_at_start = report.held_at_start,
+            still_held = report.still_held.len(),
+            "cluster: drained"
+        );
     }
 
     /// Leave for good: report `Down` (if not yet) and close every link.

@@ -318,7 +318,8 @@ impl Leases {
     }
 
     /// Graceful leave: report `Leaving`, keep refreshing while the other nodes take the
-    /// shards over, then report `Down` once nothing is held here, or at `deadline`.
+    /// shards over, then report `Down` once nothing is held here, at `deadline`, or as soon
+    /// as no other node could take them (the last node, or all nodes stopping together).
     pub async fn drain(&self, deadline: Duration) -> DrainReport {
         let membership = &self.shared.membership;
         if let Err(error) = membership.leave().await {
@@ -329,7 +330,7 @@ impl Leases {
         let mut still_held;
         loop {
             still_held = self.table().held_locally();
-            if still_held.is_empty() || started.elapsed() >= deadline {
+            if still_held.is_empty() || started.elapsed() >= deadline || !self.has_successor() {
                 break;
             }
             tokio::time::sleep(self.shared.config.refresh_interval).await;
@@ -342,6 +343,18 @@ impl Leases {
             held_at_start,
             still_held,
         }
+    }
+}
+
+impl Leases {
+    /// Whether another member could take shards over now (a placement candidate).
+    fn has_successor(&self) -> bool {
+        let membership = &self.shared.membership;
+        membership
+            .view()
+            .members
+            .iter()
+            .any(|member| member.node_id != membership.node_id() && member.is_placement_candidate())
     }
 }
 
