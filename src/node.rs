@@ -46,7 +46,8 @@ pub struct Node {
     /// `Some` in cluster mode.
     cluster: Option<Cluster>,
     /// Brings product writes made through other nodes into this node's index while serving.
-    catalog_follower: CatalogFollower,
+    /// `Some` in cluster mode.
+    catalog_follower: Option<CatalogFollower>,
 }
 
 impl Node {
@@ -71,8 +72,13 @@ impl Node {
         let (runtime, cluster) = start_runtime(builder, config, http_addr).await?;
         let index = TantivyIndex::new().context("cannot create the catalog search index")?;
         let catalog = Catalog::new(runtime.clone(), Arc::new(index));
-        // Positioned before the rebuild, so it replays every change stored after it.
-        let catalog_follower = CatalogFollower::at_head(catalog.clone()).await;
+        // Other nodes' catalog writes reach this node's index through the change log (a single
+        // node sees all of them itself). Positioned before the rebuild, so that it replays
+        // every change stored after it.
+        let catalog_follower = match &cluster {
+            Some(_) => Some(CatalogFollower::at_head(catalog.clone()).await),
+            None => None,
+        };
         let indexed = catalog
             .rebuild_index()
             .await
@@ -135,12 +141,12 @@ impl Node {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let cache = state.cache.clone();
-        let following = self
-            .catalog_follower
-            .spawn(DEFAULT_FOLLOW_INTERVAL, move || {
+        let following = self.catalog_follower.map(|follower| {
+            follower.spawn(DEFAULT_FOLLOW_INTERVAL, move || {
                 let cache = cache.clone();
                 async move { cache.invalidate(CATALOG).await }
-            });
+            })
+        });
         let router = emporium_http_edge::router(self.state.clone(), &self.limits);
         state.mark_ready();
         let draining = state.clone();
@@ -173,7 +179,9 @@ impl Node {
         })
         .await
         .context("http edge failed")?;
-        following.stop().await;
+        if let Some(following) = following {
+            following.stop().await;
+        }
         state.runtime.shutdown(DRAIN_DEADLINE).await;
         if let Some(cluster) = &self.cluster {
             cluster.stop().await;

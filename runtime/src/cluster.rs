@@ -226,11 +226,16 @@ impl Cluster {
         );
     }
 
-    /// Leave for good: report `Down` (if not yet) and close every link.
+    /// Leave for good: report `Down` (if not yet), keep the links open for two heartbeat
+    /// intervals, then close them. Peers whose lease table still names this node go on
+    /// forwarding to it until their next refresh; meanwhile it refuses (`NotOwner`, which
+    /// they retry elsewhere). Closing at once would drop such a call mid-flight, and its
+    /// sender could only answer "outcome unknown".
     pub async fn stop(&self) {
         if let Err(error) = self.inner.membership.stop().await {
             tracing::warn!(%error, "cluster: could not report Down");
         }
+        tokio::time::sleep(self.inner.membership.config().heartbeat_interval * 2).await;
         let maintenance = self
             .inner
             .maintenance
