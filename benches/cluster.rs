@@ -29,13 +29,20 @@
 //! Run: `cargo bench -p emporium --bench cluster`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+use cluster_kit::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, NodeSpec, ScratchDatabase, free_port, node_command, wait_complete,
+    wait_for_url, wait_ready, wait_settled,
+};
+
+#[path = "support/cluster.rs"]
+mod cluster_kit;
 
 /// Nodes in the cluster.
 const NODES: usize = 2;
@@ -47,36 +54,19 @@ const REQUESTS_PER_CLIENT: usize = 2_000;
 const TIME_CAP: Duration = Duration::from_secs(20);
 /// Carts, split evenly between the clients (a multiple of `CLIENTS`).
 const CARTS: usize = 200;
-/// From start to both nodes agreeing the cluster is complete.
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a node may take to stop after SIGTERM (it first waits up to 20 s for another
 /// node to take its shards over, which nobody does when both stop).
 const STOP_DEADLINE: Duration = Duration::from_secs(40);
-const SHARD_COUNT: u64 = 1024;
 /// Shards per node unchanged this long: the cluster has settled.
 const SETTLED_AFTER: Duration = Duration::from_secs(3);
 
-const ADMIN_EMAIL: &str = "bench-admin@example.com";
-const ADMIN_PASSWORD: &str = "bench-admin-password";
 const SKU: &str = "SKU-MUG";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let admin_url = std::env::var("EMPORIUM_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pg = match postgres_client(&admin_url).await {
-        Ok(client) => client,
-        Err(error) => {
-            println!("cluster: skipped: postgres at {admin_url} unreachable: {error}");
-            return;
-        }
+    let Some(database) = ScratchDatabase::create("cluster", "emp_bench_cluster_").await else {
+        return;
     };
-    drop_stale_databases(&pg).await;
-    let database = format!("emp_bench_cluster_{}", std::process::id());
-    pg.batch_execute(&format!("CREATE DATABASE {database}"))
-        .await
-        .expect("create the bench database");
-    let store_url = with_database(&admin_url, &database);
 
     let hello = emporium_testkit::hello_world::start()
         .await
@@ -88,7 +78,7 @@ async fn main() {
         .build()
         .expect("client");
 
-    let cluster = Cluster::start(&store_url, dir.path(), &client).await;
+    let cluster = Cluster::start(&database.url, dir.path(), &client).await;
     let carts = Arc::new(cluster.prepare_carts().await);
     let owners = carts.iter().filter(|cart| cart.owner == 0).count();
     println!(
@@ -164,9 +154,7 @@ async fn main() {
     }
 
     cluster.stop().await;
-    let _ = pg
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .await;
+    let _ = database.remove().await;
 }
 
 /// One scenario's figures.
@@ -270,43 +258,27 @@ impl Cluster {
         let mut nodes = Vec::new();
         for index in 0..NODES {
             let id = format!("bench-{}", index + 1);
-            let data = dir.join(&id);
-            std::fs::create_dir_all(&data).expect("node data dir");
             let log = dir.join(format!("{id}.log"));
-            let out = std::fs::File::create(&log).expect("node log");
-            let mut command = Command::new(env!("CARGO_BIN_EXE_emporium"));
-            command
-                .env("EMPORIUM_NODE_ID", &id)
-                .env("EMPORIUM_HTTP_ADDR", "127.0.0.1:0")
-                .env("EMPORIUM_CLUSTER_ADDR", &cluster_addrs[index])
-                .env("EMPORIUM_CLUSTER_SECRET", &secret)
-                .env("EMPORIUM_JWT_SECRET", &jwt)
-                .env("EMPORIUM_STORE", store_url)
-                .env("EMPORIUM_DATA_DIR", &data)
-                .env("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL)
-                .env("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
-                .env("EMPORIUM_DEMO", "true")
-                // Every request comes from one address; per-request logging is not measured.
-                .env("EMPORIUM_RATE_LIMIT", "off")
-                .env("EMPORIUM_LOG", "warn,emporium_runtime::cluster=info")
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("log fd"))
-                .stderr(out)
-                .kill_on_drop(true);
-            if index > 0 {
-                command.env("EMPORIUM_SEEDS", cluster_addrs[..index].join(","));
-            }
-            let child = command.spawn().expect("start emporium");
-            let mut node = NodeProcess {
+            let mut command = node_command(&NodeSpec {
+                id: &id,
+                cluster_addr: &cluster_addrs[index],
+                secret: &secret,
+                jwt: &jwt,
+                store_url,
+                data: &dir.join(&id),
+                log: &log,
+                seeds: &cluster_addrs[..index],
+            });
+            command.env("EMPORIUM_DEMO", "true");
+            let mut child = command.spawn().expect("start emporium");
+            let base = wait_for_url(&id, &log, &mut child, Duration::from_millis(100)).await;
+            wait_ready(client, &id, &base).await;
+            nodes.push(NodeProcess {
                 id,
-                base: String::new(),
+                base,
                 child,
                 log,
-            };
-            node.base = node.wait_for_url().await;
-            wait_ready(client, &node).await;
-            nodes.push(node);
+            });
         }
         let admin = login(client, &nodes[0]).await;
         let cluster = Self {
@@ -337,38 +309,17 @@ impl Cluster {
     async fn wait_complete(&self) {
         let started = Instant::now();
         let ids: Vec<&str> = self.nodes.iter().map(|node| node.id.as_str()).collect();
-        for node in 0..self.nodes.len() {
-            loop {
-                let view = self.admin_get(node, "/v1/admin/cluster").await;
-                if view_is_complete(&view, &ids) {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < READY_DEADLINE,
-                    "{} never saw {ids:?} up with every shard owned; last view: {view:#}",
-                    self.nodes[node].id
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        wait_complete(started, &ids, &all, Duration::from_millis(200), |node| {
+            self.admin_get(node, "/v1/admin/cluster")
+        })
+        .await;
         // Complete is not settled: the first node may still hold shards whose rendezvous
         // owner is the second, which claims them over the next rounds.
-        let mut last = String::new();
-        let mut since = Instant::now();
-        loop {
-            let view = self.admin_get(0, "/v1/admin/cluster").await;
-            let owned = shards_by_node(&view);
-            if owned != last {
-                (last, since) = (owned, Instant::now());
-            } else if since.elapsed() >= SETTLED_AFTER {
-                break;
-            }
-            assert!(
-                started.elapsed() < READY_DEADLINE,
-                "shard ownership never settled; last view: {view:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let (last, _) = wait_settled(started, SETTLED_AFTER, || {
+            self.admin_get(0, "/v1/admin/cluster")
+        })
+        .await;
         println!(
             "cluster: {} nodes ready in {:.1} s, shards per node unchanged for {SETTLED_AFTER:?}: {last}",
             self.nodes.len(),
@@ -637,51 +588,6 @@ impl Cluster {
     }
 }
 
-impl NodeProcess {
-    /// The base URL the node prints once it serves (it listens on a port the OS picks).
-    async fn wait_for_url(&mut self) -> String {
-        let started = Instant::now();
-        loop {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if let Some(url) = log
-                .lines()
-                .find_map(|line| line.split_once(" serving on ").map(|(_, url)| url.trim()))
-            {
-                return url.to_owned();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited during start-up ({status}):\n{log}", self.id);
-            }
-            assert!(
-                started.elapsed() < READY_DEADLINE,
-                "{} did not serve within {READY_DEADLINE:?}:\n{log}",
-                self.id
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-async fn wait_ready(client: &reqwest::Client, node: &NodeProcess) {
-    let started = Instant::now();
-    loop {
-        let ready = client
-            .get(format!("{}/readyz", node.base))
-            .send()
-            .await
-            .is_ok_and(|response| response.status().is_success());
-        if ready {
-            return;
-        }
-        assert!(
-            started.elapsed() < READY_DEADLINE,
-            "{} not ready within {READY_DEADLINE:?}",
-            node.id
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn login(client: &reqwest::Client, node: &NodeProcess) -> String {
     let answer: Value = client
         .post(format!("{}/v1/auth/login", node.base))
@@ -696,94 +602,4 @@ async fn login(client: &reqwest::Client, node: &NodeProcess) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("admin login: {answer}"))
         .to_owned()
-}
-
-/// `node=shards` for each node of a cluster view.
-fn shards_by_node(view: &Value) -> String {
-    view["nodes"]
-        .as_array()
-        .map(|nodes| {
-            nodes
-                .iter()
-                .map(|node| {
-                    format!(
-                        "{}={}",
-                        node["node_id"].as_str().unwrap_or("?"),
-                        node["shards_owned"]
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
-}
-
-/// Every node in `ids` up and alive, no shard unowned, the owned shards adding up.
-fn view_is_complete(view: &Value, ids: &[&str]) -> bool {
-    let Some(nodes) = view["nodes"].as_array() else {
-        return false;
-    };
-    let healthy = |id: &&str| {
-        nodes.iter().any(|node| {
-            node["node_id"] == *id && node["status"] == "up" && node["liveness"] == "alive"
-        })
-    };
-    let owned: u64 = nodes
-        .iter()
-        .filter_map(|node| node["shards_owned"].as_u64())
-        .sum();
-    ids.iter().all(healthy) && view["unowned_shards"] == 0 && owned == SHARD_COUNT
-}
-
-/// A port nothing listens on right now on 127.0.0.1 (the OS picks it; the listener is
-/// dropped before the node binds it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-async fn postgres_client(url: &str) -> Result<tokio_postgres::Client, String> {
-    let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
-    match tokio::time::timeout(Duration::from_secs(5), connect).await {
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(connection);
-            Ok(client)
-        }
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("no answer within 5 s".to_owned()),
-    }
-}
-
-/// Databases `emp_bench_cluster_<pid>` whose bench process is gone.
-async fn drop_stale_databases(client: &tokio_postgres::Client) {
-    let Ok(rows) = client
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'emp_bench_cluster_%'",
-            &[],
-        )
-        .await
-    else {
-        return;
-    };
-    for row in rows {
-        let name: String = row.get(0);
-        let pid = name
-            .rsplit('_')
-            .next()
-            .and_then(|pid| pid.parse::<u32>().ok());
-        let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if !alive {
-            let _ = client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-        }
-    }
-}
-
-/// `url` with its database replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, _) = url.rsplit_once('/').unwrap_or((url, ""));
-    format!("{base}/{database}")
 }

@@ -42,16 +42,23 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use cluster_kit::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, NodeSpec, READY_DEADLINE, ScratchDatabase, free_port,
+    node_command, shards_by_node, wait_complete, wait_for_url, wait_ready, wait_settled,
+};
+
+#[path = "support/cluster.rs"]
+mod cluster_kit;
 
 /// Nodes in the cluster.
 const NODES: usize = 3;
@@ -97,22 +104,17 @@ const PROBE_LIMIT: Duration = Duration::from_secs(30);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 /// A node that does not take a connection within this is treated as down by the balancer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// From a node's start to it serving, and from a start to the cluster being whole.
-const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a node may take to exit after SIGTERM.
 const STOP_DEADLINE: Duration = Duration::from_secs(40);
 /// Shards per node unchanged this long: the cluster has settled.
 const SETTLED_AFTER: Duration = Duration::from_secs(3);
 /// How long the final check retries a cart that does not read 200.
 const READ_BACK_DEADLINE: Duration = Duration::from_secs(30);
-const SHARD_COUNT: u64 = 1024;
 /// PostgreSQL connections per node (the default 16 times three would crowd a server shared
 /// with test runs).
 const POOL_SIZE: &str = "8";
 
 const DATABASE_PREFIX: &str = "emp_bench_failover_";
-const ADMIN_EMAIL: &str = "bench-admin@example.com";
-const ADMIN_PASSWORD: &str = "bench-admin-password";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -123,31 +125,17 @@ async fn main() {
             _ => panic!("FAILOVER_ROUNDS={value}: expected a whole number from 1 to {MAX_ROUNDS}"),
         },
     };
-    let admin_url = std::env::var("EMPORIUM_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let pg = match postgres_client(&admin_url).await {
-        Ok(client) => client,
-        Err(error) => {
-            println!("failover: skipped: postgres at {admin_url} unreachable: {error}");
-            return;
-        }
+    let Some(database) = ScratchDatabase::create("failover", DATABASE_PREFIX).await else {
+        return;
     };
-    drop_stale_databases(&pg).await;
-    let database = format!("{DATABASE_PREFIX}{}", std::process::id());
-    pg.batch_execute(&format!("CREATE DATABASE {database}"))
-        .await
-        .expect("create the bench database");
-    let store_url = with_database(&admin_url, &database);
 
     // In a task of its own, so that the database is dropped even when the run panics (the
     // node processes are killed when their handles drop).
-    let outcome = tokio::spawn(run(store_url, rounds)).await;
-    let dropped = pg
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .await;
-    match dropped {
-        Ok(()) => println!("failover: database {database} dropped"),
-        Err(error) => println!("failover: dropping database {database}: {error}"),
+    let outcome = tokio::spawn(run(database.url.clone(), rounds)).await;
+    let name = database.name.clone();
+    match database.remove().await {
+        Ok(()) => println!("failover: database {name} dropped"),
+        Err(error) => println!("failover: dropping database {name}: {error}"),
     }
     match outcome {
         Ok(true) => {}
@@ -701,58 +689,26 @@ impl Cluster {
         let node = &mut self.nodes[index];
         assert!(node.child.is_none(), "{} is running", node.id);
         node.starts += 1;
-        let data = self.dir.join(&node.id);
-        std::fs::create_dir_all(&data).expect("node data dir");
         let log = self.dir.join(format!("{}-{}.log", node.id, node.starts));
-        let out = std::fs::File::create(&log).expect("node log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_emporium"));
+        let mut command = node_command(&NodeSpec {
+            id: &node.id,
+            cluster_addr: &node.cluster_addr,
+            secret: &self.secret,
+            jwt: &self.jwt,
+            store_url: &self.store_url,
+            data: &self.dir.join(&node.id),
+            log: &log,
+            seeds: &seeds,
+        });
         command
-            .env("EMPORIUM_NODE_ID", &node.id)
-            .env("EMPORIUM_HTTP_ADDR", "127.0.0.1:0")
-            .env("EMPORIUM_CLUSTER_ADDR", &node.cluster_addr)
-            .env("EMPORIUM_CLUSTER_SECRET", &self.secret)
-            .env("EMPORIUM_JWT_SECRET", &self.jwt)
-            .env("EMPORIUM_STORE", &self.store_url)
             .env("EMPORIUM_POSTGRES_POOL_SIZE", POOL_SIZE)
-            .env("EMPORIUM_DATA_DIR", &data)
-            .env("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
             // The bench makes its own products; no demo seeding racing between nodes.
-            .env("EMPORIUM_DEMO", "false")
-            // Every request comes from one address.
-            .env("EMPORIUM_RATE_LIMIT", "off")
-            .env("EMPORIUM_LOG", "warn,emporium_runtime::cluster=info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log fd"))
-            .stderr(out)
-            .kill_on_drop(true);
-        if !seeds.is_empty() {
-            command.env("EMPORIUM_SEEDS", seeds.join(","));
-        }
+            .env("EMPORIUM_DEMO", "false");
         let mut child = command.spawn().expect("start emporium");
-        node.base = wait_for_url(&node.id, &log, &mut child).await;
+        node.base = wait_for_url(&node.id, &log, &mut child, Duration::from_millis(50)).await;
         node.child = Some(child);
         node.logs.push(log);
-        let ready_url = format!("{}/readyz", node.base);
-        let started = Instant::now();
-        loop {
-            let ready = self
-                .http
-                .get(&ready_url)
-                .send()
-                .await
-                .is_ok_and(|response| response.status().is_success());
-            if ready {
-                return;
-            }
-            assert!(
-                started.elapsed() < READY_DEADLINE,
-                "{} not ready within {READY_DEADLINE:?}",
-                self.nodes[index].id
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_ready(&self.http, &node.id, &node.base).await;
     }
 
     /// `SIGKILL` node `index` and reap it; returns the instant just before the signal.
@@ -865,40 +821,22 @@ impl Cluster {
         let started = Instant::now();
         let ids: Vec<&str> = self.nodes.iter().map(|node| node.id.as_str()).collect();
         let running = self.running();
-        for &index in &running {
-            loop {
-                let view = self.admin_get(index, "/v1/admin/cluster").await;
-                if view_is_complete(&view, &ids) {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < READY_DEADLINE,
-                    "{} never saw {ids:?} up with every shard owned; last view: {view:#}",
-                    self.nodes[index].id
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        wait_complete(
+            started,
+            &ids,
+            &running,
+            Duration::from_millis(100),
+            |index| self.admin_get(index, "/v1/admin/cluster"),
+        )
+        .await;
         let whole = started.elapsed();
         if !settle {
             return (whole, Duration::ZERO);
         }
-        let mut last = String::new();
-        let mut since = Instant::now();
-        loop {
-            let view = self.admin_get(running[0], "/v1/admin/cluster").await;
-            let owned = shards_by_node(&view);
-            if owned != last {
-                (last, since) = (owned, Instant::now());
-            } else if since.elapsed() >= SETTLED_AFTER {
-                break;
-            }
-            assert!(
-                started.elapsed() < READY_DEADLINE,
-                "shard ownership never settled; last view: {view:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let (_, since) = wait_settled(started, SETTLED_AFTER, || {
+            self.admin_get(running[0], "/v1/admin/cluster")
+        })
+        .await;
         // The settled time is when the shards last moved, not when that was confirmed.
         let settled = since
             .saturating_duration_since(started)
@@ -1267,28 +1205,6 @@ impl Cluster {
     }
 }
 
-/// The base URL the node prints once it serves (it listens on a port the OS picks).
-async fn wait_for_url(id: &str, log: &Path, child: &mut Child) -> String {
-    let started = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(url) = text
-            .lines()
-            .find_map(|line| line.split_once(" serving on ").map(|(_, url)| url.trim()))
-        {
-            return url.to_owned();
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{id} exited during start-up ({status}):\n{text}");
-        }
-        assert!(
-            started.elapsed() < READY_DEADLINE,
-            "{id} did not serve within {READY_DEADLINE:?}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Figures.
 
@@ -1593,52 +1509,6 @@ fn lines_of(cart: &Value) -> BTreeMap<String, u64> {
         .unwrap_or_default()
 }
 
-/// `node=shards` for each node of a cluster view.
-fn shards_by_node(view: &Value) -> String {
-    view["nodes"]
-        .as_array()
-        .map(|nodes| {
-            nodes
-                .iter()
-                .map(|node| {
-                    format!(
-                        "{}={}",
-                        node["node_id"].as_str().unwrap_or("?"),
-                        node["shards_owned"]
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
-}
-
-/// Every node in `ids` up and alive, no shard unowned, the owned shards adding up.
-fn view_is_complete(view: &Value, ids: &[&str]) -> bool {
-    let Some(nodes) = view["nodes"].as_array() else {
-        return false;
-    };
-    let healthy = |id: &&str| {
-        nodes.iter().any(|node| {
-            node["node_id"] == *id && node["status"] == "up" && node["liveness"] == "alive"
-        })
-    };
-    let owned: u64 = nodes
-        .iter()
-        .filter_map(|node| node["shards_owned"].as_u64())
-        .sum();
-    ids.iter().all(healthy) && view["unowned_shards"] == 0 && owned == SHARD_COUNT
-}
-
-/// A port nothing listens on right now on 127.0.0.1 (the OS picks it; the listener is
-/// dropped before the node binds it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|text| {
@@ -1648,47 +1518,4 @@ fn load_average() -> String {
                 .join(" ")
         })
         .unwrap_or_else(|_| "?".to_owned())
-}
-
-async fn postgres_client(url: &str) -> Result<tokio_postgres::Client, String> {
-    let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
-    match tokio::time::timeout(Duration::from_secs(5), connect).await {
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(connection);
-            Ok(client)
-        }
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("no answer within 5 s".to_owned()),
-    }
-}
-
-/// Databases `emp_bench_failover_<pid>` whose bench process is gone.
-async fn drop_stale_databases(client: &tokio_postgres::Client) {
-    let Ok(rows) = client
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'emp_bench_failover_%'",
-            &[],
-        )
-        .await
-    else {
-        return;
-    };
-    for row in rows {
-        let name: String = row.get(0);
-        let pid = name
-            .strip_prefix(DATABASE_PREFIX)
-            .and_then(|pid| pid.parse::<u32>().ok());
-        let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if !alive {
-            let _ = client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-        }
-    }
-}
-
-/// `url` with its database replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, _) = url.rsplit_once('/').unwrap_or((url, ""));
-    format!("{base}/{database}")
 }

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use emporium_runtime::store::conformance::service_unavailable;
+use emporium_testkit::scratch_postgres::{drop_stale_databases, with_database};
 
 use crate::support::NodeSpec;
 
@@ -58,7 +59,7 @@ impl TestStore {
                 let Ok(client) = postgres_client(&admin_url).await else {
                     return service_unavailable(&format!("postgres at {admin_url} unreachable"));
                 };
-                drop_stale_databases(&client).await;
+                drop_stale_databases(&client, "emp_bb_").await;
                 client
                     .batch_execute(&format!("CREATE DATABASE {database}"))
                     .await
@@ -157,38 +158,6 @@ async fn postgres_client(url: &str) -> Result<tokio_postgres::Client, tokio_post
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     Ok(client)
-}
-
-/// Databases `emp_bb_<pid>_<n>` whose test process is gone.
-async fn drop_stale_databases(client: &tokio_postgres::Client) {
-    let Ok(rows) = client
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'emp_bb_%'",
-            &[],
-        )
-        .await
-    else {
-        return;
-    };
-    for row in rows {
-        let name: String = row.get(0);
-        let pid = name
-            .split('_')
-            .nth(2)
-            .and_then(|pid| pid.parse::<u32>().ok());
-        let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if !alive {
-            let _ = client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-        }
-    }
-}
-
-/// `url` with its database replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, _) = url.rsplit_once('/').unwrap_or((url, ""));
-    format!("{base}/{database}")
 }
 
 /// Run `scenario` on a fresh store of `store`'s kind, then drop the store.

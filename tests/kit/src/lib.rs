@@ -9,12 +9,16 @@
 //! [`cas_bench`] is the harness of the adapters' CAS-write benches; [`hello_world`] is the
 //! plain hyper server every HTTP benchmark measures itself against.
 //!
+//! [`scratch_postgres`] names a fresh PostgreSQL database per process and drops those of
+//! dead runs.
+//!
 //! [`netns`] puts a process in its own network namespace behind a veth pair the test can
 //! take down: a real partition.
 
 pub mod cas_bench;
 pub mod hello_world;
 pub mod netns;
+pub mod scratch_postgres;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
