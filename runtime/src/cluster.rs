@@ -42,6 +42,12 @@ use crate::transport::{
 
 /// The envelope kind a node answers with its own counts (for the admin view).
 const STATUS_KIND: &str = "$status";
+/// The envelope kind that asks a node to let go of shards another node has claimed from it
+/// (payload: the shards, JSON); it answers once it no longer serves them.
+const REVOKE_KIND: &str = "$revoke";
+/// How long a claimer waits for the previous holder's answer before it stops asking (its
+/// claim is then served after the lease's hold-back expires).
+const REVOKE_TIMEOUT_MS: u64 = 2_000;
 /// Where the fingerprint of the cluster secret is kept (a record no actor kind can name).
 const SECRET_RECORD: (&str, &str) = ("$cluster", "secret");
 /// Reminders of a gained shard are armed again after this, for late commits of the
@@ -488,6 +494,9 @@ impl EnvelopeHandler for Handler {
         let Some(leases) = self.leases.get() else {
             return Answer::refused(Refusal::NotOwner, "this node is still joining");
         };
+        if envelope.kind == REVOKE_KIND {
+            return let_go(&runtime, leases, &envelope.payload).await;
+        }
         let shard = shard_of(&envelope.kind, &envelope.key);
         if !leases.serves(shard) {
             return Answer::refused(
@@ -511,6 +520,56 @@ impl EnvelopeHandler for Handler {
                 Answer::refused(Refusal::Malformed, error.to_string())
             }
         }
+    }
+}
+
+/// Another node claimed `payload`'s shards from this one: re-read the leases (so that
+/// nothing routes here or runs here for them any more), passivate their idle activations
+/// (busy ones retire after their message), and confirm.
+async fn let_go(runtime: &Runtime, leases: &Leases, payload: &[u8]) -> Answer {
+    let Ok(shards) = serde_json::from_slice::<Vec<Shard>>(payload) else {
+        return Answer::refused(Refusal::Malformed, "a revoke names a JSON list of shards");
+    };
+    let table = leases.refresh().await;
+    if let Some(shard) = shards.iter().find(|shard| table.is_held_locally(**shard)) {
+        return Answer::refused(
+            Refusal::Failed,
+            format!("shard {shard} is still leased to this node"),
+        );
+    }
+    let passivated = runtime.passivate_shards(&shards.iter().copied().collect());
+    tracing::debug!(
+        shards = shards.len(),
+        passivated,
+        "cluster: let go of shards"
+    );
+    Answer::Reply(Vec::new())
+}
+
+/// Ask the previous holders of shards this node just claimed from them to let go; each
+/// answer lets this node serve those shards (see `Leases::serves`).
+fn request_handovers(cluster: &Cluster) {
+    for (holder, shards) in cluster.inner.leases.handovers_to_request() {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            let deadline_ms = cluster.inner.membership.clock().now_ms() + REVOKE_TIMEOUT_MS;
+            let payload = serde_json::to_vec(&shards).unwrap_or_default();
+            let envelope = Envelope::new(REVOKE_KIND, "", payload, deadline_ms);
+            match cluster
+                .inner
+                .transport
+                .send(&holder.node_id, envelope)
+                .await
+            {
+                Ok(Answer::Reply(_)) => cluster.inner.leases.complete_handover(&shards),
+                Ok(Answer::Refused { reason, detail }) => {
+                    tracing::warn!(%holder, ?reason, %detail, "cluster: hand-over refused; waiting for it to expire");
+                }
+                Err(error) => {
+                    tracing::debug!(%holder, %error, "cluster: hand-over unanswered; waiting for it to expire");
+                }
+            }
+        });
     }
 }
 
@@ -553,6 +612,7 @@ async fn follow_leases(cluster: Cluster) {
             record_failovers(&cluster, &runtime, &previous, &gained);
             tokio::spawn(arm_gained(runtime.clone(), gained));
         }
+        request_handovers(&cluster);
         held = now;
         previous = table;
         drop(runtime);

@@ -219,10 +219,24 @@ struct Shared {
     unknown_since: Mutex<HashMap<String, u64>>,
     /// One round at a time (the loop and `drain` both run rounds).
     rounds: tokio::sync::Mutex<()>,
+    /// Shards taken from a live holder and not served here until it confirms it stopped
+    /// serving them (or until the entry expires; see [`Leases::serves`]).
+    handovers: Mutex<HashMap<Shard, Handover>>,
     claims_won: AtomicU64,
     claims_lost: AtomicU64,
     round_count: AtomicU64,
     wake: Arc<Notify>,
+}
+
+/// A shard claimed from a holder that may still be serving it.
+#[derive(Clone, Debug)]
+struct Handover {
+    previous: LeaseHolder,
+    /// Monotonic ms after which the shard is served without the previous holder's word: by
+    /// then it has re-read the leases or fenced itself.
+    until_ms: u64,
+    /// The previous holder has been asked (by the cluster layer) to let go.
+    asked: bool,
 }
 
 /// This node's shard leases: the claim loop and the table. Cheap to clone; the loop stops
@@ -248,6 +262,7 @@ impl Leases {
             local,
             table,
             unknown_since: Mutex::new(HashMap::new()),
+            handovers: Mutex::new(HashMap::new()),
             rounds: tokio::sync::Mutex::new(()),
             claims_won: AtomicU64::new(0),
             claims_lost: AtomicU64::new(0),
@@ -307,7 +322,40 @@ impl Leases {
         let fresh = table
             .refreshed_at_ms
             .is_some_and(|at_ms| now_ms.saturating_sub(at_ms) < fence_after_ms);
-        fresh && table.is_held_locally(shard)
+        fresh && table.is_held_locally(shard) && !self.is_handing_over(shard, now_ms)
+    }
+
+    fn is_handing_over(&self, shard: Shard, now_ms: u64) -> bool {
+        let handovers = lock(&self.shared.handovers);
+        handovers
+            .get(&shard)
+            .is_some_and(|handover| now_ms < handover.until_ms)
+    }
+
+    /// Shards taken from a live holder whose holder has not been asked to let go yet, by
+    /// previous holder; marks them asked. The cluster layer asks each holder, and calls
+    /// [`Leases::complete_handover`] when it answers.
+    pub fn handovers_to_request(&self) -> BTreeMap<LeaseHolder, Vec<Shard>> {
+        let mut handovers = lock(&self.shared.handovers);
+        let now_ms = self.shared.membership.clock().monotonic_ms();
+        handovers.retain(|_, handover| now_ms < handover.until_ms);
+        let mut requests: BTreeMap<LeaseHolder, Vec<Shard>> = BTreeMap::new();
+        for (shard, handover) in handovers.iter_mut().filter(|(_, handover)| !handover.asked) {
+            handover.asked = true;
+            requests
+                .entry(handover.previous.clone())
+                .or_default()
+                .push(*shard);
+        }
+        requests
+    }
+
+    /// The previous holder of `shards` confirmed it no longer serves them: serve them here.
+    pub fn complete_handover(&self, shards: &[Shard]) {
+        let mut handovers = lock(&self.shared.handovers);
+        for shard in shards {
+            handovers.remove(shard);
+        }
     }
 
     /// Run one round now (read the table, claim what this node should own) and return the
@@ -346,6 +394,42 @@ impl Leases {
     }
 }
 
+impl Shared {
+    /// The planned shards whose current holder is alive and not down: it may be serving
+    /// them right now (a rebalance, or a node leaving).
+    fn live_previous_holders(
+        &self,
+        table: &LeaseTable,
+        plan: &[(Shard, u64)],
+    ) -> HashMap<Shard, LeaseHolder> {
+        let view = self.membership.view();
+        plan.iter()
+            .filter_map(|(shard, _)| {
+                let holder = table.lease(*shard)?.holder.clone()?;
+                let member = view.member(&holder.node_id)?;
+                let live = member.incarnation == holder.incarnation
+                    && member.liveness != Liveness::Dead
+                    && member.status != MemberStatus::Down;
+                live.then_some((*shard, holder))
+            })
+            .collect()
+    }
+
+    /// Do not serve `shard` until `previous` lets go, at most `fence_after`.
+    fn hold_back(&self, shard: Shard, previous: LeaseHolder) {
+        let until_ms = self.membership.clock().monotonic_ms()
+            + duration_ms(self.membership.config().fence_after());
+        lock(&self.handovers).insert(
+            shard,
+            Handover {
+                previous,
+                until_ms,
+                asked: false,
+            },
+        );
+    }
+}
+
 impl Leases {
     /// Whether another member could take shards over now (a placement candidate).
     fn has_successor(&self) -> bool {
@@ -356,6 +440,11 @@ impl Leases {
             .iter()
             .any(|member| member.node_id != membership.node_id() && member.is_placement_candidate())
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Critical sections here never panic midway.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn duration_ms(duration: Duration) -> u64 {
@@ -488,6 +577,7 @@ impl Shared {
     /// Returns how many claims lost their compare-and-set.
     async fn claim(&self, table: &mut LeaseTable, plan: Vec<(Shard, u64)>) -> usize {
         let owner = self.local.to_string();
+        let live_holders = self.live_previous_holders(table, &plan);
         let mut lost = 0;
         for batch in plan.chunks(self.config.max_concurrent_claims.max(1)) {
             let claims = batch
@@ -496,6 +586,9 @@ impl Shared {
             for result in futures::future::join_all(claims).await {
                 match result {
                     Ok(lease) => {
+                        if let Some(previous) = live_holders.get(&lease.shard) {
+                            self.hold_back(lease.shard, previous.clone());
+                        }
                         self.claims_won.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!("emporium_cluster_lease_claims_total", "outcome" => "won")
                             .increment(1);
