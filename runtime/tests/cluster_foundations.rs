@@ -12,17 +12,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use emporium_runtime::leases::{LeaseConfig, LeaseHolder, Leases};
 use emporium_runtime::membership::{
     Expulsion, Liveness, LocalMember, Membership, MembershipConfig,
 };
-use emporium_runtime::store::{
-    Lease, MemberRecord, MemberStatus, MemoryStore, PendingEvent, Reminder, StateWrite, Versioned,
-};
-use emporium_runtime::{ActorId, Clock, Rendezvous, SHARD_COUNT, Shard, StateStore, StoreError};
-use tokio::sync::watch;
+use emporium_runtime::store::{Lease, MemberStatus, MemoryStore};
+use emporium_runtime::{Clock, Rendezvous, SHARD_COUNT, Shard, StateStore};
 use tokio::time::Instant;
+
+#[path = "support/pausable_store.rs"]
+mod pausable_store;
+use pausable_store::{PausableStore, PauseScope};
 
 /// Wall time follows tokio's paused clock (all nodes agree); monotonic time starts with the
 /// node, as a process's would.
@@ -43,98 +43,19 @@ impl Clock for NodeClock {
     }
 }
 
-/// One node's access to the shared store; while paused, every call waits.
-struct NodeStore {
-    shared: Arc<MemoryStore>,
-    paused: watch::Sender<bool>,
-}
-
-impl NodeStore {
-    async fn gate(&self) {
-        let mut paused = self.paused.subscribe();
-        while *paused.borrow_and_update() {
-            if paused.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl StateStore for NodeStore {
-    fn adapter(&self) -> &'static str {
-        "memory"
-    }
-    async fn load(&self, id: &ActorId) -> Result<Option<Versioned>, StoreError> {
-        self.gate().await;
-        self.shared.load(id).await
-    }
-    async fn save(&self, id: &ActorId, write: StateWrite) -> Result<u64, StoreError> {
-        self.gate().await;
-        self.shared.save(id, write).await
-    }
-    async fn delete(&self, id: &ActorId, expected_version: u64) -> Result<(), StoreError> {
-        self.gate().await;
-        self.shared.delete(id, expected_version).await
-    }
-    async fn list_keys(
-        &self,
-        kind: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        self.gate().await;
-        self.shared.list_keys(kind, after, limit).await
-    }
-    async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
-        self.gate().await;
-        self.shared.outbox_pending(limit).await
-    }
-    async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
-        self.gate().await;
-        self.shared.outbox_ack(events).await
-    }
-    async fn list_reminders(&self, shard: Shard) -> Result<Vec<Reminder>, StoreError> {
-        self.gate().await;
-        self.shared.list_reminders(shard).await
-    }
-    async fn upsert_member(&self, member: &MemberRecord) -> Result<(), StoreError> {
-        self.gate().await;
-        self.shared.upsert_member(member).await
-    }
-    async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
-        self.gate().await;
-        self.shared.list_members().await
-    }
-    async fn claim_lease(
-        &self,
-        shard: Shard,
-        owner: &str,
-        expected_epoch: u64,
-    ) -> Result<Lease, StoreError> {
-        self.gate().await;
-        self.shared.claim_lease(shard, owner, expected_epoch).await
-    }
-    async fn list_leases(&self) -> Result<Vec<Lease>, StoreError> {
-        self.gate().await;
-        self.shared.list_leases().await
-    }
-}
-
 struct Node {
     id: String,
     membership: Membership,
     leases: Leases,
-    store: Arc<NodeStore>,
+    store: Arc<PausableStore>,
 }
 
 impl Node {
     async fn start(shared: &Arc<MemoryStore>, id: &str) -> Node {
-        let (paused, _) = watch::channel(false);
-        let store = Arc::new(NodeStore {
-            shared: Arc::clone(shared),
-            paused,
-        });
+        let store = Arc::new(PausableStore::new(
+            Arc::clone(shared),
+            PauseScope::Everything,
+        ));
         let clock = Arc::new(NodeClock {
             started: Instant::now(),
         });
@@ -164,11 +85,11 @@ impl Node {
     }
 
     fn pause(&self) {
-        self.store.paused.send_replace(true);
+        self.store.pause();
     }
 
     fn resume(&self) {
-        self.store.paused.send_replace(false);
+        self.store.resume();
     }
 
     /// Which shards this node serves right now.

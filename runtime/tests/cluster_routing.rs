@@ -23,19 +23,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use emporium_runtime::cluster::{Cluster, ClusterError, ClusterOptions};
 use emporium_runtime::leases::LeaseConfig;
 use emporium_runtime::membership::MembershipConfig;
-use emporium_runtime::store::{
-    Lease, MemberRecord, MemoryStore, PendingEvent, Reminder, StateWrite, Versioned,
-};
+use emporium_runtime::store::MemoryStore;
 use emporium_runtime::{
-    ActorId, Rendezvous, Runtime, RuntimeError, SHARD_COUNT, Shard, StateStore, StoreError, Turn,
-    VirtualActor, shard_of,
+    Rendezvous, Runtime, RuntimeError, SHARD_COUNT, StateStore, Turn, VirtualActor, shard_of,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+
+#[path = "support/pausable_store.rs"]
+mod pausable_store;
+use pausable_store::{PausableStore, PauseScope};
 
 const SECRET: &str = "cluster-routing-test-secret";
 
@@ -415,77 +414,6 @@ async fn writes_through_every_node_land_exactly_once() {
 // ---------------------------------------------------------------------------------------
 // 3. Fencing a stale owner.
 
-/// One node's access to the shared store: while `leases_frozen`, its lease listings and
-/// claims wait, so its lease table goes stale while its heartbeat (and so its health)
-/// carries on: it keeps believing it owns shards that were taken from it.
-struct FreezableLeases {
-    shared: Arc<MemoryStore>,
-    leases_frozen: watch::Sender<bool>,
-}
-
-impl FreezableLeases {
-    async fn gate(&self) {
-        let mut frozen = self.leases_frozen.subscribe();
-        while *frozen.borrow_and_update() {
-            if frozen.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl StateStore for FreezableLeases {
-    fn adapter(&self) -> &'static str {
-        "memory"
-    }
-    async fn load(&self, id: &ActorId) -> Result<Option<Versioned>, StoreError> {
-        self.shared.load(id).await
-    }
-    async fn save(&self, id: &ActorId, write: StateWrite) -> Result<u64, StoreError> {
-        self.shared.save(id, write).await
-    }
-    async fn delete(&self, id: &ActorId, expected_version: u64) -> Result<(), StoreError> {
-        self.shared.delete(id, expected_version).await
-    }
-    async fn list_keys(
-        &self,
-        kind: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        self.shared.list_keys(kind, after, limit).await
-    }
-    async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
-        self.shared.outbox_pending(limit).await
-    }
-    async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
-        self.shared.outbox_ack(events).await
-    }
-    async fn list_reminders(&self, shard: Shard) -> Result<Vec<Reminder>, StoreError> {
-        self.shared.list_reminders(shard).await
-    }
-    async fn upsert_member(&self, member: &MemberRecord) -> Result<(), StoreError> {
-        self.shared.upsert_member(member).await
-    }
-    async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
-        self.shared.list_members().await
-    }
-    async fn claim_lease(
-        &self,
-        shard: Shard,
-        owner: &str,
-        expected_epoch: u64,
-    ) -> Result<Lease, StoreError> {
-        self.gate().await;
-        self.shared.claim_lease(shard, owner, expected_epoch).await
-    }
-    async fn list_leases(&self) -> Result<Vec<Lease>, StoreError> {
-        self.gate().await;
-        self.shared.list_leases().await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_owner_waits_until_a_stale_owner_can_no_longer_serve() {
     bounded(async {
@@ -497,11 +425,7 @@ async fn a_new_owner_waits_until_a_stale_owner_can_no_longer_serve() {
             dead_after: Duration::from_secs(3),
         };
         let shared = Arc::new(MemoryStore::new());
-        let (leases_frozen, _) = watch::channel(false);
-        let a_store = Arc::new(FreezableLeases {
-            shared: Arc::clone(&shared),
-            leases_frozen,
-        });
+        let a_store = Arc::new(PausableStore::new(Arc::clone(&shared), PauseScope::Leases));
         let a = try_start(a_store.clone(), "fence-a", SECRET, membership.clone())
             .await
             .unwrap_or_else(|error| panic!("fence-a: {error}"));
@@ -524,7 +448,7 @@ async fn a_new_owner_waits_until_a_stale_owner_can_no_longer_serve() {
         // for up to fence_after; B joins and claims K's shard from it. B must not serve the
         // shard while A may: A cannot answer B's request to let go (its lease reads hang),
         // so B waits until A's table is too old for A to serve anything.
-        a_store.leases_frozen.send_replace(true);
+        a_store.pause();
         let b = try_start(shared.clone(), "fence-b", SECRET, membership.clone())
             .await
             .unwrap_or_else(|error| panic!("fence-b: {error}"));
@@ -555,7 +479,7 @@ async fn a_new_owner_waits_until_a_stale_owner_can_no_longer_serve() {
         assert_eq!(location.version, 3, "w1, B's fence, w2");
 
         // A reads the table again: it sees B's lease, and a write through A goes to B.
-        a_store.leases_frozen.send_replace(false);
+        a_store.resume();
         until(Duration::from_secs(5), "A sees B's lease", || {
             a.cluster.leases().table().owner_node(shard) == Some("fence-b")
         })
