@@ -83,3 +83,9 @@ impl Clock for ManualClock {
         self.started.elapsed().as_millis() as u64
     }
 }
+
+/// `duration` in whole milliseconds, saturating: the unit every deadline and timing in the
+/// runtime is compared in.
+pub(crate) fn duration_ms(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

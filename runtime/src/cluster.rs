@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{ErrorClass, RuntimeError};
 use crate::identity::ActorId;
 use crate::leases::{LeaseConfig, Leases};
+use crate::lock;
 use crate::membership::{Liveness, LocalMember, Membership, MembershipConfig};
 use crate::placement::{SHARD_COUNT, Shard, shard_of};
 use crate::routing::{Location, OutgoingCall, Placement};
@@ -242,12 +243,7 @@ impl Cluster {
             tracing::warn!(%error, "cluster: could not report Down");
         }
         tokio::time::sleep(self.inner.membership.config().heartbeat_interval * 2).await;
-        let maintenance = self
-            .inner
-            .maintenance
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let maintenance = lock(&self.inner.maintenance).take();
         drop(maintenance);
         self.inner.transport.shutdown().await;
     }
@@ -275,6 +271,11 @@ impl Cluster {
 
 impl Placement for Cluster {
     fn locate(&self, shard: Shard) -> Location {
+        // The common case first: serving implies healthy and not down.
+        let leases = &self.inner.leases;
+        if leases.serves(shard) {
+            return Location::Local;
+        }
         let membership = &self.inner.membership;
         if let Some(expulsion) = membership.expelled() {
             return Location::Refused {
@@ -285,10 +286,6 @@ impl Placement for Cluster {
             return Location::Refused {
                 reason: "this node has left the cluster".to_owned(),
             };
-        }
-        let leases = &self.inner.leases;
-        if leases.serves(shard) {
-            return Location::Local;
         }
         let table = leases.table();
         let Some(holder) = table.lease(shard).and_then(|lease| lease.holder.clone()) else {
@@ -326,11 +323,7 @@ impl Placement for Cluster {
     }
 
     fn serving_epoch(&self, shard: Shard) -> Option<u64> {
-        let leases = &self.inner.leases;
-        if !leases.serves(shard) {
-            return None;
-        }
-        leases.table().lease(shard).map(|lease| lease.epoch)
+        self.inner.leases.serving_epoch(shard)
     }
 
     fn forward(

@@ -57,11 +57,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
+use crate::clock::duration_ms;
+use crate::lock;
 use crate::membership::{Liveness, Membership, MembershipView};
 use crate::placement::{Rendezvous, SHARD_COUNT, Shard};
 use crate::store::{Lease, MemberStatus, StateStore, StoreError};
@@ -305,8 +307,14 @@ impl Leases {
     }
 
     /// Whether this node may serve `shard` right now: it holds the lease under its current
-    /// life, it is `Up` or `Leaving` and healthy, and its table is fresh.
+    /// life, it is `Up` or `Leaving` and healthy, its table is fresh, and no hand-over of the
+    /// shard is pending.
     pub fn serves(&self, shard: Shard) -> bool {
+        self.serving_epoch(shard).is_some()
+    }
+
+    /// The epoch of this node's lease on `shard` while it [`serves`](Self::serves) it.
+    pub fn serving_epoch(&self, shard: Shard) -> Option<u64> {
         let membership = &self.shared.membership;
         if !membership.is_healthy()
             || !matches!(
@@ -314,15 +322,18 @@ impl Leases {
                 MemberStatus::Up | MemberStatus::Leaving
             )
         {
-            return false;
+            return None;
         }
-        let table = self.table();
+        let table = self.shared.table.borrow();
         let fence_after_ms = duration_ms(membership.config().fence_after());
         let now_ms = membership.clock().monotonic_ms();
         let fresh = table
             .refreshed_at_ms
             .is_some_and(|at_ms| now_ms.saturating_sub(at_ms) < fence_after_ms);
-        fresh && table.is_held_locally(shard) && !self.is_handing_over(shard, now_ms)
+        if !fresh || !table.is_held_locally(shard) || self.is_handing_over(shard, now_ms) {
+            return None;
+        }
+        table.lease(shard).map(|lease| lease.epoch)
     }
 
     fn is_handing_over(&self, shard: Shard, now_ms: u64) -> bool {
@@ -442,15 +453,6 @@ impl Leases {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Critical sections here never panic midway.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn duration_ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 async fn run(
     shared: Weak<Shared>,
     mut views: watch::Receiver<Arc<MembershipView>>,
@@ -528,10 +530,7 @@ impl Shared {
         }
         let rendezvous = Rendezvous::new(&candidates);
         let dead_after_ms = duration_ms(self.membership.config().dead_after);
-        let mut unknown_since = self
-            .unknown_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut unknown_since = lock(&self.unknown_since);
         let mut still_unknown = HashMap::new();
         let mut plan = Vec::new();
         for shard in 0..SHARD_COUNT {

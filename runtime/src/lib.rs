@@ -41,3 +41,11 @@ pub use placement::{Rendezvous, SHARD_COUNT, Shard, owner_of, shard_of, shard_of
 pub use runtime::{ActorHandle, ForwardedCallError, Runtime, RuntimeBuilder, RuntimeConfig};
 pub use status::{ActorLocation, ClusterStatus, NodeStatus};
 pub use store::{StateStore, StoreError};
+
+/// Lock `mutex`, ignoring poisoning: the runtime's critical sections never panic midway, so
+/// a poisoned value is still consistent.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

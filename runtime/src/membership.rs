@@ -71,12 +71,13 @@
 //! every node reaches from the same rows.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::clock::SharedClock;
+use crate::clock::{SharedClock, duration_ms};
+use crate::lock;
 use crate::store::{MemberRecord, MemberStatus, StateStore, StoreError};
 
 /// Timing of the heartbeat and of the liveness verdicts. Every node of a cluster must use the
@@ -122,10 +123,6 @@ impl MembershipConfig {
     /// A node silent for this long expels itself: others may already see it dead.
     pub fn fence_after(&self) -> Duration {
         self.dead_after - self.heartbeat_interval
-    }
-
-    fn ms(duration: Duration) -> u64 {
-        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -284,11 +281,6 @@ struct Shared {
 #[derive(Clone)]
 pub struct Membership {
     shared: Arc<Shared>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Critical sections below never panic midway.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Membership {
@@ -516,7 +508,7 @@ impl Shared {
 
     fn fence_if_silent(&self, state: &mut Local) {
         let now_ms = self.clock.monotonic_ms();
-        let fence_after_ms = MembershipConfig::ms(self.config.fence_after());
+        let fence_after_ms = duration_ms(self.config.fence_after());
         let silent_ms = now_ms.saturating_sub(state.last_beat_started_ms);
         let active = state.expelled.is_none()
             && state.status != MemberStatus::Down
@@ -554,7 +546,7 @@ impl Shared {
         let started_ms = self.clock.monotonic_ms();
         self.store.upsert_member(&record).await?;
         let finished_ms = self.clock.monotonic_ms();
-        let fence_after_ms = MembershipConfig::ms(self.config.fence_after());
+        let fence_after_ms = duration_ms(self.config.fence_after());
         let mut state = lock(&self.state);
         let first = previous_start_ms == 0 && record.status == MemberStatus::Joining;
         let silent_ms = finished_ms.saturating_sub(previous_start_ms);
@@ -573,7 +565,7 @@ impl Shared {
     fn observe(&self, rows: Vec<MemberRecord>) {
         let now_ms = self.clock.monotonic_ms() as i64;
         let now_wall_ms = self.clock.now_ms();
-        let dead_after_ms = MembershipConfig::ms(self.config.dead_after);
+        let dead_after_ms = duration_ms(self.config.dead_after);
         let first_sight = |record: &MemberRecord| {
             // Trust the writer's clock once, and never for more than `dead_after`.
             let age_ms = now_wall_ms
@@ -633,8 +625,8 @@ impl Shared {
     /// Compute the view from the observations and this node's own state, and publish it.
     fn publish(&self) {
         let now_ms = self.clock.monotonic_ms();
-        let suspect_after_ms = MembershipConfig::ms(self.config.suspect_after);
-        let dead_after_ms = MembershipConfig::ms(self.config.dead_after);
+        let suspect_after_ms = duration_ms(self.config.suspect_after);
+        let dead_after_ms = duration_ms(self.config.dead_after);
         let (own_status, own_heartbeat_ms, own_alive) = {
             let state = lock(&self.state);
             let alive = state.expelled.is_none() && state.status != MemberStatus::Down;

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::actor::VirtualActor;
+use crate::clock::duration_ms;
 use crate::error::{ErrorClass, RuntimeError};
 use crate::identity::ActorId;
 use crate::placement::{Shard, shard_of};
@@ -235,14 +236,16 @@ pub(crate) async fn forward_reminder(
     actor: ActorId,
     name: String,
 ) -> Result<(), RuntimeError> {
-    let payload = encode_call::<()>(&actor, &Call::Reminder(name))?;
-    let call = OutgoingCall {
-        actor: actor.clone(),
-        payload,
-        deadline_ms: runtime.clock().now_ms() + duration_ms(runtime.config().ask_timeout),
-    };
-    let bytes = placement.forward(node.clone(), call).await?;
-    decode_result::<()>(&actor, &node, &bytes)
+    let deadline = runtime.config().ask_timeout;
+    call_remote(
+        runtime,
+        placement,
+        node,
+        actor,
+        &Call::<()>::Reminder(name),
+        deadline,
+    )
+    .await
 }
 
 /// Whether `actor` is active on `node` (the owner of its shard).
@@ -252,16 +255,32 @@ pub(crate) async fn inspect_remote(
     node: String,
     actor: ActorId,
 ) -> Result<bool, RuntimeError> {
-    let payload = encode_call::<()>(&actor, &Call::Inspect)?;
-    let call = OutgoingCall {
-        actor: actor.clone(),
-        payload,
-        deadline_ms: runtime.clock().now_ms() + 2_000,
-    };
-    let bytes = placement.forward(node.clone(), call).await?;
-    decode_result::<bool>(&actor, &node, &bytes)
+    let deadline = Duration::from_secs(2);
+    call_remote(
+        runtime,
+        placement,
+        node,
+        actor,
+        &Call::<()>::Inspect,
+        deadline,
+    )
+    .await
 }
 
-pub(crate) fn duration_ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+/// One call to `actor` on `node`, answered within `deadline`.
+async fn call_remote<T: serde::de::DeserializeOwned>(
+    runtime: &Runtime,
+    placement: &dyn Placement,
+    node: String,
+    actor: ActorId,
+    call: &Call<()>,
+    deadline: Duration,
+) -> Result<T, RuntimeError> {
+    let call = OutgoingCall {
+        payload: encode_call(&actor, call)?,
+        actor: actor.clone(),
+        deadline_ms: runtime.clock().now_ms() + duration_ms(deadline),
+    };
+    let bytes = placement.forward(node.clone(), call).await?;
+    decode_result::<T>(&actor, &node, &bytes)
 }

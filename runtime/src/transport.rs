@@ -55,7 +55,7 @@ use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{NodeServer, NodeServerMessage};
 use tokio::sync::Semaphore;
 
-use crate::clock::SharedClock;
+use crate::clock::{SharedClock, duration_ms};
 use crate::membership::{Liveness, Membership};
 use crate::store::MemberStatus;
 
@@ -622,8 +622,7 @@ impl Transport {
 
     /// Probe `peer` through its shard host within the configured timeout.
     pub async fn probe(&self, peer: &str) -> Result<(), TransportError> {
-        let deadline_ms = self.inner.clock.now_ms()
-            + u64::try_from(self.inner.config.probe_timeout.as_millis()).unwrap_or(u64::MAX);
+        let deadline_ms = self.inner.clock.now_ms() + duration_ms(self.inner.config.probe_timeout);
         match self.send(peer, Envelope::probe(deadline_ms)).await? {
             Answer::Reply(_) => Ok(()),
             Answer::Refused { reason, detail } => Err(TransportError::Connect {
