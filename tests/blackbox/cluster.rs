@@ -221,13 +221,13 @@ async fn a_killed_owners_carts_come_back_on_survivors_with_every_acked_write(sto
             "cart {cart} served {took:.2?} after the kill"
         );
     }
-    for cart in &victim_carts {
-        let owner = cluster.owner_of(0, "cart", cart).await;
-        assert!(
-            owner.is_some_and(|owner| owner != victim),
-            "cart {cart} moved off {victim}"
-        );
-    }
+    // As seen through the first member, whose lease table may lag the survivor that served
+    // a cart first by one refresh.
+    let moved_after = wait_until_moved_off(&cluster, &victim_carts, &victim, killed_at).await;
+    assert!(
+        moved_after <= FAILOVER_BOUND,
+        "the carts moved off {victim} {moved_after:.2?} after the kill"
+    );
     // Writes after the move land on the new owners.
     sleep(Duration::from_secs(2)).await;
     let report = load.stop().await;
