@@ -81,7 +81,9 @@ use crate::lock;
 use crate::store::{MemberRecord, MemberStatus, StateStore, StoreError};
 
 /// Timing of the heartbeat and of the liveness verdicts. Every node of a cluster must use the
-/// same values: the failure-detection bound assumes it.
+/// same values: the failure-detection bound assumes it. The crash path's confirmation delay
+/// (`crash_confirm`) is given to [`Membership::join_with_crash_confirm`] beside it and
+/// defaults to [`MembershipConfig::default_crash_confirm`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MembershipConfig {
     /// How often a node writes its row and reads everyone's.
@@ -102,20 +104,108 @@ impl Default for MembershipConfig {
     }
 }
 
+/// A membership timing that breaks a relation the detector relies on; names the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid membership timing {field}: {reason}")]
+pub struct InvalidTimings {
+    /// `heartbeat_interval`, `suspect_after`, `dead_after` or `crash_confirm`.
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl InvalidTimings {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
 impl MembershipConfig {
-    /// Check the ordering the detector relies on; the error names the offending field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// How much longer than a heartbeat interval the crash path watches a refusing member's
+    /// row by default: one write of a live node must have had time to land.
+    pub const CRASH_CONFIRM_MARGIN: Duration = Duration::from_millis(100);
+
+    /// `heartbeat_interval + 100 ms`.
+    pub fn default_crash_confirm(&self) -> Duration {
+        self.heartbeat_interval + Self::CRASH_CONFIRM_MARGIN
+    }
+
+    /// Check the relations the detector relies on, with the default `crash_confirm`.
+    pub fn validate(&self) -> Result<(), InvalidTimings> {
+        self.validate_with_crash_confirm(self.default_crash_confirm())
+    }
+
+    /// Check the relations the detector relies on; the error names the offending field:
+    /// - `heartbeat_interval > 0`;
+    /// - `suspect_after > heartbeat_interval` (one late write is not suspicious);
+    /// - `dead_after > suspect_after` and `dead_after >= 3 × heartbeat_interval` (a live node
+    ///   is never declared dead, and fences itself at `dead_after - heartbeat_interval`
+    ///   before the others can see it dead);
+    /// - `heartbeat_interval < crash_confirm < dead_after`: a live node writes at least once
+    ///   within `crash_confirm`, so an unchanged row over it is silence, and the crash path
+    ///   is never slower than the time-based one.
+    pub fn validate_with_crash_confirm(
+        &self,
+        crash_confirm: Duration,
+    ) -> Result<(), InvalidTimings> {
+        let ms = |d: Duration| format!("{} ms", d.as_millis());
         if self.heartbeat_interval.is_zero() {
-            return Err("heartbeat_interval must be positive".to_owned());
+            return Err(InvalidTimings::new(
+                "heartbeat_interval",
+                "must be positive",
+            ));
         }
         if self.suspect_after <= self.heartbeat_interval {
-            return Err("suspect_after must be longer than heartbeat_interval".to_owned());
+            return Err(InvalidTimings::new(
+                "suspect_after",
+                format!(
+                    "{} must be longer than heartbeat_interval ({})",
+                    ms(self.suspect_after),
+                    ms(self.heartbeat_interval)
+                ),
+            ));
         }
         if self.dead_after <= self.suspect_after {
-            return Err("dead_after must be longer than suspect_after".to_owned());
+            return Err(InvalidTimings::new(
+                "dead_after",
+                format!(
+                    "{} must be longer than suspect_after ({})",
+                    ms(self.dead_after),
+                    ms(self.suspect_after)
+                ),
+            ));
         }
         if self.dead_after < self.heartbeat_interval * 3 {
-            return Err("dead_after must be at least three heartbeat intervals".to_owned());
+            return Err(InvalidTimings::new(
+                "dead_after",
+                format!(
+                    "{} must be at least three heartbeat intervals ({})",
+                    ms(self.dead_after),
+                    ms(self.heartbeat_interval * 3)
+                ),
+            ));
+        }
+        if crash_confirm <= self.heartbeat_interval {
+            return Err(InvalidTimings::new(
+                "crash_confirm",
+                format!(
+                    "{} must be longer than heartbeat_interval ({}): a live node must have written within it",
+                    ms(crash_confirm),
+                    ms(self.heartbeat_interval)
+                ),
+            ));
+        }
+        if crash_confirm >= self.dead_after {
+            return Err(InvalidTimings::new(
+                "crash_confirm",
+                format!(
+                    "{} must be shorter than dead_after ({})",
+                    ms(crash_confirm),
+                    ms(self.dead_after)
+                ),
+            ));
         }
         Ok(())
     }
@@ -143,8 +233,28 @@ pub enum Liveness {
     /// Silent for a while, or reported unreachable by a probe: not a placement candidate,
     /// but its shards stay where they are.
     Suspect,
-    /// Silent for `dead_after`: its shards move to their new owners.
+    /// Silent for `dead_after`, or proved crashed (see [`DeathCause`]): its shards move to
+    /// their new owners.
     Dead,
+}
+
+/// Why a member is [`Liveness::Dead`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeathCause {
+    /// Its row did not change for `dead_after`.
+    Silence,
+    /// Its cluster port refused a connection (only a closed listener does that), and its row
+    /// then stayed unchanged for `crash_confirm`: the process is gone.
+    Crash,
+}
+
+impl DeathCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Silence => "silence",
+            Self::Crash => "crash",
+        }
+    }
 }
 
 impl Liveness {
@@ -174,6 +284,11 @@ pub struct MemberState {
     pub silent_for_ms: u64,
     /// A direct probe reported it unreachable.
     pub unreachable: bool,
+    /// Why it is `Dead`; `None` unless it is.
+    pub death: Option<DeathCause>,
+    /// Its cluster port refused a connection and the store has not yet confirmed the crash
+    /// (it is `Suspect` meanwhile).
+    pub refused: bool,
     /// May be given shards: `Alive`, and `Up` or `Joining` for less than `dead_after`.
     pub candidate: bool,
 }
@@ -257,13 +372,40 @@ struct Observed {
     members: HashMap<String, Observation>,
     /// Node id to the incarnation a probe found unreachable.
     unreachable: HashMap<String, u64>,
+    /// Node id to the crash evidence against its current incarnation.
+    refused: HashMap<String, Evidence>,
     refreshes: u64,
+    /// Monotonic ms at which the last *successful* listing started: silence is counted up
+    /// to it, never up to "now", so a node that cannot read the table judges nobody meanwhile.
+    last_read_started_ms: Option<u64>,
+    /// Monotonic ms since which listings fail; `None` while they succeed.
+    reads_failing_since_ms: Option<u64>,
+}
+
+/// A member's cluster port refused a connection: the crash path's evidence.
+struct Evidence {
+    incarnation: u64,
+    /// Monotonic ms of the (first) report.
+    reported_ms: u64,
+    /// The row as the first listing that started after the report showed it.
+    baseline: Option<Baseline>,
+    /// A listing at least `crash_confirm` after the baseline showed the same row.
+    confirmed: bool,
+}
+
+struct Baseline {
+    heartbeat_ms: u64,
+    status: MemberStatus,
+    /// Monotonic ms at which that listing returned.
+    read_ended_ms: u64,
 }
 
 struct Shared {
     local: LocalMember,
     incarnation: u64,
     config: MembershipConfig,
+    /// How long a refusing member's row must stay unchanged to be judged crashed.
+    crash_confirm: Duration,
     store: Arc<dyn StateStore>,
     clock: SharedClock,
     state: Mutex<Local>,
@@ -285,14 +427,30 @@ pub struct Membership {
 
 impl Membership {
     /// Join: pick an incarnation, read every row, write this node's row as `Joining`, and
-    /// start the heartbeat loop. Fails only if the store cannot be read or written.
+    /// start the heartbeat loop. Fails only if the timings are invalid or the store cannot
+    /// be read or written. Uses the default `crash_confirm`.
     pub async fn join(
         local: LocalMember,
         config: MembershipConfig,
         store: Arc<dyn StateStore>,
         clock: SharedClock,
     ) -> Result<Self, StoreError> {
-        config.validate().map_err(StoreError::Other)?;
+        let crash_confirm = config.default_crash_confirm();
+        Self::join_with_crash_confirm(local, config, crash_confirm, store, clock).await
+    }
+
+    /// [`Membership::join`] with an explicit `crash_confirm` (see the module doc).
+    pub async fn join_with_crash_confirm(
+        local: LocalMember,
+        config: MembershipConfig,
+        crash_confirm: Duration,
+        store: Arc<dyn StateStore>,
+        clock: SharedClock,
+    ) -> Result<Self, StoreError> {
+        config
+            .validate_with_crash_confirm(crash_confirm)
+            .map_err(|error| StoreError::Other(error.to_string()))?;
+        let read_started_ms = clock.monotonic_ms();
         let rows = store.list_members().await?;
         let previous = rows
             .iter()
@@ -307,6 +465,7 @@ impl Membership {
             local,
             incarnation,
             config,
+            crash_confirm,
             store,
             clock,
             state: Mutex::new(Local {
@@ -319,13 +478,16 @@ impl Membership {
             observed: Mutex::new(Observed {
                 members: HashMap::new(),
                 unreachable: HashMap::new(),
+                refused: HashMap::new(),
                 refreshes: 0,
+                last_read_started_ms: None,
+                reads_failing_since_ms: None,
             }),
             writing: tokio::sync::Mutex::new(()),
             view,
             wake: Arc::new(Notify::new()),
         });
-        shared.observe(rows);
+        shared.observe(rows, read_started_ms);
         shared.write_own_row().await?;
         shared.publish();
         tokio::spawn(run(Arc::downgrade(&shared), Arc::clone(&shared.wake)));
@@ -343,6 +505,11 @@ impl Membership {
 
     pub fn config(&self) -> &MembershipConfig {
         &self.shared.config
+    }
+
+    /// How long a refusing member's row must stay unchanged to be judged crashed.
+    pub fn crash_confirm(&self) -> Duration {
+        self.shared.crash_confirm
     }
 
     /// The clock this membership judges time with.
@@ -427,10 +594,71 @@ impl Membership {
         }
     }
 
-    /// A direct probe reached `node_id` again.
+    /// A direct probe reached `node_id` again (which also clears any crash evidence).
     pub fn report_reachable(&self, node_id: &str) {
+        let removed = {
+            let mut observed = lock(&self.shared.observed);
+            let unreachable = observed.unreachable.remove(node_id).is_some();
+            let refused = observed.refused.remove(node_id).is_some();
+            unreachable || refused
+        };
+        if removed {
+            self.shared.publish();
+        }
+    }
+
+    /// Crash evidence: a connection to the cluster address of `node_id`'s life
+    /// `incarnation` was refused (ECONNREFUSED: nothing listens there, so that life is gone
+    /// or expelled). Counts it `Suspect` at once and refreshes now; the store then decides
+    /// (see the module doc). Ignored unless `incarnation` is the member's current life.
+    pub fn report_refused(&self, node_id: &str, incarnation: u64) {
+        if node_id == self.shared.local.node_id {
+            return;
+        }
+        let now_ms = self.shared.clock.monotonic_ms();
+        let new = {
+            let mut observed = lock(&self.shared.observed);
+            let current = observed
+                .members
+                .get(node_id)
+                .map(|observation| observation.record.incarnation);
+            if current != Some(incarnation) {
+                return;
+            }
+            let known = observed
+                .refused
+                .get(node_id)
+                .is_some_and(|evidence| evidence.incarnation == incarnation);
+            if !known {
+                observed.refused.insert(
+                    node_id.to_owned(),
+                    Evidence {
+                        incarnation,
+                        reported_ms: now_ms,
+                        baseline: None,
+                        confirmed: false,
+                    },
+                );
+            }
+            !known
+        };
+        if new {
+            tracing::info!(
+                peer = %node_id,
+                incarnation,
+                "membership: cluster port refused a connection; confirming the crash with the store"
+            );
+            metrics::counter!("emporium_cluster_crash_evidence_total").increment(1);
+            self.shared.publish();
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// A connection to `node_id` succeeded: whatever refused before, something listens now.
+    /// Clears its crash evidence.
+    pub fn report_connected(&self, node_id: &str) {
         let removed = lock(&self.shared.observed)
-            .unreachable
+            .refused
             .remove(node_id)
             .is_some();
         if removed {
@@ -473,16 +701,37 @@ impl Shared {
             return Flow::Stop;
         }
         self.check_silence();
+        let read_started_ms = self.clock.monotonic_ms();
         match self.store.list_members().await {
             Ok(rows) => {
-                self.observe(rows);
-                let mut state = lock(&self.state);
-                let refreshes = lock(&self.observed).refreshes;
-                if state.status == MemberStatus::Joining && refreshes >= 2 {
-                    state.status = MemberStatus::Up;
+                let crashed = self.observe(rows, read_started_ms);
+                {
+                    let mut state = lock(&self.state);
+                    let refreshes = lock(&self.observed).refreshes;
+                    if state.status == MemberStatus::Joining && refreshes >= 2 {
+                        state.status = MemberStatus::Up;
+                    }
+                }
+                if crashed {
+                    // A crash verdict moves shards: publish before our own write.
+                    self.publish();
                 }
             }
-            Err(error) => tracing::warn!(%error, "membership: cannot list members"),
+            Err(error) => {
+                // Judge nobody from a view this old: silence is counted only up to the last
+                // listing that succeeded (see `publish`), so it stands still meanwhile.
+                let mut observed = lock(&self.observed);
+                let since = *observed
+                    .reads_failing_since_ms
+                    .get_or_insert(read_started_ms);
+                drop(observed);
+                metrics::counter!("emporium_cluster_member_list_failures_total").increment(1);
+                tracing::warn!(
+                    %error,
+                    failing_for_ms = read_started_ms.saturating_sub(since),
+                    "membership: cannot list members; liveness verdicts frozen until a listing succeeds"
+                );
+            }
         }
         match self.write_own_row().await {
             Ok(()) => {
@@ -561,8 +810,9 @@ impl Shared {
         Ok(())
     }
 
-    /// Fold a listing of every row into the observations.
-    fn observe(&self, rows: Vec<MemberRecord>) {
+    /// Fold a listing of every row (started at `read_started_ms`) into the observations,
+    /// and weigh the crash evidence against it. Returns whether a crash was newly confirmed.
+    fn observe(&self, rows: Vec<MemberRecord>, read_started_ms: u64) -> bool {
         let now_ms = self.clock.monotonic_ms() as i64;
         let now_wall_ms = self.clock.now_ms();
         let dead_after_ms = duration_ms(self.config.dead_after);
@@ -574,6 +824,7 @@ impl Shared {
             now_ms - age_ms as i64
         };
         let mut superseded = None;
+        let crashed;
         {
             let mut observed = lock(&self.observed);
             let observed = &mut *observed;
@@ -613,6 +864,14 @@ impl Shared {
                 }
             }
             observed.refreshes += 1;
+            observed.last_read_started_ms = Some(read_started_ms);
+            if let Some(since) = observed.reads_failing_since_ms.take() {
+                tracing::info!(
+                    failed_for_ms = read_started_ms.saturating_sub(since),
+                    "membership: member listing works again"
+                );
+            }
+            crashed = self.weigh_evidence(observed, read_started_ms, now_ms.max(0) as u64);
         }
         if let Some(by_incarnation) = superseded {
             let mut state = lock(&self.state);
@@ -620,6 +879,87 @@ impl Shared {
                 expel(&mut state, Expulsion::Superseded { by_incarnation });
             }
         }
+        crashed
+    }
+
+    /// The store as arbiter of the crash evidence, after a listing that started at
+    /// `read_started_ms` and returned at `read_ended_ms`:
+    /// - evidence against a life that is no longer the member's current one is dropped;
+    /// - the first listing that started after the report sets the baseline (the row as it
+    ///   was then), and a wake-up is scheduled `crash_confirm` later;
+    /// - any change of the row since the baseline drops the evidence (a live node writes
+    ///   every heartbeat interval);
+    /// - a listing that started `crash_confirm` or more after both the report and the
+    ///   baseline, and still shows the baseline row, confirms the crash.
+    ///
+    /// Returns whether a crash was newly confirmed.
+    fn weigh_evidence(
+        &self,
+        observed: &mut Observed,
+        read_started_ms: u64,
+        read_ended_ms: u64,
+    ) -> bool {
+        let confirm_ms = duration_ms(self.crash_confirm);
+        let members = &observed.members;
+        let mut newly_confirmed = false;
+        let mut schedule = false;
+        observed.refused.retain(|node_id, evidence| {
+            let Some(observation) = members.get(node_id) else {
+                return false;
+            };
+            let record = &observation.record;
+            if record.incarnation != evidence.incarnation {
+                return false;
+            }
+            match &evidence.baseline {
+                None => {
+                    if read_started_ms >= evidence.reported_ms {
+                        evidence.baseline = Some(Baseline {
+                            heartbeat_ms: record.heartbeat_ms,
+                            status: record.status,
+                            read_ended_ms,
+                        });
+                        schedule = true;
+                    }
+                    true
+                }
+                Some(baseline) => {
+                    if baseline.heartbeat_ms != record.heartbeat_ms
+                        || baseline.status != record.status
+                    {
+                        tracing::info!(
+                            peer = %node_id,
+                            "membership: a refusing member's row changed; not a crash"
+                        );
+                        return false;
+                    }
+                    let waited = read_started_ms >= baseline.read_ended_ms + confirm_ms
+                        && read_started_ms >= evidence.reported_ms + confirm_ms;
+                    if waited && !evidence.confirmed {
+                        evidence.confirmed = true;
+                        newly_confirmed = true;
+                        metrics::counter!("emporium_cluster_crashes_confirmed_total").increment(1);
+                        tracing::warn!(
+                            peer = %node_id,
+                            incarnation = evidence.incarnation,
+                            after_ms = read_started_ms.saturating_sub(evidence.reported_ms),
+                            "membership: crash confirmed by the store; the member is dead"
+                        );
+                    }
+                    true
+                }
+            }
+        });
+        if schedule {
+            // The next listing that can confirm: `crash_confirm` after this one returned.
+            let wake = Arc::clone(&self.wake);
+            let after = self.crash_confirm + Duration::from_millis(1);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                wake.notify_one();
+            });
+        }
+        newly_confirmed
     }
 
     /// Compute the view from the observations and this node's own state, and publish it.
@@ -633,21 +973,32 @@ impl Shared {
             (state.status, state.last_heartbeat_ms, alive)
         };
         let observed = lock(&self.observed);
+        // Silence is counted up to the last listing that succeeded, not up to now: a node
+        // that cannot read the table must not judge anyone from a view that old.
+        let judged_at_ms = observed.last_read_started_ms.unwrap_or(now_ms);
         let mut members: Vec<MemberState> = observed
             .members
             .values()
             .filter(|observation| observation.record.node_id != self.local.node_id)
             .map(|observation| {
                 let record = &observation.record;
-                let silent_for_ms = (now_ms as i64 - observation.seen_ms).max(0) as u64;
+                let silent_for_ms = (judged_at_ms as i64 - observation.seen_ms).max(0) as u64;
                 let unreachable =
                     observed.unreachable.get(&record.node_id) == Some(&record.incarnation);
-                let liveness = if silent_for_ms >= dead_after_ms {
-                    Liveness::Dead
-                } else if silent_for_ms >= suspect_after_ms || unreachable {
-                    Liveness::Suspect
+                let evidence = observed
+                    .refused
+                    .get(&record.node_id)
+                    .filter(|evidence| evidence.incarnation == record.incarnation);
+                let crashed = evidence.is_some_and(|evidence| evidence.confirmed);
+                let refused = evidence.is_some_and(|evidence| !evidence.confirmed);
+                let (liveness, death) = if silent_for_ms >= dead_after_ms {
+                    (Liveness::Dead, Some(DeathCause::Silence))
+                } else if crashed {
+                    (Liveness::Dead, Some(DeathCause::Crash))
+                } else if silent_for_ms >= suspect_after_ms || unreachable || refused {
+                    (Liveness::Suspect, None)
                 } else {
-                    Liveness::Alive
+                    (Liveness::Alive, None)
                 };
                 let joining_for_ms = now_ms.saturating_sub(observation.first_seen_ms);
                 let candidate = liveness == Liveness::Alive
@@ -666,6 +1017,8 @@ impl Shared {
                     last_heartbeat_ms: record.heartbeat_ms,
                     silent_for_ms,
                     unreachable,
+                    death,
+                    refused,
                     candidate,
                 }
             })
@@ -688,6 +1041,8 @@ impl Shared {
             last_heartbeat_ms: own_heartbeat_ms,
             silent_for_ms: silent_ms,
             unreachable: false,
+            death: (!own_alive).then_some(DeathCause::Silence),
+            refused: false,
             candidate: own_alive && matches!(own_status, MemberStatus::Up | MemberStatus::Joining),
         });
         members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
@@ -779,7 +1134,28 @@ mod tests {
             dead_after: Duration::from_secs(1),
             ..MembershipConfig::default()
         };
-        assert!(bad.validate().unwrap_err().contains("dead_after"));
+        assert_eq!(bad.validate().unwrap_err().field, "dead_after");
+        let config = MembershipConfig::default();
+        assert_eq!(config.default_crash_confirm(), Duration::from_millis(600));
+        for (crash_confirm, ok) in [(500, false), (501, true), (4_999, true), (5_000, false)] {
+            let checked = config.validate_with_crash_confirm(Duration::from_millis(crash_confirm));
+            assert_eq!(checked.is_ok(), ok, "{crash_confirm}: {checked:?}");
+            if let Err(error) = checked {
+                assert_eq!(error.field, "crash_confirm");
+                assert!(error.to_string().contains("crash_confirm"), "{error}");
+            }
+        }
+        let slow_beat = MembershipConfig {
+            heartbeat_interval: Duration::from_secs(2),
+            suspect_after: Duration::from_secs(3),
+            dead_after: Duration::from_secs(5),
+        };
+        assert_eq!(slow_beat.validate().unwrap_err().field, "dead_after");
+        let quick_suspect = MembershipConfig {
+            suspect_after: Duration::from_millis(500),
+            ..MembershipConfig::default()
+        };
+        assert_eq!(quick_suspect.validate().unwrap_err().field, "suspect_after");
     }
 
     #[tokio::test(start_paused = true)]
@@ -1085,5 +1461,228 @@ mod tests {
         a.report_reachable("b");
         assert_eq!(liveness(&a, "b"), Some(Liveness::Alive));
         a.report_unreachable("nobody"); // unknown ids are ignored
+    }
+
+    /// Drop `b` (a crash: no `Down` row) and report its port refused to `a`.
+    async fn crashed_pair() -> (Arc<MemoryStore>, Membership, u64) {
+        let store = Arc::new(MemoryStore::new());
+        let a = join(&store, "a", 0).await;
+        let b = join(&store, "b", 0).await;
+        run_for(1_500).await;
+        let incarnation = b.incarnation();
+        drop(b);
+        (store, a, incarnation)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_port_and_a_still_row_make_a_crash_verdict_within_crash_confirm() {
+        let (_store, a, incarnation) = crashed_pair().await;
+        let started = tokio::time::Instant::now();
+        a.report_refused("b", incarnation);
+        let seen = a.view().member("b").cloned().unwrap();
+        assert_eq!((seen.liveness, seen.refused), (Liveness::Suspect, true));
+        let mut dead_at = None;
+        while dead_at.is_none() {
+            run_for(10).await;
+            if liveness(&a, "b") == Some(Liveness::Dead) {
+                dead_at = Some(started.elapsed().as_millis() as u64);
+            }
+            assert!(started.elapsed() < Duration::from_secs(3));
+        }
+        let dead_at = dead_at.unwrap();
+        // Baseline at once, confirmation crash_confirm (600 ms) later.
+        assert!((600..=700).contains(&dead_at), "dead at {dead_at}");
+        let seen = a.view().member("b").cloned().unwrap();
+        assert_eq!(seen.death, Some(DeathCause::Crash));
+        assert!(!seen.candidate);
+        assert_eq!(a.view().placement_candidates(), vec!["a"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_port_of_a_node_that_still_writes_is_no_crash() {
+        let store = Arc::new(MemoryStore::new());
+        let a = join(&store, "a", 0).await;
+        let b = join(&store, "b", 0).await;
+        run_for(1_500).await;
+        // E.g. a firewall answering with resets: b's row keeps changing.
+        for _ in 0..20 {
+            a.report_refused("b", b.incarnation());
+            run_for(250).await;
+            assert_ne!(liveness(&a, "b"), Some(Liveness::Dead));
+        }
+        run_for(1_000).await;
+        assert_eq!(liveness(&a, "b"), Some(Liveness::Alive));
+        assert!(!a.view().member("b").unwrap().refused);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn crash_evidence_against_another_life_or_cleared_by_a_connection_does_not_kill() {
+        let (_store, a, incarnation) = crashed_pair().await;
+        a.report_refused("b", incarnation + 1);
+        a.report_refused("nobody", 1);
+        a.report_refused("a", a.incarnation());
+        run_for(1_000).await;
+        assert_eq!(liveness(&a, "b"), Some(Liveness::Alive), "not its life");
+        a.report_refused("b", incarnation);
+        run_for(300).await;
+        a.report_connected("b");
+        assert!(!a.view().member("b").unwrap().refused);
+        run_for(1_000).await;
+        // Only the time-based path is left: dead 5 s after the crash, not before.
+        assert_ne!(liveness(&a, "b"), Some(Liveness::Dead));
+        run_for(3_500).await;
+        let seen = a.view().member("b").cloned().unwrap();
+        assert_eq!(
+            (seen.liveness, seen.death),
+            (Liveness::Dead, Some(DeathCause::Silence))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_life_clears_the_crash_evidence_of_the_old_one() {
+        let (store, a, incarnation) = crashed_pair().await;
+        a.report_refused("b", incarnation);
+        // Restarted before the store could confirm: its new row replaces the evidence.
+        let b = join(&store, "b", 0).await;
+        run_for(2_000).await;
+        let seen = a.view().member("b").cloned().unwrap();
+        assert_eq!(
+            (seen.incarnation, seen.liveness, seen.refused),
+            (b.incarnation(), Liveness::Alive, false)
+        );
+    }
+
+    /// A store whose member listing fails while `failing` is set (and only the listing).
+    struct UnreadableMembers {
+        inner: Arc<MemoryStore>,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl StateStore for UnreadableMembers {
+        fn adapter(&self) -> &'static str {
+            "unreadable-members"
+        }
+        async fn load(
+            &self,
+            id: &crate::ActorId,
+        ) -> Result<Option<crate::store::Versioned>, StoreError> {
+            self.inner.load(id).await
+        }
+        async fn save(
+            &self,
+            id: &crate::ActorId,
+            write: crate::store::StateWrite,
+        ) -> Result<u64, StoreError> {
+            self.inner.save(id, write).await
+        }
+        async fn delete(&self, id: &crate::ActorId, expected: u64) -> Result<(), StoreError> {
+            self.inner.delete(id, expected).await
+        }
+        async fn list_keys(
+            &self,
+            kind: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<String>, StoreError> {
+            self.inner.list_keys(kind, after, limit).await
+        }
+        async fn outbox_pending(
+            &self,
+            limit: usize,
+        ) -> Result<Vec<crate::store::PendingEvent>, StoreError> {
+            self.inner.outbox_pending(limit).await
+        }
+        async fn outbox_ack(
+            &self,
+            events: &[crate::store::PendingEvent],
+        ) -> Result<(), StoreError> {
+            self.inner.outbox_ack(events).await
+        }
+        async fn list_reminders(
+            &self,
+            shard: crate::Shard,
+        ) -> Result<Vec<crate::store::Reminder>, StoreError> {
+            self.inner.list_reminders(shard).await
+        }
+        async fn upsert_member(&self, member: &MemberRecord) -> Result<(), StoreError> {
+            self.inner.upsert_member(member).await
+        }
+        async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("cannot decode".to_owned()));
+            }
+            self.inner.list_members().await
+        }
+        async fn claim_lease(
+            &self,
+            shard: crate::Shard,
+            owner: &str,
+            expected_epoch: u64,
+        ) -> Result<crate::store::Lease, StoreError> {
+            self.inner.claim_lease(shard, owner, expected_epoch).await
+        }
+        async fn list_leases(&self) -> Result<Vec<crate::store::Lease>, StoreError> {
+            self.inner.list_leases().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_cannot_read_the_member_table_judges_nobody_dead_meanwhile() {
+        let shared = Arc::new(MemoryStore::new());
+        let blind = Arc::new(UnreadableMembers {
+            inner: Arc::clone(&shared),
+            failing: std::sync::atomic::AtomicBool::new(false),
+        });
+        let a = Membership::join(
+            local("a"),
+            MembershipConfig::default(),
+            blind.clone(),
+            clock(0),
+        )
+        .await
+        .unwrap();
+        let b = join(&shared, "b", 0).await;
+        let mut c = Some(join(&shared, "c", 0).await);
+        run_for(1_500).await;
+        assert_eq!(a.view().placement_candidates(), vec!["a", "b", "c"]);
+        blind
+            .failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Longer than dead_after: a still writes its own row (it stays healthy), but cannot
+        // see anyone's; c crashes meanwhile.
+        for step in 0..120 {
+            run_for(100).await;
+            if step == 10 {
+                drop(c.take()); // a crash: its row stops changing
+            }
+            let view = a.view();
+            for member in view.members.iter().filter(|member| member.node_id != "a") {
+                assert_ne!(
+                    member.liveness,
+                    Liveness::Dead,
+                    "{} judged dead from a view {} ms old",
+                    member.node_id,
+                    step * 100
+                );
+            }
+            assert!(a.is_healthy());
+        }
+        assert!(c.is_none());
+        blind
+            .failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        run_for(600).await;
+        // A fresh listing: b wrote all along. c's row changed since a last saw it (c wrote
+        // for a while during the outage), so a only knows that c was alive at some point
+        // of it: c's silence is counted from this listing, and c is dead `dead_after` later.
+        assert_eq!(liveness(&a, "b"), Some(Liveness::Alive));
+        assert_ne!(liveness(&a, "c"), Some(Liveness::Dead));
+        run_for(4_000).await;
+        assert_ne!(liveness(&a, "c"), Some(Liveness::Dead));
+        run_for(1_500).await;
+        assert_eq!(liveness(&a, "c"), Some(Liveness::Dead));
+        assert_eq!(liveness(&a, "b"), Some(Liveness::Alive));
+        assert!(b.is_healthy());
     }
 }
