@@ -69,6 +69,9 @@ pub struct ClusterOptions {
     pub seeds: Vec<String>,
     pub secret: String,
     pub membership: MembershipConfig,
+    /// How long a member whose cluster port refused a connection must stay silent in the
+    /// store to be judged crashed; `None`: [`MembershipConfig::default_crash_confirm`].
+    pub crash_confirm: Option<Duration>,
     pub leases: LeaseConfig,
 }
 
@@ -86,6 +89,7 @@ impl ClusterOptions {
             seeds: Vec::new(),
             secret: secret.into(),
             membership: MembershipConfig::default(),
+            crash_confirm: None,
             leases: LeaseConfig::default(),
         }
     }
@@ -100,6 +104,8 @@ pub enum ClusterError {
     SecretMismatch,
     #[error("the shared store failed while joining: {0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Timings(#[from] crate::membership::InvalidTimings),
     #[error("{0}")]
     Transport(#[from] TransportError),
 }
@@ -130,6 +136,12 @@ impl Cluster {
         builder: RuntimeBuilder,
         options: ClusterOptions,
     ) -> Result<(Runtime, Cluster), ClusterError> {
+        let crash_confirm = options
+            .crash_confirm
+            .unwrap_or_else(|| options.membership.default_crash_confirm());
+        options
+            .membership
+            .validate_with_crash_confirm(crash_confirm)?;
         let runtime = builder.start();
         let store = Arc::clone(runtime.store());
         check_secret(store.as_ref(), &options.secret).await?;
@@ -159,9 +171,10 @@ impl Cluster {
             cluster_addr: options.cluster_addr.to_string(),
             http_addr: options.http_addr.clone(),
         };
-        let membership = Membership::join(
+        let membership = Membership::join_with_crash_confirm(
             local,
             options.membership.clone(),
+            crash_confirm,
             Arc::clone(&store),
             Arc::clone(runtime.clock()),
         )
@@ -309,13 +322,23 @@ impl Placement for Cluster {
                     node: holder.node_id,
                 }
             }
-            Some(member) => Location::Unplaced {
-                reason: format!(
-                    "owner {holder} of shard {shard} is {} and {}; waiting for its shards to move",
-                    member.liveness.as_str(),
-                    member.status.as_str()
-                ),
-            },
+            Some(member) => {
+                if member.incarnation != holder.incarnation
+                    || member.liveness == Liveness::Dead
+                    || member.status == MemberStatus::Down
+                {
+                    // Its shards are being claimed by a survivor: look for the claim now
+                    // rather than at the next periodic refresh.
+                    leases.nudge();
+                }
+                Location::Unplaced {
+                    reason: format!(
+                        "owner {holder} of shard {shard} is {} and {}; waiting for its shards to move",
+                        member.liveness.as_str(),
+                        member.status.as_str()
+                    ),
+                }
+            }
             None => Location::Unplaced {
                 reason: format!("owner {holder} of shard {shard} is not a known member"),
             },
@@ -459,6 +482,7 @@ fn answer_to_result(
         Err(
             error @ (TransportError::NotConnected { .. }
             | TransportError::Connect { .. }
+            | TransportError::Refused { .. }
             | TransportError::Expired),
         ) => Err(RuntimeError::Moved {
             actor: actor.clone(),

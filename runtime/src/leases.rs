@@ -32,6 +32,12 @@
 //! new placements on a node, only death or leaving moves what it holds. A claim that loses
 //! the compare-and-set means someone moved first: the node re-reads and decides again.
 //!
+//! The loop runs a round at every membership publication, so a new `Dead` verdict (from
+//! silence or from a confirmed crash) is acted on at once, not at the next periodic tick;
+//! a dead holder gets no hand-over hold-back (it serves nothing). A node whose table still
+//! names a dead holder after that (another survivor is the claimer) re-reads it on demand
+//! ([`Leases::nudge`], from routing) instead of at its next periodic refresh.
+//!
 //! # Invariants
 //! - **At most one holder per shard per epoch.** An epoch is only ever created by a
 //!   successful compare-and-set from the epoch before it, so two claims can never both
@@ -227,8 +233,13 @@ struct Shared {
     claims_won: AtomicU64,
     claims_lost: AtomicU64,
     round_count: AtomicU64,
+    /// Monotonic ms of the last [`Leases::nudge`] that woke the loop.
+    last_nudge_ms: AtomicU64,
     wake: Arc<Notify>,
 }
+
+/// [`Leases::nudge`] wakes the loop at most this often.
+const NUDGE_EVERY_MS: u64 = 50;
 
 /// A shard claimed from a holder that may still be serving it.
 #[derive(Clone, Debug)]
@@ -269,6 +280,7 @@ impl Leases {
             claims_won: AtomicU64::new(0),
             claims_lost: AtomicU64::new(0),
             round_count: AtomicU64::new(0),
+            last_nudge_ms: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
         });
         tokio::spawn(run(
@@ -366,6 +378,25 @@ impl Leases {
         let mut handovers = lock(&self.shared.handovers);
         for shard in shards {
             handovers.remove(shard);
+        }
+    }
+
+    /// Ask for a round soon: this node's table names a holder that is dead or gone, so a
+    /// survivor is claiming (or has claimed) the shard, and the table should show it before
+    /// the next periodic refresh. At most one wake-up every 50 ms, however many callers.
+    pub fn nudge(&self) {
+        let now_ms = self.shared.membership.clock().monotonic_ms().max(1);
+        let last_ms = self.shared.last_nudge_ms.load(Ordering::Relaxed);
+        if last_ms != 0 && now_ms.saturating_sub(last_ms) < NUDGE_EVERY_MS {
+            return;
+        }
+        let won = self
+            .shared
+            .last_nudge_ms
+            .compare_exchange(last_ms, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        if won {
+            self.shared.wake.notify_one();
         }
     }
 

@@ -31,6 +31,17 @@
 //! session is closed so that a fresh one is built when it answers again; the first probe that
 //! succeeds reports it reachable.
 //!
+//! # Crash evidence
+//! A link that closes (the node server reports the session gone: a crashed peer's kernel
+//! closes its sockets) wakes the loop at once for a reconnect pass, instead of waiting for
+//! the next tick. A connection attempt answered by **ECONNREFUSED** — nothing listens on
+//! the peer's cluster address, which a paused process (the kernel still accepts into its
+//! backlog) or a partitioned one (timeouts, unreachable) cannot produce — is reported as
+//! [`PeerSource::report_refused`] for the peer's current life; the membership then asks
+//! the store to confirm the crash (see [`crate::membership`]). While a peer refuses, it is
+//! retried every [`TransportConfig::refused_retry`]; a successful connection is reported as
+//! [`PeerSource::report_connected`], which withdraws the evidence.
+//!
 //! # Finding a peer's shard host
 //! The host joins the process group `emporium.shard_host.<node id>`; a peer's session
 //! spawns a proxy for it when the link is authenticated. The host of peer `p` is the member
@@ -53,7 +64,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{NodeServer, NodeServerMessage};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::clock::{SharedClock, duration_ms};
 use crate::membership::{Liveness, Membership};
@@ -446,6 +457,11 @@ pub struct TransportConfig {
     pub failures_before_unreachable: u32,
     /// Envelopes the shard host runs at once; more are refused as overloaded.
     pub max_in_flight: usize,
+    /// How long a connection attempt may take.
+    pub connect_timeout: Duration,
+    /// How soon the loop tries again a peer whose port refused a connection (faster than
+    /// `maintain_interval`: the evidence it yields is what fails a crashed node over).
+    pub refused_retry: Duration,
 }
 
 impl TransportConfig {
@@ -458,6 +474,8 @@ impl TransportConfig {
             probe_timeout: Duration::from_millis(500),
             failures_before_unreachable: 3,
             max_in_flight: 4096,
+            connect_timeout: Duration::from_millis(500),
+            refused_retry: Duration::from_millis(200),
         }
     }
 }
@@ -469,6 +487,9 @@ pub enum TransportError {
     Start(String),
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: String, reason: String },
+    /// ECONNREFUSED: nothing listens at `addr` (crash evidence, see the module doc).
+    #[error("{addr} refused the connection: nothing listens there")]
+    Refused { addr: String },
     #[error("no link to {peer}")]
     NotConnected { peer: String },
     #[error("{peer} did not answer within {after:?}")]
@@ -496,6 +517,31 @@ struct Inner {
     /// Peers' shard hosts as last found, until they stop.
     hosts: Mutex<HashMap<String, ActorRef<ShardHostMsg>>>,
     stopped: AtomicBool,
+    /// Woken when a session closes: the maintenance loop reconnects at once.
+    links_changed: Arc<Notify>,
+}
+
+/// Tells the maintenance loop when a link closes (ractor_cluster's session events).
+struct LinkEvents {
+    changed: Arc<Notify>,
+}
+
+impl ractor_cluster::NodeEventSubscription for LinkEvents {
+    fn node_session_opened(&self, _session: ractor_cluster::node::NodeServerSessionInformation) {}
+
+    fn node_session_disconnected(
+        &self,
+        session: ractor_cluster::node::NodeServerSessionInformation,
+    ) {
+        tracing::debug!(peer = %session.peer_addr, "transport: link closed");
+        self.changed.notify_one();
+    }
+
+    fn node_session_authenticated(
+        &self,
+        _session: ractor_cluster::node::NodeServerSessionInformation,
+    ) {
+    }
 }
 
 /// This node's end of the cluster transport: its node server and its shard host.
@@ -541,6 +587,16 @@ impl Transport {
             host_group(&config.node_id),
             vec![host.get_cell()],
         );
+        let links_changed = Arc::new(Notify::new());
+        let subscribed = server.cast(NodeServerMessage::SubscribeToEvents {
+            id: "emporium.transport".to_owned(),
+            subscription: Box::new(LinkEvents {
+                changed: Arc::clone(&links_changed),
+            }),
+        });
+        if let Err(error) = subscribed {
+            tracing::warn!(%error, "transport: cannot follow link events; closed links are noticed at the next tick");
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -549,6 +605,7 @@ impl Transport {
                 host,
                 hosts: Mutex::new(HashMap::new()),
                 stopped: AtomicBool::new(false),
+                links_changed,
             }),
         })
     }
@@ -559,13 +616,33 @@ impl Transport {
 
     /// Open a link to the node server at `addr` (authentication completes in the
     /// background; [`Transport::is_connected`] tells when the peer's host is reachable).
+    /// Fails with [`TransportError::Refused`] exactly when the peer's kernel refused the
+    /// connection (ECONNREFUSED), and gives up after `connect_timeout`.
     pub async fn connect(&self, addr: &str) -> Result<(), TransportError> {
-        ractor_cluster::client_connect(&self.inner.server, addr)
-            .await
-            .map_err(|error| TransportError::Connect {
+        let timeout = self.inner.config.connect_timeout;
+        let connected = tokio::time::timeout(
+            timeout,
+            ractor_cluster::client_connect(&self.inner.server, addr),
+        )
+        .await;
+        match connected {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(ractor_cluster::ClientConnectErr::Socket(error)))
+                if error.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                Err(TransportError::Refused {
+                    addr: addr.to_owned(),
+                })
+            }
+            Ok(Err(error)) => Err(TransportError::Connect {
                 addr: addr.to_owned(),
                 reason: error.to_string(),
-            })
+            }),
+            Err(_elapsed) => Err(TransportError::Connect {
+                addr: addr.to_owned(),
+                reason: format!("no answer within {timeout:?}"),
+            }),
+        }
     }
 
     /// Whether `peer`'s shard host can be reached over an authenticated link.
@@ -633,50 +710,115 @@ impl Transport {
     }
 
     /// Keep links to every peer of `peers` and probe them, until the returned handle is
-    /// dropped or the transport shuts down.
+    /// dropped or the transport shuts down. A closed link wakes a reconnect pass at once;
+    /// while a peer refuses connections, it is tried again every `refused_retry`.
     pub fn maintain(&self, peers: Arc<dyn PeerSource>) -> MaintenanceHandle {
         let transport = self.clone();
         let task = tokio::spawn(async move {
             let mut failures: HashMap<String, u32> = HashMap::new();
             let mut reported: HashMap<String, bool> = HashMap::new();
-            let mut ticks = tokio::time::interval(transport.inner.config.maintain_interval);
+            let config = &transport.inner.config;
+            let mut ticks = tokio::time::interval(config.maintain_interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let links_changed = Arc::clone(&transport.inner.links_changed);
+            let mut refusing = false;
             loop {
-                ticks.tick().await;
+                let full = tokio::select! {
+                    _ = ticks.tick() => true,
+                    () = links_changed.notified() => false,
+                    () = tokio::time::sleep(config.refused_retry), if refusing => false,
+                };
                 if transport.inner.stopped.load(Ordering::Acquire) {
                     return;
                 }
-                transport
-                    .maintain_once(peers.as_ref(), &mut failures, &mut reported)
-                    .await;
+                refusing = if full {
+                    transport
+                        .maintain_once(peers.as_ref(), &mut failures, &mut reported)
+                        .await
+                } else {
+                    transport.reconnect_once(peers.as_ref()).await
+                };
             }
         });
         MaintenanceHandle { task }
     }
 
+    /// The peers to keep links with (not this node).
+    fn wanted(&self, peers: &dyn PeerSource) -> Vec<Peer> {
+        peers
+            .peers()
+            .into_iter()
+            .filter(|peer| peer.node_id != self.node_id())
+            .collect()
+    }
+
+    /// Connect to `peer` if no link is up; report a refusal or a success to `peers`.
+    /// Returns whether a link was already up, and whether the attempt was refused.
+    async fn ensure_link(&self, peers: &dyn PeerSource, peer: &Peer) -> (bool, bool) {
+        if self.is_connected(&peer.node_id).await {
+            return (true, false);
+        }
+        // Port 0 is no address at all (the kernel refuses it): no evidence of anything.
+        let dialable = peer
+            .cluster_addr
+            .parse::<SocketAddr>()
+            .map_or(true, |addr| addr.port() != 0);
+        match self.connect(&peer.cluster_addr).await {
+            Ok(()) => {
+                peers.report_connected(&peer.node_id);
+                (false, false)
+            }
+            Err(TransportError::Refused { .. }) if dialable => {
+                tracing::debug!(peer = %peer.node_id, incarnation = peer.incarnation, "transport: connection refused");
+                peers.report_refused(&peer.node_id, peer.incarnation);
+                (false, true)
+            }
+            Err(error) => {
+                tracing::debug!(peer = %peer.node_id, %error, "transport: connect failed");
+                (false, false)
+            }
+        }
+    }
+
+    /// A link closed, or a peer refused: reconnect every peer without a link (no probes).
+    /// Returns whether a peer refused.
+    async fn reconnect_once(&self, peers: &dyn PeerSource) -> bool {
+        // A closed session's host proxies may not have stopped yet: find every host again
+        // through the sessions the node server still has.
+        self.inner
+            .hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        let wanted = self.wanted(peers);
+        let attempts = wanted.iter().map(|peer| self.ensure_link(peers, peer));
+        futures::future::join_all(attempts)
+            .await
+            .into_iter()
+            .any(|(_, refused)| refused)
+    }
+
+    /// Reconnect every peer without a link and probe every linked one. Returns whether a
+    /// peer refused a connection.
     async fn maintain_once(
         &self,
         peers: &dyn PeerSource,
         failures: &mut HashMap<String, u32>,
         reported: &mut HashMap<String, bool>,
-    ) {
-        let wanted: Vec<Peer> = peers
-            .peers()
-            .into_iter()
-            .filter(|peer| peer.node_id != self.node_id())
-            .collect();
+    ) -> bool {
+        let wanted = self.wanted(peers);
         failures.retain(|node_id, _| wanted.iter().any(|peer| peer.node_id == *node_id));
         reported.retain(|node_id, _| wanted.iter().any(|peer| peer.node_id == *node_id));
         let checks = wanted.iter().map(|peer| async move {
-            if !self.is_connected(&peer.node_id).await {
-                if let Err(error) = self.connect(&peer.cluster_addr).await {
-                    tracing::debug!(peer = %peer.node_id, %error, "transport: connect failed");
-                }
-                return (peer, false);
+            let (linked, refused) = self.ensure_link(peers, peer).await;
+            if !linked {
+                return (peer, false, refused);
             }
-            (peer, self.probe(&peer.node_id).await.is_ok())
+            (peer, self.probe(&peer.node_id).await.is_ok(), false)
         });
-        for (peer, ok) in futures::future::join_all(checks).await {
+        let mut any_refused = false;
+        for (peer, ok, refused) in futures::future::join_all(checks).await {
+            any_refused |= refused;
             let count = failures.entry(peer.node_id.clone()).or_insert(0);
             if ok {
                 *count = 0;
@@ -695,6 +837,7 @@ impl Transport {
                 self.disconnect(&peer.node_id).await;
             }
         }
+        any_refused
     }
 
     /// Close every session with `peer`.
@@ -803,13 +946,21 @@ impl Drop for MaintenanceHandle {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
     pub node_id: String,
+    /// The life the evidence about this peer is about.
+    pub incarnation: u64,
     pub cluster_addr: String,
 }
 
 /// Where the maintenance loop learns its peers and reports their reachability.
 pub trait PeerSource: Send + Sync + 'static {
     fn peers(&self) -> Vec<Peer>;
+    /// Probes: `reachable` after `failures_before_unreachable` failures, or again.
     fn report(&self, node_id: &str, reachable: bool);
+    /// A connection to the address of `node_id`'s life `incarnation` was refused
+    /// (ECONNREFUSED). Called at every refused attempt.
+    fn report_refused(&self, _node_id: &str, _incarnation: u64) {}
+    /// A connection to `node_id` was established.
+    fn report_connected(&self, _node_id: &str) {}
 }
 
 /// The members worth a link: not this node, not dead, not down.
@@ -826,6 +977,7 @@ impl PeerSource for Membership {
             })
             .map(|member| Peer {
                 node_id: member.node_id.clone(),
+                incarnation: member.incarnation,
                 cluster_addr: member.cluster_addr.clone(),
             })
             .collect()
@@ -837,6 +989,14 @@ impl PeerSource for Membership {
         } else {
             self.report_unreachable(node_id);
         }
+    }
+
+    fn report_refused(&self, node_id: &str, incarnation: u64) {
+        Membership::report_refused(self, node_id, incarnation);
+    }
+
+    fn report_connected(&self, node_id: &str) {
+        Membership::report_connected(self, node_id);
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use emporium_runtime::leases::{LeaseConfig, LeaseHolder, Leases};
 use emporium_runtime::membership::{
-    Expulsion, Liveness, LocalMember, Membership, MembershipConfig,
+    DeathCause, Expulsion, Liveness, LocalMember, Membership, MembershipConfig,
 };
 use emporium_runtime::store::{Lease, MemberStatus, MemoryStore};
 use emporium_runtime::{Clock, Rendezvous, SHARD_COUNT, Shard, StateStore};
@@ -317,6 +317,122 @@ async fn a_crashed_nodes_shards_are_re_leased_within_the_detection_bound() {
             assert_eq!(&after[shard], old, "a survivor's shard moved");
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_reported_by_a_refused_port_fails_over_within_crash_confirm() {
+    let store = Arc::new(MemoryStore::new());
+    let mut nodes = start_cluster(&store, &["node-1", "node-2", "node-3"]).await;
+    until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
+    tokio::time::sleep(Duration::from_millis(1_730)).await;
+    let crashed = nodes.pop().unwrap();
+    let crashed_holder = crashed.holder();
+    let orphaned: Vec<Shard> = leases(&store)
+        .await
+        .iter()
+        .filter(|(_, lease)| lease.owner == crashed_holder.to_string())
+        .map(|(shard, _)| *shard)
+        .collect();
+    drop(crashed);
+    let died = Instant::now();
+    // What the transport reports when the crashed node's port refuses a connection.
+    for node in &nodes {
+        node.membership
+            .report_refused("node-3", crashed_holder.incarnation);
+    }
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    let mut claimed_after = None;
+    let agreed_after = loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let elapsed = died.elapsed().as_millis() as u64;
+        if claimed_after.is_none() {
+            let now = leases(&store).await;
+            if orphaned
+                .iter()
+                .all(|shard| now[shard].owner != crashed_holder.to_string())
+            {
+                claimed_after = Some(elapsed);
+            }
+        }
+        if converged(&store, &survivors).await {
+            break elapsed;
+        }
+        assert!(elapsed < 20_000, "no failover");
+    };
+    let claimed_after = claimed_after.unwrap();
+    eprintln!(
+        "crash with evidence: node-3's {} shards re-leased after {claimed_after} ms, every \
+         table agreeing after {agreed_after} ms (virtual)",
+        orphaned.len()
+    );
+    for node in &nodes {
+        let seen = node.membership.view().member("node-3").cloned().unwrap();
+        assert_eq!(
+            (seen.liveness, seen.death),
+            (Liveness::Dead, Some(DeathCause::Crash))
+        );
+    }
+    // crash_confirm (600 ms) after the first listing that followed the report, no more:
+    // the survivors claim at once and need no hand-over from a dead holder.
+    let confirm_ms = nodes[0].membership.crash_confirm().as_millis() as u64;
+    assert!(
+        claimed_after >= confirm_ms && claimed_after <= confirm_ms + 60,
+        "re-leased {claimed_after} ms after the crash"
+    );
+    // The other survivor's table shows a claim it did not make at its next refresh (a
+    // request for such a shard re-reads at once: `Leases::nudge`).
+    assert!(
+        agreed_after <= claimed_after + HEARTBEAT_MS + 60,
+        "agreed {agreed_after} ms"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_port_of_a_paused_node_is_no_crash_while_its_row_moves() {
+    let store = Arc::new(MemoryStore::new());
+    let nodes = start_cluster(&store, &["node-1", "node-2", "node-3"]).await;
+    until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
+    let before = leases(&store).await;
+    // A false refusal of a live node (say, a firewall answering with resets): its row keeps
+    // changing, so the store never confirms it.
+    let incarnation = nodes[2].holder().incarnation;
+    for _ in 0..10 {
+        nodes[0].membership.report_refused("node-3", incarnation);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_ne!(
+            nodes[0]
+                .membership
+                .view()
+                .member("node-3")
+                .unwrap()
+                .liveness,
+            Liveness::Dead
+        );
+    }
+    assert_eq!(leases(&store).await, before, "nothing moved");
+    // A paused node is silent in the store but its port does not refuse: no report, so
+    // only the time-based path moves its shards (after dead_after, not before).
+    nodes[2].pause();
+    let paused = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let moved = leases(&store)
+            .await
+            .values()
+            .any(|lease| LeaseHolder::parse(&lease.owner) == Some(nodes[2].holder()))
+            .then_some(())
+            .is_none();
+        let elapsed = paused.elapsed().as_millis() as u64;
+        if moved {
+            assert!(
+                elapsed > DEAD_AFTER_MS - HEARTBEAT_MS,
+                "a paused node's shards moved after {elapsed} ms"
+            );
+            break;
+        }
+        assert!(elapsed < 20_000, "no failover");
+    }
+    nodes[2].resume();
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,7 +1,9 @@
 //! The cluster transport over ractor_cluster, with real node servers on 127.0.0.1 in one
 //! process (feature `cluster`): an envelope goes from A to B's shard host and its answer
 //! comes back; a wrong cookie is refused; a restarted peer is linked again by the
-//! maintenance loop; a peer that accepts TCP but never answers is reported unreachable.
+//! maintenance loop; a peer that accepts TCP but never answers is reported unreachable; a
+//! closed link is retried at once, and a port that refuses is reported as crash evidence
+//! (a hung or unreachable peer never is).
 //!
 //! Real sockets need real time: every wait here polls with a bound, none sleeps blindly.
 #![cfg(feature = "cluster")]
@@ -201,10 +203,12 @@ async fn a_wrong_cookie_is_refused() {
     c.shutdown().await;
 }
 
-/// A fixed peer list that records reachability reports.
+/// A fixed peer list that records reachability reports, refusals and connections.
 struct StaticPeers {
     peers: Vec<Peer>,
     reports: Mutex<Vec<(String, bool)>>,
+    refused: Mutex<Vec<(String, u64, Instant)>>,
+    connected: Mutex<Vec<String>>,
 }
 
 impl PeerSource for StaticPeers {
@@ -218,11 +222,43 @@ impl PeerSource for StaticPeers {
             .unwrap()
             .push((node_id.to_owned(), reachable));
     }
+
+    fn report_refused(&self, node_id: &str, incarnation: u64) {
+        self.refused
+            .lock()
+            .unwrap()
+            .push((node_id.to_owned(), incarnation, Instant::now()));
+    }
+
+    fn report_connected(&self, node_id: &str) {
+        self.connected.lock().unwrap().push(node_id.to_owned());
+    }
 }
 
 impl StaticPeers {
+    fn new(peers: Vec<Peer>) -> Arc<Self> {
+        Arc::new(Self {
+            peers,
+            reports: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
+            connected: Mutex::new(Vec::new()),
+        })
+    }
+
     fn reports(&self) -> Vec<(String, bool)> {
         self.reports.lock().unwrap().clone()
+    }
+
+    fn refused(&self) -> Vec<(String, u64, Instant)> {
+        self.refused.lock().unwrap().clone()
+    }
+}
+
+fn peer(node_id: &str, incarnation: u64, addr: impl ToString) -> Peer {
+    Peer {
+        node_id: node_id.to_owned(),
+        incarnation,
+        cluster_addr: addr.to_string(),
     }
 }
 
@@ -231,13 +267,7 @@ async fn the_maintenance_loop_links_again_after_the_peer_restarts() {
     let (a_addr, b_addr) = (free_addr(), free_addr());
     let a = start("rc-a", a_addr, COOKIE).await;
     let b = start("rc-b", b_addr, COOKIE).await;
-    let peers = Arc::new(StaticPeers {
-        peers: vec![Peer {
-            node_id: "rc-b".to_owned(),
-            cluster_addr: b_addr.to_string(),
-        }],
-        reports: Mutex::new(Vec::new()),
-    });
+    let peers = StaticPeers::new(vec![peer("rc-b", 1, b_addr)]);
     let _maintenance = a.maintain(peers.clone());
     assert!(
         eventually(Duration::from_secs(10), || a.is_connected("rc-b")).await,
@@ -308,13 +338,7 @@ async fn a_peer_that_accepts_but_never_answers_is_reported_unreachable() {
         })
     };
     let a = start("bh-a", free_addr(), COOKIE).await;
-    let peers = Arc::new(StaticPeers {
-        peers: vec![Peer {
-            node_id: "bh-hung".to_owned(),
-            cluster_addr: hole_addr.to_string(),
-        }],
-        reports: Mutex::new(Vec::new()),
-    });
+    let peers = StaticPeers::new(vec![peer("bh-hung", 1, hole_addr)]);
     let started = Instant::now();
     let _maintenance = a.maintain(peers.clone());
     assert!(
@@ -328,6 +352,93 @@ async fn a_peer_that_accepts_but_never_answers_is_reported_unreachable() {
         started.elapsed()
     );
     assert!(!a.is_connected("bh-hung").await);
+    assert!(
+        peers.refused().is_empty(),
+        "a hung peer is no crash: {:?}",
+        peers.refused()
+    );
     holder.abort();
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_link_is_retried_at_once_and_a_refusing_port_is_crash_evidence() {
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    // A slow tick: only the link events and the refused retries can act within the test.
+    let mut config = TransportConfig::new("cr-a", a_addr, COOKIE);
+    config.maintain_interval = Duration::from_secs(30);
+    let a = Transport::start(
+        config,
+        clock(),
+        Arc::new(Echo {
+            node: "cr-a".to_owned(),
+        }),
+    )
+    .await
+    .expect("transport starts");
+    let b = start("cr-b", b_addr, COOKIE).await;
+    let peers = StaticPeers::new(vec![peer("cr-b", 7, b_addr)]);
+    let _maintenance = a.maintain(peers.clone());
+    assert!(
+        eventually(Duration::from_secs(10), || a.is_connected("cr-b")).await,
+        "the first tick links a to b"
+    );
+    assert!(peers.refused().is_empty());
+
+    // b's node server goes away: its kernel closes the link and refuses new ones.
+    let closed_at = Instant::now();
+    b.shutdown().await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !peers.refused().is_empty()
+        })
+        .await,
+        "a refusing port was never reported"
+    );
+    let (node, incarnation, at) = peers.refused()[0].clone();
+    assert_eq!((node.as_str(), incarnation), ("cr-b", 7));
+    let after = at.duration_since(closed_at);
+    eprintln!("transport: a closed peer's refusal reported {after:?} after it closed");
+    assert!(
+        after < Duration::from_secs(3),
+        "reported {after:?} after the close: not at once"
+    );
+    // While it refuses, it is retried (and reported) well within one slow tick.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            peers.refused().len() >= 3
+        })
+        .await,
+        "{:?}",
+        peers.refused()
+    );
+
+    // Back on the same address: a connection succeeds and is reported.
+    let b = start("cr-b", b_addr, COOKIE).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            peers.connected.lock().unwrap().contains(&"cr-b".to_owned())
+        })
+        .await,
+        "the connection to the restarted peer was not reported"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_with_port_zero_is_no_crash_evidence() {
+    let a = start("un-a", free_addr(), COOKIE).await;
+    // The kernel refuses port 0, but it names no listener that could have closed. (An
+    // unroutable address is not tried here: whether it times out, is unreachable or is
+    // refused by a firewall depends on the machine; the store arbitrates the last case.)
+    let peers = StaticPeers::new(vec![peer("un-zero", 1, "127.0.0.1:0")]);
+    let _maintenance = a.maintain(peers.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        peers.refused().is_empty(),
+        "no refusal from a silent address: {:?}",
+        peers.refused()
+    );
     a.shutdown().await;
 }
