@@ -16,6 +16,7 @@ use emporium_http_edge::cache::{CATALOG, DEFAULT_PAGE_TTL, ReadCache};
 use emporium_http_edge::limits::{LoginThrottle, Rate, RateLimiter};
 use emporium_http_edge::{AppState, EdgeLimits};
 use emporium_runtime::cluster::{Cluster, ClusterOptions};
+use emporium_runtime::membership::MembershipConfig;
 use emporium_runtime::store::MemoryStore;
 use emporium_runtime::{Runtime, RuntimeBuilder, RuntimeConfig, StateStore};
 use emporium_search_tantivy::TantivyIndex;
@@ -214,6 +215,18 @@ async fn start_runtime(
         cluster_config.secret.expose(),
     );
     options.seeds = cluster_config.seeds.clone();
+    let timings = &cluster_config.timings;
+    options.membership = MembershipConfig {
+        heartbeat_interval: timings.heartbeat_interval,
+        suspect_after: timings.suspect_after,
+        dead_after: timings.dead_after,
+    };
+    options.crash_confirm = Some(timings.crash_confirm);
+    // Checked at load already; checked again here so that no other caller can skip it.
+    options
+        .membership
+        .validate_with_crash_confirm(timings.crash_confirm)
+        .context("invalid cluster membership timings")?;
     let (runtime, cluster) = Cluster::start(builder, options)
         .await
         .context("cannot join the cluster")?;

@@ -241,6 +241,38 @@ pub(crate) const CLUSTER_SECRET: Field = field(
     Secret,
     "Shared secret the nodes of a cluster authenticate each other with",
 );
+pub(crate) const HEARTBEAT_INTERVAL: Field = field(
+    "heartbeat_interval",
+    "EMPORIUM_HEARTBEAT_INTERVAL",
+    None,
+    Some("500ms"),
+    Plain,
+    "Cluster: how often a node writes its member row and reads everyone's",
+);
+pub(crate) const SUSPECT_AFTER: Field = field(
+    "suspect_after",
+    "EMPORIUM_SUSPECT_AFTER",
+    None,
+    Some("2s"),
+    Plain,
+    "Cluster: a member silent this long gets no new shards (suspect)",
+);
+pub(crate) const DEAD_AFTER: Field = field(
+    "dead_after",
+    "EMPORIUM_DEAD_AFTER",
+    None,
+    Some("5s"),
+    Plain,
+    "Cluster: a member silent this long is dead and its shards move",
+);
+pub(crate) const CRASH_CONFIRM: Field = field(
+    "crash_confirm",
+    "EMPORIUM_CRASH_CONFIRM",
+    None,
+    None,
+    Plain,
+    "Cluster: a member whose port refuses connections is dead once its row stays unchanged this long [default: heartbeat_interval + 100ms]",
+);
 pub(crate) const SCYLLA_USER: Field = field(
     "scylla.user",
     "EMPORIUM_SCYLLA_USER",
@@ -330,6 +362,10 @@ pub(crate) const ALL: &[Field] = &[
     CLUSTER_ADDR,
     SEEDS,
     CLUSTER_SECRET,
+    HEARTBEAT_INTERVAL,
+    SUSPECT_AFTER,
+    DEAD_AFTER,
+    CRASH_CONFIRM,
     SCYLLA_USER,
     SCYLLA_PASSWORD,
     SCYLLA_REPLICATION_FACTOR,

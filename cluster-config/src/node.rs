@@ -106,6 +106,41 @@ pub struct ClusterConfig {
     pub seeds: Vec<String>,
     /// The secret the nodes authenticate each other with (`cluster_secret`).
     pub secret: Secret,
+    /// Failure detection (`heartbeat_interval`, `suspect_after`, `dead_after`,
+    /// `crash_confirm`); every node of a cluster must use the same values.
+    pub timings: MembershipTimings,
+}
+
+/// The membership timings of a cluster node, checked against each other at load (the
+/// runtime checks the same relations again when it joins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MembershipTimings {
+    /// How often a node writes its member row and reads everyone's (`heartbeat_interval`).
+    pub heartbeat_interval: Duration,
+    /// Silence after which a member is suspect (`suspect_after`).
+    pub suspect_after: Duration,
+    /// Silence after which a member is dead and its shards move (`dead_after`).
+    pub dead_after: Duration,
+    /// How long a member whose cluster port refuses connections must stay silent in the
+    /// store to be judged crashed (`crash_confirm`; default `heartbeat_interval + 100ms`).
+    pub crash_confirm: Duration,
+}
+
+impl MembershipTimings {
+    /// `crash_confirm`'s margin over `heartbeat_interval` when it is not set.
+    pub const CRASH_CONFIRM_MARGIN: Duration = Duration::from_millis(100);
+}
+
+impl Default for MembershipTimings {
+    fn default() -> Self {
+        let heartbeat_interval = Duration::from_millis(500);
+        MembershipTimings {
+            heartbeat_interval,
+            suspect_after: Duration::from_secs(2),
+            dead_after: Duration::from_secs(5),
+            crash_confirm: heartbeat_interval + Self::CRASH_CONFIRM_MARGIN,
+        }
+    }
 }
 
 impl NodeConfig {
@@ -272,7 +307,73 @@ fn cluster(r: &Resolved, http_addr: SocketAddr) -> Result<Option<ClusterConfig>,
         addr,
         seeds,
         secret,
+        timings: timings(r)?,
     }))
+}
+
+/// The membership timings, each a positive duration, and the relations between them:
+/// `suspect_after > heartbeat_interval`, `dead_after > suspect_after`,
+/// `dead_after >= 3 × heartbeat_interval`, `heartbeat_interval < crash_confirm < dead_after`.
+fn timings(r: &Resolved) -> Result<MembershipTimings, ConfigError> {
+    let heartbeat_interval = r.required(&fields::HEARTBEAT_INTERVAL, values::positive_duration)?;
+    let suspect_after = r.required(&fields::SUSPECT_AFTER, values::positive_duration)?;
+    let dead_after = r.required(&fields::DEAD_AFTER, values::positive_duration)?;
+    let crash_confirm = r
+        .optional(&fields::CRASH_CONFIRM, values::positive_duration)?
+        .unwrap_or(heartbeat_interval + MembershipTimings::CRASH_CONFIRM_MARGIN);
+    let d = |d: Duration| humantime::format_duration(d).to_string();
+    let conflict = |message: String| Err(ConfigError::Conflict { message });
+    if suspect_after <= heartbeat_interval {
+        return conflict(format!(
+            "{} = {} must be longer than {} = {}: one late heartbeat is not suspicious",
+            r.describe(&fields::SUSPECT_AFTER),
+            d(suspect_after),
+            r.describe(&fields::HEARTBEAT_INTERVAL),
+            d(heartbeat_interval),
+        ));
+    }
+    if dead_after <= suspect_after {
+        return conflict(format!(
+            "{} = {} must be longer than {} = {}",
+            r.describe(&fields::DEAD_AFTER),
+            d(dead_after),
+            r.describe(&fields::SUSPECT_AFTER),
+            d(suspect_after),
+        ));
+    }
+    if dead_after < heartbeat_interval * 3 {
+        return conflict(format!(
+            "{} = {} must be at least three times {} = {}: a live node must never look dead, and must fence itself before the others can see it dead",
+            r.describe(&fields::DEAD_AFTER),
+            d(dead_after),
+            r.describe(&fields::HEARTBEAT_INTERVAL),
+            d(heartbeat_interval),
+        ));
+    }
+    if crash_confirm <= heartbeat_interval {
+        return conflict(format!(
+            "{} = {} must be longer than {} = {}: a live node must have written its row within it",
+            r.describe(&fields::CRASH_CONFIRM),
+            d(crash_confirm),
+            r.describe(&fields::HEARTBEAT_INTERVAL),
+            d(heartbeat_interval),
+        ));
+    }
+    if crash_confirm >= dead_after {
+        return conflict(format!(
+            "{} = {} must be shorter than {} = {}",
+            r.describe(&fields::CRASH_CONFIRM),
+            d(crash_confirm),
+            r.describe(&fields::DEAD_AFTER),
+            d(dead_after),
+        ));
+    }
+    Ok(MembershipTimings {
+        heartbeat_interval,
+        suspect_after,
+        dead_after,
+        crash_confirm,
+    })
 }
 
 /// Which file to read: `--config`, else `EMPORIUM_CONFIG`, else none (an
@@ -411,9 +512,14 @@ impl fmt::Display for NodeConfig {
             None => f.write_str("off"),
             Some(c) => write!(
                 f,
-                "{} seeds=[{}] cluster_secret=set",
+                "{} seeds=[{}] cluster_secret=set heartbeat_interval={} suspect_after={} \
+                 dead_after={} crash_confirm={}",
                 c.addr,
-                c.seeds.join(",")
+                c.seeds.join(","),
+                humantime::format_duration(c.timings.heartbeat_interval),
+                humantime::format_duration(c.timings.suspect_after),
+                humantime::format_duration(c.timings.dead_after),
+                humantime::format_duration(c.timings.crash_confirm),
             ),
         }
     }

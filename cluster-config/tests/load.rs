@@ -596,6 +596,7 @@ fn cluster_mode() {
             addr: addr("127.0.0.1:7101"),
             seeds: vec!["127.0.0.1:7102".into(), "127.0.0.1:7103".into()],
             secret: Secret::new("s3cret"),
+            timings: emporium_config::MembershipTimings::default(),
         })
     );
     // The first node has no seeds.
@@ -604,6 +605,112 @@ fn cluster_mode() {
         &[pg, secret, ("EMPORIUM_CLUSTER_ADDR", "127.0.0.1:7101")],
     );
     assert_eq!(c.cluster.map(|c| c.seeds), Some(vec![]));
+}
+
+#[test]
+fn membership_timings_are_read_and_checked_against_each_other() {
+    use emporium_config::MembershipTimings;
+    let cluster = [
+        ("EMPORIUM_STORE", "postgres://db/shop"),
+        ("EMPORIUM_CLUSTER_SECRET", "s3cret"),
+        ("EMPORIUM_CLUSTER_ADDR", "127.0.0.1:7101"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut env = cluster.to_vec();
+        env.extend_from_slice(extra);
+        env
+    };
+    let timings = |c: NodeConfig| c.cluster.expect("cluster mode").timings;
+    assert_eq!(timings(ok(&[], &cluster)), MembershipTimings::default());
+    assert_eq!(
+        MembershipTimings::default().crash_confirm,
+        Duration::from_millis(600)
+    );
+    // Faster detection for a test cluster; crash_confirm follows the heartbeat by default.
+    let fast = timings(ok(
+        &[],
+        &with(&[
+            ("EMPORIUM_HEARTBEAT_INTERVAL", "100ms"),
+            ("EMPORIUM_SUSPECT_AFTER", "400ms"),
+            ("EMPORIUM_DEAD_AFTER", "1s"),
+        ]),
+    ));
+    assert_eq!(
+        fast,
+        MembershipTimings {
+            heartbeat_interval: Duration::from_millis(100),
+            suspect_after: Duration::from_millis(400),
+            dead_after: Duration::from_secs(1),
+            crash_confirm: Duration::from_millis(200),
+        }
+    );
+    let set = timings(ok(&[], &with(&[("EMPORIUM_CRASH_CONFIRM", "1500ms")])));
+    assert_eq!(set.crash_confirm, Duration::from_millis(1500));
+
+    // A bad value names its field.
+    let msg = err(&[], &with(&[("EMPORIUM_DEAD_AFTER", "soon")]));
+    assert!(
+        msg.starts_with(
+            r#"invalid EMPORIUM_DEAD_AFTER (dead_after) = "soon": expected a duration"#
+        ),
+        "{msg}"
+    );
+    // Each broken relation names the fields involved, and the node does not start.
+    for (extra, names) in [
+        (
+            &[("EMPORIUM_CRASH_CONFIRM", "500ms")][..],
+            [
+                "EMPORIUM_CRASH_CONFIRM (crash_confirm",
+                "EMPORIUM_HEARTBEAT_INTERVAL (heartbeat_interval",
+            ],
+        ),
+        (
+            &[("EMPORIUM_CRASH_CONFIRM", "5s")][..],
+            [
+                "EMPORIUM_CRASH_CONFIRM (crash_confirm",
+                "EMPORIUM_DEAD_AFTER (dead_after",
+            ],
+        ),
+        (
+            &[
+                ("EMPORIUM_HEARTBEAT_INTERVAL", "2s"),
+                ("EMPORIUM_SUSPECT_AFTER", "3s"),
+            ][..],
+            [
+                "EMPORIUM_DEAD_AFTER (dead_after",
+                "EMPORIUM_HEARTBEAT_INTERVAL (heartbeat_interval",
+            ],
+        ),
+        (
+            &[("EMPORIUM_SUSPECT_AFTER", "400ms")][..],
+            [
+                "EMPORIUM_SUSPECT_AFTER (suspect_after",
+                "EMPORIUM_HEARTBEAT_INTERVAL (heartbeat_interval",
+            ],
+        ),
+        (
+            &[("EMPORIUM_DEAD_AFTER", "2s")][..],
+            [
+                "EMPORIUM_DEAD_AFTER (dead_after",
+                "EMPORIUM_SUSPECT_AFTER (suspect_after",
+            ],
+        ),
+    ] {
+        let msg = err(&[], &with(extra));
+        for name in names {
+            assert!(msg.contains(name), "{extra:?}: {msg}");
+        }
+    }
+    // In a file too, with the origin named.
+    let file = File::new("heartbeat_interval = \"1s\"\ncrash_confirm = \"800ms\"\n");
+    let msg = err(&["--config", file.arg()], &cluster);
+    assert!(
+        msg.contains("EMPORIUM_CRASH_CONFIRM (crash_confirm, set in ")
+            && msg.contains(
+                "must be longer than EMPORIUM_HEARTBEAT_INTERVAL (heartbeat_interval, set in "
+            ),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -720,7 +827,8 @@ fn summary_and_debug_never_show_secrets() {
         "node_id=node-testhost http_addr=127.0.0.1:8080 store=postgres://app:***@db/shop data_dir=./data \
          idle_timeout=5m max_active_actors=100000 demo=true request_timeout=10s max_body_bytes=65536 \
          log=\"info\" jwt_secret=set admin=admin@example.com redis_url=redis://:***@cache \
-         nats_url=nats://***@bus cluster=127.0.0.1:7101 seeds=[127.0.0.1:7102] cluster_secret=set"
+         nats_url=nats://***@bus cluster=127.0.0.1:7101 seeds=[127.0.0.1:7102] cluster_secret=set \
+         heartbeat_interval=500ms suspect_after=2s dead_after=5s crash_confirm=600ms"
     );
 }
 
