@@ -681,24 +681,78 @@ async fn upsert_member_on(
     Ok(())
 }
 
+/// Every member row that can be read. A row that cannot (an unknown status, a negative
+/// incarnation or heartbeat, a NULL where a value belongs, an empty node id) is skipped with
+/// a warning: one bad row must not hide every member from every node.
 async fn list_members_on(sql: &Sql, client: &Object) -> Result<Vec<MemberRecord>, OpError> {
     let statement = client.prepare_cached(&sql.list_members).await?;
     let rows = client.query(&statement, &[]).await?;
     let mut members = Vec::with_capacity(rows.len());
     for row in rows {
-        let status: &str = row.try_get(4)?;
-        members.push(MemberRecord {
-            node_id: row.try_get(0)?,
-            incarnation: bits_to_u64(row.try_get(1)?),
-            cluster_addr: row.try_get(2)?,
-            http_addr: row.try_get(3)?,
-            status: MemberStatus::parse(status).ok_or_else(|| {
-                StoreError::Other(format!("unknown member status {status:?} in postgres"))
-            })?,
-            heartbeat_ms: bits_to_u64(row.try_get(5)?),
-        });
+        match decode_member(&row) {
+            Ok(member) => members.push(member),
+            Err(reason) => skip_bad_member_row(&row, &reason),
+        }
     }
     Ok(members)
+}
+
+/// One member row, or why it cannot be one.
+fn decode_member(row: &tokio_postgres::Row) -> Result<MemberRecord, String> {
+    fn column<'r, T: tokio_postgres::types::FromSql<'r>>(
+        row: &'r tokio_postgres::Row,
+        index: usize,
+        name: &str,
+    ) -> Result<T, String> {
+        row.try_get(index).map_err(|error| format!("{name}: {error}"))
+    }
+    fn non_negative(value: i64, name: &str) -> Result<u64, String> {
+        u64::try_from(value).map_err(|_| format!("{name} is negative ({value})"))
+    }
+    let node_id: String = column(row, 0, "node_id")?;
+    if node_id.is_empty() {
+        return Err("empty node_id".to_owned());
+    }
+    let status: String = column(row, 4, "status")?;
+    Ok(MemberRecord {
+        incarnation: non_negative(column(row, 1, "incarnation")?, "incarnation")?,
+        cluster_addr: column(row, 2, "cluster_addr")?,
+        http_addr: column(row, 3, "http_addr")?,
+        status: MemberStatus::parse(&status)
+            .ok_or_else(|| format!("unknown member status {status:?}"))?,
+        heartbeat_ms: non_negative(column(row, 5, "heartbeat_ms")?, "heartbeat_ms")?,
+        node_id,
+    })
+}
+
+/// Log a member row [`decode_member`] refused (at most one warning per minute per process:
+/// the table is read every heartbeat) and count it in [`skipped_member_rows`].
+fn skip_bad_member_row(row: &tokio_postgres::Row, reason: &str) {
+    use std::sync::atomic::AtomicU64;
+    static LAST_WARNED_S: AtomicU64 = AtomicU64::new(0);
+    let skipped = SKIPPED_MEMBER_ROWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let last_s = LAST_WARNED_S.load(std::sync::atomic::Ordering::Relaxed);
+    if now_s.saturating_sub(last_s) >= 60 {
+        LAST_WARNED_S.store(now_s, std::sync::atomic::Ordering::Relaxed);
+        let node_id: Option<String> = row.try_get(0).ok();
+        tracing::warn!(
+            ?node_id,
+            %reason,
+            skipped_so_far = skipped,
+            "postgres: skipped a member row that cannot be read (fix or delete it in emporium_members)"
+        );
+    }
+}
+
+static SKIPPED_MEMBER_ROWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many member rows this process skipped because they could not be read (every
+/// listing counts each bad row again).
+pub fn skipped_member_rows() -> u64 {
+    SKIPPED_MEMBER_ROWS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 async fn claim_lease_on(

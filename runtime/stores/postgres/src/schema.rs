@@ -322,3 +322,75 @@ mod tests {
         );
     }
 }
+
+/// Member rows that cannot be read are skipped, not fatal: against a real server, in a fresh
+/// schema of its own (dropped at the end; skipped when no server is reachable).
+#[cfg(test)]
+mod member_rows {
+    use emporium_runtime::StateStore;
+    use emporium_runtime::store::{MemberRecord, MemberStatus};
+
+    use crate::{PostgresOptions, PostgresStore, skipped_member_rows};
+
+    fn url() -> String {
+        std::env::var("EMPORIUM_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_member_row_is_skipped_and_the_others_are_listed() {
+        let mut config: tokio_postgres::Config = url().parse().expect("EMPORIUM_TEST_POSTGRES");
+        config.connect_timeout(std::time::Duration::from_secs(3));
+        let client = match config.connect(tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                client
+            }
+            Err(error) => {
+                let skipped: Option<()> = emporium_runtime::store::conformance::service_unavailable(
+                    &format!("postgres at {}: {error}", url()),
+                );
+                return skipped.unwrap_or_default();
+            }
+        };
+        let schema = format!("emp_test_{}_members", std::process::id());
+        let store = PostgresStore::connect(
+            &url(),
+            PostgresOptions {
+                schema: schema.clone(),
+                pool_size: 2,
+                ..PostgresOptions::default()
+            },
+        )
+        .await
+        .expect("store");
+        let good = MemberRecord {
+            node_id: "good".to_owned(),
+            incarnation: 7,
+            cluster_addr: "127.0.0.1:7100".to_owned(),
+            http_addr: "127.0.0.1:8080".to_owned(),
+            status: MemberStatus::Up,
+            heartbeat_ms: 1_700_000_000_000,
+        };
+        store.upsert_member(&good).await.expect("upsert");
+        // Rows no adapter writes: a negative heartbeat, a negative incarnation, an empty
+        // node id, and (the check constraint dropped, as a newer version might) a status
+        // this version does not know.
+        let table = format!("\"{schema}\".emporium_members");
+        let bad_rows = format!(
+            "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS emporium_members_status_check;
+             INSERT INTO {table} VALUES ('negative-beat', 1, 'a:1', 'a:2', 'up', -5);
+             INSERT INTO {table} VALUES ('negative-life', -1, 'a:1', 'a:2', 'up', 5);
+             INSERT INTO {table} VALUES ('', 1, 'a:1', 'a:2', 'up', 5);
+             INSERT INTO {table} VALUES ('zombie', 1, 'a:1', 'a:2', 'undead', 5);"
+        );
+        client.batch_execute(&bad_rows).await.expect("bad rows");
+        let skipped_before = skipped_member_rows();
+        let listed = store.list_members().await;
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await;
+        assert_eq!(listed.expect("the listing survives bad rows"), vec![good]);
+        assert!(skipped_member_rows() >= skipped_before + 4);
+    }
+}
