@@ -966,3 +966,57 @@ async fn a_product_written_through_one_node_is_listed_by_every_node_within_the_b
     eprintln!("catalog: slowest write-to-listing on every node {slowest:?}");
     cluster.finish().await;
 }
+
+/// One bad member row must not break the member list of every node: the CQL adapter skips a
+/// row it cannot read (written here with plain CQL, as an operator or a bug might) and lists
+/// the others. (The PostgreSQL adapter's twin is its `member_rows` unit test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_member_row_on_the_cql_store_is_skipped_not_fatal() {
+    use emporium_runtime::StateStore;
+    use emporium_runtime::store::{MemberRecord, MemberStatus};
+    let Ok(nodes) = std::env::var("SCYLLA_NODES") else {
+        let skipped: Option<()> = service_unavailable("SCYLLA_NODES not set");
+        return skipped.unwrap_or_default();
+    };
+    let nodes: Vec<String> = nodes.split(',').map(str::to_owned).collect();
+    let keyspace = format!("emp_bb_members_{}", std::process::id());
+    let config =
+        emporium_store_scylla::ScyllaConfig::new(nodes.clone(), &keyspace).expect("scylla config");
+    let store = emporium_store_scylla::ScyllaStore::connect(config)
+        .await
+        .expect("scylla store");
+    let good = MemberRecord {
+        node_id: "good".to_owned(),
+        incarnation: 7,
+        cluster_addr: "127.0.0.1:7100".to_owned(),
+        http_addr: "127.0.0.1:8080".to_owned(),
+        status: MemberStatus::Up,
+        heartbeat_ms: 1_700_000_000_000,
+    };
+    store.upsert_member(&good).await.expect("upsert");
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&nodes)
+        .build()
+        .await
+        .expect("cql session");
+    let table = format!("{keyspace}.members");
+    for bad in [
+        // A partial row: only some columns (NULL incarnation, heartbeat).
+        format!("INSERT INTO {table} (node_id, status) VALUES ('partial', 'up')"),
+        format!(
+            "INSERT INTO {table} (node_id, incarnation, cluster_addr, http_addr, status, heartbeat_ms) \
+             VALUES ('zombie', 1, 'a:1', 'a:2', 'undead', 5)"
+        ),
+        format!(
+            "INSERT INTO {table} (node_id, incarnation, cluster_addr, http_addr, status, heartbeat_ms) \
+             VALUES ('negative', 1, 'a:1', 'a:2', 'up', -5)"
+        ),
+    ] {
+        session.query_unpaged(bad, ()).await.expect("bad row");
+    }
+    let listed = store.list_members().await;
+    let _ = session
+        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ())
+        .await;
+    assert_eq!(listed.expect("the listing survives bad rows"), vec![good]);
+}

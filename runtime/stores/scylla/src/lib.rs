@@ -1142,24 +1142,54 @@ impl ScyllaStore {
             Option<i64>,
         );
         let rows: Vec<MemberRow> = self.rows("list_members", &self.st.list_members, ()).await?;
-        rows.into_iter()
-            .map(
-                |(node_id, incarnation, cluster_addr, http_addr, status, heartbeat_ms)| {
-                    let status_text = status.unwrap_or_default();
-                    let status = MemberStatus::parse(&status_text).ok_or_else(|| {
-                        corrupt("list_members", format!("member status {status_text:?}"))
-                    })?;
-                    Ok(MemberRecord {
-                        node_id,
-                        incarnation: incarnation.map_or(0, from_db),
-                        cluster_addr: cluster_addr.unwrap_or_default(),
-                        http_addr: http_addr.unwrap_or_default(),
-                        status,
-                        heartbeat_ms: heartbeat_ms.map_or(0, from_db),
-                    })
-                },
-            )
-            .collect()
+        // A row that cannot be read (an unknown status, a NULL or negative incarnation or
+        // heartbeat — e.g. a partial row written by hand —, an empty node id) is skipped
+        // with a warning and counted: one bad row must not hide every member from every
+        // node.
+        let mut members = Vec::with_capacity(rows.len());
+        for (node_id, incarnation, cluster_addr, http_addr, status, heartbeat_ms) in rows {
+            let non_negative = |value: Option<i64>, name: &str| match value {
+                None => Err(format!("{name} is NULL")),
+                Some(value) => {
+                    u64::try_from(value).map_err(|_| format!("{name} is negative ({value})"))
+                }
+            };
+            let decoded = (|| {
+                if node_id.is_empty() {
+                    return Err("empty node_id".to_owned());
+                }
+                let status_text = status.ok_or_else(|| "status is NULL".to_owned())?;
+                Ok(MemberRecord {
+                    node_id: node_id.clone(),
+                    incarnation: non_negative(incarnation, "incarnation")?,
+                    cluster_addr: cluster_addr.unwrap_or_default(),
+                    http_addr: http_addr.unwrap_or_default(),
+                    status: MemberStatus::parse(&status_text)
+                        .ok_or_else(|| format!("unknown member status {status_text:?}"))?,
+                    heartbeat_ms: non_negative(heartbeat_ms, "heartbeat_ms")?,
+                })
+            })();
+            match decoded {
+                Ok(member) => members.push(member),
+                Err(reason) => {
+                    metrics::counter!("emporium_store_skipped_member_rows_total", "adapter" => "scylla")
+                        .increment(1);
+                    static LAST_WARNED_S: std::sync::atomic::AtomicU64 =
+                        std::sync::atomic::AtomicU64::new(0);
+                    let now_s = now_micros().max(0).unsigned_abs() / 1_000_000;
+                    let last_s = LAST_WARNED_S.load(std::sync::atomic::Ordering::Relaxed);
+                    if now_s.saturating_sub(last_s) >= 60 {
+                        LAST_WARNED_S.store(now_s, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(
+                            %node_id,
+                            %reason,
+                            "scylla: skipped a member row that cannot be read (fix or delete it in the members table)"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(members)
     }
 
     async fn claim_lease_inner(
