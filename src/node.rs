@@ -270,13 +270,27 @@ async fn open_store(config: &StoreConfig, data_dir: &Path) -> anyhow::Result<Arc
             password,
             replication_factor,
             datacenter,
+            consistency,
+            serial_consistency,
         } => {
+            use emporium_config::{ScyllaConsistency, ScyllaSerialConsistency};
+            use emporium_store_scylla::{ConsistencyLevel, SerialLevel};
             let mut options = emporium_store_scylla::ScyllaConfig::new(nodes.clone(), keyspace)
                 .context("invalid ScyllaDB settings")?;
             options.user = user.clone();
             options.password = password.as_ref().map(|secret| secret.expose().to_owned());
             options.replication_factor = u32::from(*replication_factor);
             options.datacenter = datacenter.clone();
+            options.consistency = match consistency {
+                ScyllaConsistency::Quorum => ConsistencyLevel::Quorum,
+                ScyllaConsistency::LocalQuorum => ConsistencyLevel::LocalQuorum,
+                ScyllaConsistency::EachQuorum => ConsistencyLevel::EachQuorum,
+                ScyllaConsistency::All => ConsistencyLevel::All,
+            };
+            options.serial_consistency = match serial_consistency {
+                ScyllaSerialConsistency::Serial => SerialLevel::Serial,
+                ScyllaSerialConsistency::LocalSerial => SerialLevel::LocalSerial,
+            };
             let store = emporium_store_scylla::ScyllaStore::connect(options)
                 .await
                 .context("cannot open the ScyllaDB store")?;

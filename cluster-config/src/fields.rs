@@ -305,6 +305,22 @@ pub(crate) const SCYLLA_DATACENTER: Field = field(
     Plain,
     "Local datacenter: prefer its nodes, replicate with NetworkTopologyStrategy",
 );
+pub(crate) const SCYLLA_CONSISTENCY: Field = field(
+    "scylla.consistency",
+    "EMPORIUM_SCYLLA_CONSISTENCY",
+    None,
+    Some("local_quorum"),
+    Plain,
+    "Level of reads, writes and commits: quorum, local_quorum, each_quorum or all",
+);
+pub(crate) const SCYLLA_SERIAL_CONSISTENCY: Field = field(
+    "scylla.serial_consistency",
+    "EMPORIUM_SCYLLA_SERIAL_CONSISTENCY",
+    None,
+    Some("local_serial"),
+    Plain,
+    "Level of compare-and-set (Paxos): serial or local_serial; serial for multi-DC keyspaces",
+);
 pub(crate) const POSTGRES_POOL_SIZE: Field = field(
     "postgres.pool_size",
     "EMPORIUM_POSTGRES_POOL_SIZE",
@@ -370,6 +386,8 @@ pub(crate) const ALL: &[Field] = &[
     SCYLLA_PASSWORD,
     SCYLLA_REPLICATION_FACTOR,
     SCYLLA_DATACENTER,
+    SCYLLA_CONSISTENCY,
+    SCYLLA_SERIAL_CONSISTENCY,
     POSTGRES_POOL_SIZE,
     RESERVATION_TTL,
     PAYMENT_TIMEOUT,

@@ -62,4 +62,4 @@ pub use node::{
     MembershipTimings, NodeConfig, RateLimitConfig,
 };
 pub use secret::Secret;
-pub use store::{SCYLLA_DEFAULT_PORT, StoreConfig};
+pub use store::{SCYLLA_DEFAULT_PORT, ScyllaConsistency, ScyllaSerialConsistency, StoreConfig};

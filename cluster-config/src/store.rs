@@ -61,7 +61,77 @@ pub enum StoreConfig {
         replication_factor: u8,
         /// `scylla.datacenter`: the local datacenter, if any.
         datacenter: Option<String>,
+        /// `scylla.consistency`: level of reads, writes and commits (`local_quorum`).
+        consistency: ScyllaConsistency,
+        /// `scylla.serial_consistency`: level of compare-and-set (`local_serial`).
+        serial_consistency: ScyllaSerialConsistency,
     },
+}
+
+/// `scylla.consistency`: the CQL consistency level of reads, writes and the commit of
+/// every compare-and-set. Only levels whose reads see every acknowledged write are offered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ScyllaConsistency {
+    /// `quorum`: a majority of all replicas, across datacenters.
+    Quorum,
+    /// `local_quorum` (the default): a majority in the local datacenter; linearizable only
+    /// for a keyspace in one datacenter.
+    #[default]
+    LocalQuorum,
+    /// `each_quorum`: writes need a majority in every datacenter.
+    EachQuorum,
+    /// `all`: every replica.
+    All,
+}
+
+impl ScyllaConsistency {
+    /// The configuration spelling (`local_quorum`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quorum => "quorum",
+            Self::LocalQuorum => "local_quorum",
+            Self::EachQuorum => "each_quorum",
+            Self::All => "all",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, Expected> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "quorum" => Ok(Self::Quorum),
+            "local_quorum" => Ok(Self::LocalQuorum),
+            "each_quorum" => Ok(Self::EachQuorum),
+            "all" => Ok(Self::All),
+            _ => Err("one of quorum, local_quorum, each_quorum or all".to_owned()),
+        }
+    }
+}
+
+/// `scylla.serial_consistency`: the CQL serial consistency of compare-and-set (Paxos).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ScyllaSerialConsistency {
+    /// `serial`: Paxos across every datacenter; what a multi-datacenter keyspace needs.
+    Serial,
+    /// `local_serial` (the default): Paxos in the local datacenter only.
+    #[default]
+    LocalSerial,
+}
+
+impl ScyllaSerialConsistency {
+    /// The configuration spelling (`local_serial`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Serial => "serial",
+            Self::LocalSerial => "local_serial",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, Expected> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "serial" => Ok(Self::Serial),
+            "local_serial" => Ok(Self::LocalSerial),
+            _ => Err("one of serial or local_serial".to_owned()),
+        }
+    }
 }
 
 impl StoreConfig {
@@ -110,6 +180,12 @@ impl StoreConfig {
                         values::integer_in(t, 1u8, u8::MAX)
                     })?,
                     datacenter: r.optional(&fields::SCYLLA_DATACENTER, values::word)?,
+                    consistency: r
+                        .required(&fields::SCYLLA_CONSISTENCY, ScyllaConsistency::parse)?,
+                    serial_consistency: r.required(
+                        &fields::SCYLLA_SERIAL_CONSISTENCY,
+                        ScyllaSerialConsistency::parse,
+                    )?,
                 }
             }
             other => other,
@@ -184,6 +260,8 @@ fn parse_scylla(rest: &str) -> Result<StoreConfig, String> {
         password: None,
         replication_factor: 1,
         datacenter: None,
+        consistency: ScyllaConsistency::default(),
+        serial_consistency: ScyllaSerialConsistency::default(),
     })
 }
 
@@ -216,6 +294,8 @@ impl fmt::Display for StoreConfig {
                 password: _,
                 replication_factor,
                 datacenter,
+                consistency,
+                serial_consistency,
             } => {
                 write!(
                     f,
@@ -224,6 +304,16 @@ impl fmt::Display for StoreConfig {
                 )?;
                 if let Some(dc) = datacenter {
                     write!(f, ", dc {dc}")?;
+                }
+                if *consistency != ScyllaConsistency::default()
+                    || *serial_consistency != ScyllaSerialConsistency::default()
+                {
+                    write!(
+                        f,
+                        ", {} / {}",
+                        consistency.as_str(),
+                        serial_consistency.as_str()
+                    )?;
                 }
                 if let Some(user) = user {
                     write!(f, ", user {user}")?;
@@ -253,6 +343,8 @@ impl fmt::Debug for StoreConfig {
                 password,
                 replication_factor,
                 datacenter,
+                consistency,
+                serial_consistency,
             } => f
                 .debug_struct("Scylla")
                 .field("nodes", nodes)
@@ -261,6 +353,8 @@ impl fmt::Debug for StoreConfig {
                 .field("password", password)
                 .field("replication_factor", replication_factor)
                 .field("datacenter", datacenter)
+                .field("consistency", consistency)
+                .field("serial_consistency", serial_consistency)
                 .finish(),
         }
     }
@@ -373,11 +467,74 @@ mod tests {
             password: Some(Secret::new("hunter2")),
             replication_factor: 3,
             datacenter: Some("eu1".into()),
+            consistency: ScyllaConsistency::default(),
+            serial_consistency: ScyllaSerialConsistency::default(),
         };
         assert_eq!(
             store.to_string(),
             "scylla://a:9042,b:9042/shop (rf 3, dc eu1, user app)"
         );
         assert!(!format!("{store:?}").contains("hunter2"));
+        let StoreConfig::Scylla {
+            nodes,
+            keyspace,
+            replication_factor,
+            ..
+        } = store
+        else {
+            unreachable!("built as Scylla above");
+        };
+        let store = StoreConfig::Scylla {
+            nodes,
+            keyspace,
+            user: None,
+            password: None,
+            replication_factor,
+            datacenter: None,
+            consistency: ScyllaConsistency::Quorum,
+            serial_consistency: ScyllaSerialConsistency::Serial,
+        };
+        assert_eq!(
+            store.to_string(),
+            "scylla://a:9042,b:9042/shop (rf 3, quorum / serial)"
+        );
+    }
+
+    #[test]
+    fn scylla_consistency_levels() {
+        for level in [
+            ScyllaConsistency::Quorum,
+            ScyllaConsistency::LocalQuorum,
+            ScyllaConsistency::EachQuorum,
+            ScyllaConsistency::All,
+        ] {
+            assert_eq!(ScyllaConsistency::parse(level.as_str()), Ok(level));
+            let upper = level.as_str().to_ascii_uppercase();
+            assert_eq!(ScyllaConsistency::parse(&format!(" {upper} ")), Ok(level));
+        }
+        for level in [
+            ScyllaSerialConsistency::Serial,
+            ScyllaSerialConsistency::LocalSerial,
+        ] {
+            assert_eq!(ScyllaSerialConsistency::parse(level.as_str()), Ok(level));
+            let upper = level.as_str().to_ascii_uppercase();
+            assert_eq!(ScyllaSerialConsistency::parse(&upper), Ok(level));
+        }
+        for bad in ["", "one", "local_one", "serial", "any", "quorum2"] {
+            assert!(ScyllaConsistency::parse(bad).is_err(), "{bad}");
+        }
+        for bad in ["", "quorum", "local_quorum", "serializable"] {
+            assert!(ScyllaSerialConsistency::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            ScyllaConsistency::default().as_str(),
+            fields::SCYLLA_CONSISTENCY.default.unwrap_or_default()
+        );
+        assert_eq!(
+            ScyllaSerialConsistency::default().as_str(),
+            fields::SCYLLA_SERIAL_CONSISTENCY
+                .default
+                .unwrap_or_default()
+        );
     }
 }

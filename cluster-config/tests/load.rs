@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use emporium_config::{
-    AdminCredentials, ClusterConfig, ConfigError, NodeConfig, Origin, Secret, StoreConfig,
+    AdminCredentials, ClusterConfig, ConfigError, NodeConfig, Origin, ScyllaConsistency,
+    ScyllaSerialConsistency, Secret, StoreConfig,
 };
 
 const JWT: &str = "0123456789abcdef0123456789abcdef";
@@ -362,6 +363,16 @@ fn every_field_names_itself_in_its_error() {
             r#"invalid EMPORIUM_SCYLLA_DATACENTER (scylla.datacenter) = "eu west": expected a non-empty name without spaces"#,
         ),
         (
+            "EMPORIUM_SCYLLA_CONSISTENCY",
+            "one",
+            r#"invalid EMPORIUM_SCYLLA_CONSISTENCY (scylla.consistency) = "one": expected one of quorum, local_quorum, each_quorum or all"#,
+        ),
+        (
+            "EMPORIUM_SCYLLA_SERIAL_CONSISTENCY",
+            "quorum",
+            r#"invalid EMPORIUM_SCYLLA_SERIAL_CONSISTENCY (scylla.serial_consistency) = "quorum": expected one of serial or local_serial"#,
+        ),
+        (
             "EMPORIUM_SCYLLA_USER",
             "a b",
             r#"invalid EMPORIUM_SCYLLA_USER (scylla.user) = "a b": expected a non-empty name without spaces"#,
@@ -547,12 +558,15 @@ fn stores() {
     );
 
     let file = File::new(
-        "store = \"scylla://s1:9042,s2/shop\"\n[scylla]\nuser = \"app\"\nreplication_factor = 3\ndatacenter = \"dc1\"\n",
+        "store = \"scylla://s1:9042,s2/shop\"\n[scylla]\nuser = \"app\"\nreplication_factor = 3\ndatacenter = \"dc1\"\nconsistency = \"each_quorum\"\n",
     );
     assert_eq!(
         ok(
             &["--config", file.arg()],
-            &[("EMPORIUM_SCYLLA_PASSWORD", "pw")]
+            &[
+                ("EMPORIUM_SCYLLA_PASSWORD", "pw"),
+                ("EMPORIUM_SCYLLA_SERIAL_CONSISTENCY", "serial")
+            ]
         )
         .store,
         StoreConfig::Scylla {
@@ -562,6 +576,8 @@ fn stores() {
             password: Some(Secret::new("pw")),
             replication_factor: 3,
             datacenter: Some("dc1".into()),
+            consistency: ScyllaConsistency::EachQuorum,
+            serial_consistency: ScyllaSerialConsistency::Serial,
         }
     );
     let msg = err(&["--config", file.arg()], &[]);

@@ -47,18 +47,40 @@
 //! the same with the owner name.
 //!
 //! # Consistency and routing
-//! Prepared statements only (prepared at connect), `LOCAL_QUORUM` reads and writes,
-//! `LOCAL_SERIAL` for Paxos, token-aware DC-aware routing (the driver's default policy,
-//! pinned to the configured or discovered datacenter), a per-request timeout, paging for
-//! every listing. Outbox acknowledgements delete `USING TIMESTAMP` (entry write time + 1),
-//! so a coordinator with a slow clock cannot leave an acknowledged entry behind.
+//! Prepared statements only (prepared at connect), token-aware DC-aware routing (the
+//! driver's default policy, pinned to the configured or discovered datacenter), a
+//! per-request timeout, paging for every listing. Outbox acknowledgements delete `USING
+//! TIMESTAMP` (entry write time + 1), so a coordinator with a slow clock cannot leave an
+//! acknowledged entry behind.
+//!
+//! Two configured levels apply to every statement ([`ScyllaConfig::consistency`],
+//! [`ScyllaConfig::serial_consistency`]; `?consistency=…&serial_consistency=…` in the URL;
+//! `EMPORIUM_SCYLLA_CONSISTENCY` / `EMPORIUM_SCYLLA_SERIAL_CONSISTENCY` for a node):
+//! - [`ConsistencyLevel`]: reads, unconditional writes and the commit of every lightweight
+//!   transaction: `local_quorum` (the default), `quorum`, `each_quorum` (reads at `QUORUM`,
+//!   which overlaps every `EACH_QUORUM` write) or `all`. Levels below a quorum are not
+//!   offered: a read could miss an acknowledged write.
+//! - [`SerialLevel`]: the Paxos phase of lightweight transactions and the serial reads that
+//!   resolve ambiguous outcomes: `local_serial` (the default) or `serial`.
+//!
+//! `LOCAL_QUORUM` and `LOCAL_SERIAL` count only the local datacenter's replicas, so they
+//! are linearizable only when every replica is in one datacenter: with a keyspace
+//! replicated to two, each datacenter could win the same compare-and-set. So `connect`
+//! reads the keyspace's replication from `system_schema.keyspaces` and **refuses to start**
+//! ([`StoreError::Other`], naming the keyspace and its datacenters) when it is
+//! `NetworkTopologyStrategy` over more than one datacenter (or another strategy on a
+//! cluster spanning several) and either level is `LOCAL_*`. Such a keyspace needs
+//! `serial_consistency = serial` with `consistency = quorum` or `each_quorum`; every
+//! compare-and-set then pays a round trip to the other datacenters. A single-datacenter
+//! keyspace (what the adapter creates) keeps the `LOCAL_*` defaults.
 //!
 //! # Durability
-//! `Ok` from a save means the Paxos commit was acknowledged by `LOCAL_QUORUM` of the
-//! replicas. Whether that survives a crash is the cluster's setting: with replication
-//! factor 3 a single node may die; a single node (tests, RF 1) needs `commitlog_sync: batch`
-//! (what `scripts/cassandra.sh` configures) for an acknowledged write to survive `kill -9`
-//! or power loss, since the default periodic sync acknowledges before the fsync.
+//! `Ok` from a save means the Paxos commit was acknowledged at the configured consistency
+//! level (`LOCAL_QUORUM` of the replicas by default). Whether that survives a crash is the
+//! cluster's setting: with replication factor 3 a single node may die; a single node (tests,
+//! RF 1) needs `commitlog_sync: batch` (what `scripts/cassandra.sh` configures) for an
+//! acknowledged write to survive `kill -9` or power loss, since the default periodic sync
+//! acknowledges before the fsync.
 //!
 //! # ScyllaDB-only features
 //! None is required. Against ScyllaDB the driver uses the shard-aware port and per-shard
@@ -90,7 +112,6 @@ use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
-use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlValue, Row};
 use uuid::Uuid;
 
@@ -101,7 +122,8 @@ use emporium_runtime::store::{
 use emporium_runtime::{ActorId, Shard, StateStore, StoreError, intern_kind, shard_of};
 
 pub use config::{
-    DEFAULT_MAX_WRITE_BYTES, DEFAULT_REPLICATION_FACTOR, DEFAULT_REQUEST_TIMEOUT, ScyllaConfig,
+    ConsistencyLevel, DEFAULT_MAX_WRITE_BYTES, DEFAULT_REPLICATION_FACTOR, DEFAULT_REQUEST_TIMEOUT,
+    ScyllaConfig, SerialLevel,
 };
 
 use crate::error::{Failure, classify_execution, classify_next_row, classify_pager, corrupt};
@@ -128,6 +150,8 @@ pub struct ScyllaStore {
     keyspace: String,
     datacenter: String,
     request_timeout: Duration,
+    consistency: ConsistencyLevel,
+    serial_consistency: SerialLevel,
     max_write_bytes: usize,
     /// Where the next `outbox_pending` starts, so no bucket starves behind a busy one.
     outbox_cursor: AtomicU16,
@@ -138,6 +162,8 @@ impl std::fmt::Debug for ScyllaStore {
         f.debug_struct("ScyllaStore")
             .field("keyspace", &self.keyspace)
             .field("datacenter", &self.datacenter)
+            .field("consistency", &self.consistency)
+            .field("serial_consistency", &self.serial_consistency)
             .finish_non_exhaustive()
     }
 }
@@ -159,8 +185,9 @@ enum Resolution {
 }
 
 impl ScyllaStore {
-    /// Connect, discover the datacenter when not configured, create the schema when absent
-    /// (unless disabled) and prepare every statement.
+    /// Connect, discover the datacenter when not configured, check the consistency levels
+    /// against the keyspace's replication (see the crate docs), create the schema when
+    /// absent (unless disabled) and prepare every statement.
     pub async fn connect(config: ScyllaConfig) -> Result<Self, StoreError> {
         let mut builder = SessionBuilder::new()
             .known_nodes(&config.nodes)
@@ -187,12 +214,15 @@ impl ScyllaStore {
             .build();
         let profile = ExecutionProfile::builder()
             .load_balancing_policy(policy)
-            .consistency(Consistency::LocalQuorum)
-            .serial_consistency(Some(SerialConsistency::LocalSerial))
+            .consistency(config.consistency.write())
+            .serial_consistency(Some(config.serial_consistency.paxos()))
             .request_timeout(Some(config.request_timeout))
             .build()
             .into_handle();
 
+        // Refuse unsafe levels before creating anything in an existing keyspace; a keyspace
+        // created below is checked once it exists (another node may have created it first).
+        let existed = check_replication(&session, &config).await?;
         if config.create_schema {
             schema::ensure_schema(
                 &session,
@@ -203,11 +233,22 @@ impl ScyllaStore {
             )
             .await?;
         }
-        let st = Statements::prepare(&session, &config.keyspace, &profile, config.request_timeout)
-            .await?;
+        if !existed {
+            check_replication(&session, &config).await?;
+        }
+        let st = Statements::prepare(
+            &session,
+            &config.keyspace,
+            &profile,
+            config.request_timeout,
+            (config.consistency, config.serial_consistency),
+        )
+        .await?;
         tracing::info!(
             keyspace = %config.keyspace,
             datacenter = %datacenter,
+            consistency = %config.consistency,
+            serial_consistency = %config.serial_consistency,
             "scylla store connected"
         );
         Ok(Self {
@@ -217,6 +258,8 @@ impl ScyllaStore {
             keyspace: config.keyspace,
             datacenter,
             request_timeout: config.request_timeout,
+            consistency: config.consistency,
+            serial_consistency: config.serial_consistency,
             max_write_bytes: config.max_write_bytes,
             outbox_cursor: AtomicU16::new(0),
         })
@@ -230,6 +273,11 @@ impl ScyllaStore {
     /// The local datacenter (configured or discovered).
     pub fn datacenter(&self) -> &str {
         &self.datacenter
+    }
+
+    /// The consistency level of reads, writes and commits, and the serial level of Paxos.
+    pub fn consistency(&self) -> (ConsistencyLevel, SerialLevel) {
+        (self.consistency, self.serial_consistency)
     }
 
     /// The underlying driver session, for administration (schema, diagnostics).
@@ -304,8 +352,8 @@ impl ScyllaStore {
     fn new_batch(&self) -> Batch {
         let mut batch = Batch::new(BatchType::Unlogged);
         batch.set_execution_profile_handle(Some(self.profile.clone()));
-        batch.set_consistency(Consistency::LocalQuorum);
-        batch.set_serial_consistency(Some(SerialConsistency::LocalSerial));
+        batch.set_consistency(self.consistency.write());
+        batch.set_serial_consistency(Some(self.serial_consistency.paxos()));
         batch.set_request_timeout(Some(self.request_timeout));
         batch
     }
@@ -456,8 +504,24 @@ fn connect_error(error: NewSessionError) -> StoreError {
     }
 }
 
-/// The datacenter of the cluster, when the metadata shows exactly one.
-fn discover_datacenter(session: &Session) -> Result<String, StoreError> {
+/// Check the configured levels against the keyspace's replication (see the crate docs).
+/// `Ok(false)`: the keyspace does not exist (yet), nothing to check.
+async fn check_replication(session: &Session, config: &ScyllaConfig) -> Result<bool, StoreError> {
+    let Some(replication) = schema::read_replication(session, &config.keyspace).await? else {
+        return Ok(false);
+    };
+    schema::check_levels(
+        &config.keyspace,
+        &replication,
+        &cluster_datacenters(session),
+        config.consistency,
+        config.serial_consistency,
+    )?;
+    Ok(true)
+}
+
+/// The datacenters of the cluster's nodes, as the driver's metadata shows them, sorted.
+fn cluster_datacenters(session: &Session) -> Vec<String> {
     let state = session.get_cluster_state();
     let mut datacenters: Vec<String> = state
         .get_nodes_info()
@@ -466,6 +530,12 @@ fn discover_datacenter(session: &Session) -> Result<String, StoreError> {
         .collect();
     datacenters.sort();
     datacenters.dedup();
+    datacenters
+}
+
+/// The datacenter of the cluster, when the metadata shows exactly one.
+fn discover_datacenter(session: &Session) -> Result<String, StoreError> {
+    let datacenters = cluster_datacenters(session);
     match datacenters.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(StoreError::Other(

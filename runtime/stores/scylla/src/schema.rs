@@ -22,17 +22,24 @@
 //!
 //! Invariant: `KEY_BUCKETS`, `OUTBOX_BUCKETS` and the bucket function are persisted
 //! implicitly; changing them is a data migration.
+//!
+//! # Replication and consistency levels
+//! At connect the keyspace's replication is read from `system_schema.keyspaces` and checked
+//! against the configured levels ([`check_levels`]): a keyspace replicated to several
+//! datacenters is refused with any `LOCAL_*` level, since those are linearizable only within
+//! one datacenter.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use scylla::client::execution_profile::ExecutionProfileHandle;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
-use scylla::statement::{Consistency, SerialConsistency};
 
 use emporium_runtime::{StoreError, shard_of};
 
-use crate::error::{classify_execution, classify_prepare};
+use crate::config::{ConsistencyLevel, SerialLevel};
+use crate::error::{classify_execution, classify_prepare, corrupt};
 
 /// Partitions per kind of the `actor_keys` index.
 ///
@@ -142,6 +149,131 @@ pub(crate) async fn ensure_schema(
     Ok(())
 }
 
+/// A keyspace's replication, as `system_schema.keyspaces` stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Replication {
+    /// The strategy class, e.g. `org.apache.cassandra.locator.NetworkTopologyStrategy`.
+    pub(crate) class: String,
+    /// `NetworkTopologyStrategy`: the datacenters holding at least one replica, sorted.
+    /// Empty for every other strategy.
+    pub(crate) datacenters: Vec<String>,
+}
+
+impl Replication {
+    /// From the `replication` map: `class` plus one `datacenter: factor` entry per
+    /// datacenter for `NetworkTopologyStrategy`. A factor of `0` holds no replica; one that
+    /// does not parse (a future format) counts as a replica, so the check errs on the safe
+    /// side. Cassandra's transient replication writes `3/1`: the part before `/` counts.
+    pub(crate) fn from_options(options: &HashMap<String, String>) -> Self {
+        let class = options.get("class").cloned().unwrap_or_default();
+        let mut datacenters: Vec<String> = if is_network_topology(&class) {
+            options
+                .iter()
+                .filter(|(name, _)| name.as_str() != "class")
+                .filter(|(_, factor)| {
+                    let replicas = factor.split('/').next().unwrap_or("").trim();
+                    replicas.parse::<u32>().map_or(true, |n| n > 0)
+                })
+                .map(|(name, _)| name.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        datacenters.sort();
+        Self { class, datacenters }
+    }
+
+    fn is_network_topology(&self) -> bool {
+        is_network_topology(&self.class)
+    }
+
+    /// The class without its package (`NetworkTopologyStrategy`).
+    fn short_class(&self) -> &str {
+        self.class.rsplit('.').next().unwrap_or(&self.class)
+    }
+}
+
+fn is_network_topology(class: &str) -> bool {
+    class.rsplit('.').next() == Some("NetworkTopologyStrategy")
+}
+
+/// The replication of `keyspace`, `None` when it does not exist.
+pub(crate) async fn read_replication(
+    session: &Session,
+    keyspace: &str,
+) -> Result<Option<Replication>, StoreError> {
+    const OP: &str = "read keyspace replication";
+    let result = session
+        .query_unpaged(
+            "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?",
+            (keyspace,),
+        )
+        .await
+        .map_err(|error| classify_execution(&error).into_store_error(OP))?;
+    let rows = result
+        .into_rows_result()
+        .map_err(|error| corrupt(OP, error))?;
+    let row = rows
+        .maybe_first_row::<(HashMap<String, String>,)>()
+        .map_err(|error| corrupt(OP, error))?;
+    Ok(row.map(|(options,)| Replication::from_options(&options)))
+}
+
+/// Whether the configured levels are safe for the keyspace's replication.
+///
+/// `LOCAL_QUORUM` and `LOCAL_SERIAL` count only the local datacenter's replicas, so they are
+/// linearizable only when every replica is in one datacenter: with replicas in two, each
+/// datacenter could win the same compare-and-set (and a `LOCAL_QUORUM` read in one could miss
+/// a commit acknowledged in the other). Refused when the keyspace is `NetworkTopologyStrategy`
+/// over several datacenters, or any other strategy (which places replicas regardless of
+/// datacenters) on a cluster that `cluster_datacenters` shows to span several.
+/// `EACH_QUORUM` also needs `NetworkTopologyStrategy` (the server refuses it otherwise).
+pub(crate) fn check_levels(
+    keyspace: &str,
+    replication: &Replication,
+    cluster_datacenters: &[String],
+    consistency: ConsistencyLevel,
+    serial: SerialLevel,
+) -> Result<(), StoreError> {
+    if consistency == ConsistencyLevel::EachQuorum && !replication.is_network_topology() {
+        return Err(StoreError::Other(format!(
+            "connect: keyspace {keyspace} uses {}, but consistency = each_quorum needs \
+             NetworkTopologyStrategy; use consistency = quorum",
+            replication.short_class()
+        )));
+    }
+    if !consistency.is_local() && !serial.is_local() {
+        return Ok(());
+    }
+    let (datacenters, placement) = if replication.is_network_topology() {
+        (&replication.datacenters[..], "replicated to")
+    } else {
+        (cluster_datacenters, "on a cluster spanning")
+    };
+    if datacenters.len() <= 1 {
+        return Ok(());
+    }
+    let local: Vec<String> = [consistency
+        .is_local()
+        .then(|| format!("consistency = {consistency}"))]
+    .into_iter()
+    .chain([serial
+        .is_local()
+        .then(|| format!("serial_consistency = {serial}"))])
+    .flatten()
+    .collect();
+    Err(StoreError::Other(format!(
+        "connect: keyspace {keyspace} ({}) is {placement} several datacenters ({}), but \
+         {} is configured: LOCAL_* levels are linearizable only within one datacenter, so two \
+         datacenters could each win the same compare-and-set. Configure serial_consistency = \
+         serial (SERIAL) and consistency = quorum or each_quorum (QUORUM / EACH_QUORUM), e.g. \
+         ?serial_consistency=serial&consistency=quorum",
+        replication.short_class(),
+        datacenters.join(", "),
+        local.join(" and "),
+    )))
+}
+
 async fn ddl(session: &Session, statement: &str) -> Result<(), StoreError> {
     session
         .query_unpaged(statement, &[])
@@ -188,17 +320,18 @@ pub(crate) struct Statements {
     pub(crate) list_leases: PreparedStatement,
 }
 
-/// How a statement is executed.
+/// How a statement is executed, at the configured levels (defaults: `LOCAL_QUORUM`
+/// consistency, `LOCAL_SERIAL` serial consistency).
 #[derive(Clone, Copy)]
 enum Kind {
-    /// A read at `LOCAL_QUORUM`; safe to retry.
+    /// A read at the consistency level; safe to retry.
     Read,
-    /// A linearizable read at `LOCAL_SERIAL` (completes in-flight Paxos rounds).
+    /// A linearizable read at the serial level (completes in-flight Paxos rounds).
     SerialRead,
-    /// An unconditional write at `LOCAL_QUORUM`; idempotent, safe to retry.
+    /// An unconditional write at the consistency level; idempotent, safe to retry.
     Write,
-    /// A lightweight transaction: `LOCAL_QUORUM` commit, `LOCAL_SERIAL` Paxos; never
-    /// retried by the driver (the adapter resolves ambiguous outcomes itself).
+    /// A lightweight transaction: commit at the consistency level, Paxos at the serial
+    /// level; never retried by the driver (the adapter resolves ambiguous outcomes itself).
     Lwt,
 }
 
@@ -207,6 +340,8 @@ struct Preparer<'a> {
     keyspace: &'a str,
     profile: &'a ExecutionProfileHandle,
     timeout: Duration,
+    consistency: ConsistencyLevel,
+    serial: SerialLevel,
 }
 
 impl Preparer<'_> {
@@ -220,20 +355,20 @@ impl Preparer<'_> {
         statement.set_page_size(PAGE_SIZE);
         match kind {
             Kind::Read => {
-                statement.set_consistency(Consistency::LocalQuorum);
+                statement.set_consistency(self.consistency.read());
                 statement.set_is_idempotent(true);
             }
             Kind::SerialRead => {
-                statement.set_consistency(Consistency::LocalSerial);
+                statement.set_consistency(self.serial.read());
                 statement.set_is_idempotent(true);
             }
             Kind::Write => {
-                statement.set_consistency(Consistency::LocalQuorum);
+                statement.set_consistency(self.consistency.write());
                 statement.set_is_idempotent(true);
             }
             Kind::Lwt => {
-                statement.set_consistency(Consistency::LocalQuorum);
-                statement.set_serial_consistency(Some(SerialConsistency::LocalSerial));
+                statement.set_consistency(self.consistency.write());
+                statement.set_serial_consistency(Some(self.serial.paxos()));
                 statement.set_is_idempotent(false);
             }
         }
@@ -250,12 +385,15 @@ impl Statements {
         keyspace: &str,
         profile: &ExecutionProfileHandle,
         timeout: Duration,
+        (consistency, serial): (ConsistencyLevel, SerialLevel),
     ) -> Result<Self, StoreError> {
         let p = Preparer {
             session,
             keyspace,
             profile,
             timeout,
+            consistency,
+            serial,
         };
         use Kind::{Lwt, Read, SerialRead, Write};
         Ok(Self {
@@ -437,5 +575,225 @@ impl Statements {
                 .prepare(Read, "SELECT shard, owner, epoch FROM {ks}.leases")
                 .await?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NTS: &str = "org.apache.cassandra.locator.NetworkTopologyStrategy";
+
+    fn replication(entries: &[(&str, &str)]) -> Replication {
+        Replication::from_options(
+            &entries
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+        )
+    }
+
+    fn dcs(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    use ConsistencyLevel::{All, EachQuorum, LocalQuorum, Quorum};
+    use SerialLevel::{LocalSerial, Serial};
+
+    #[test]
+    fn parses_replication_maps() {
+        let two = replication(&[("class", NTS), ("dc2", "1"), ("datacenter1", "1")]);
+        assert!(two.is_network_topology());
+        assert_eq!(two.datacenters, dcs(&["datacenter1", "dc2"]));
+        assert_eq!(two.short_class(), "NetworkTopologyStrategy");
+        // A datacenter with factor 0 holds no replica; transient `3/1` counts; junk counts.
+        let one = replication(&[("class", "NetworkTopologyStrategy"), ("a", "3"), ("b", "0")]);
+        assert_eq!(one.datacenters, dcs(&["a"]));
+        let odd = replication(&[("class", NTS), ("a", "3/1"), ("b", "x")]);
+        assert_eq!(odd.datacenters, dcs(&["a", "b"]));
+        let simple = replication(&[
+            ("class", "org.apache.cassandra.locator.SimpleStrategy"),
+            ("replication_factor", "3"),
+        ]);
+        assert!(!simple.is_network_topology());
+        assert!(simple.datacenters.is_empty());
+        assert_eq!(simple.short_class(), "SimpleStrategy");
+    }
+
+    #[test]
+    fn single_datacenter_keyspaces_accept_every_level() {
+        let one = replication(&[("class", NTS), ("datacenter1", "3")]);
+        let cluster = dcs(&["datacenter1"]);
+        for consistency in [Quorum, LocalQuorum, EachQuorum, All] {
+            for serial in [Serial, LocalSerial] {
+                assert!(check_levels("ks", &one, &cluster, consistency, serial).is_ok());
+            }
+        }
+        // A keyspace in one datacenter of a multi-datacenter cluster is still local.
+        let cluster = dcs(&["datacenter1", "dc2"]);
+        assert!(check_levels("ks", &one, &cluster, LocalQuorum, LocalSerial).is_ok());
+    }
+
+    #[test]
+    fn multi_datacenter_keyspaces_refuse_local_levels() {
+        let two = replication(&[("class", NTS), ("datacenter1", "1"), ("dc2", "1")]);
+        let cluster = dcs(&["datacenter1"]);
+        for (consistency, serial, named) in [
+            (
+                LocalQuorum,
+                LocalSerial,
+                "consistency = LOCAL_QUORUM and serial_consistency = LOCAL_SERIAL",
+            ),
+            (
+                LocalQuorum,
+                Serial,
+                "consistency = LOCAL_QUORUM is configured",
+            ),
+            (
+                Quorum,
+                LocalSerial,
+                "serial_consistency = LOCAL_SERIAL is configured",
+            ),
+            (
+                EachQuorum,
+                LocalSerial,
+                "serial_consistency = LOCAL_SERIAL is configured",
+            ),
+        ] {
+            let Err(StoreError::Other(message)) =
+                check_levels("shop", &two, &cluster, consistency, serial)
+            else {
+                panic!("{consistency}/{serial} was accepted");
+            };
+            for part in [
+                "keyspace shop (NetworkTopologyStrategy)",
+                "replicated to several datacenters (datacenter1, dc2)",
+                named,
+                "serial_consistency = serial",
+                "consistency = quorum or each_quorum",
+            ] {
+                assert!(message.contains(part), "{part:?} not in {message}");
+            }
+        }
+        for consistency in [Quorum, EachQuorum, All] {
+            assert!(check_levels("shop", &two, &cluster, consistency, Serial).is_ok());
+        }
+    }
+
+    #[test]
+    fn other_strategies_follow_the_cluster_datacenters() {
+        let simple = replication(&[
+            ("class", "org.apache.cassandra.locator.SimpleStrategy"),
+            ("replication_factor", "3"),
+        ]);
+        let one = dcs(&["datacenter1"]);
+        let two = dcs(&["datacenter1", "dc2"]);
+        assert!(check_levels("ks", &simple, &one, LocalQuorum, LocalSerial).is_ok());
+        let Err(StoreError::Other(message)) =
+            check_levels("ks", &simple, &two, LocalQuorum, LocalSerial)
+        else {
+            panic!("accepted");
+        };
+        assert!(
+            message.contains(
+                "(SimpleStrategy) is on a cluster spanning several datacenters (datacenter1, dc2)"
+            ),
+            "{message}"
+        );
+        assert!(check_levels("ks", &simple, &two, Quorum, Serial).is_ok());
+        let Err(StoreError::Other(message)) = check_levels("ks", &simple, &one, EachQuorum, Serial)
+        else {
+            panic!("accepted");
+        };
+        assert!(
+            message.contains("each_quorum needs NetworkTopologyStrategy"),
+            "{message}"
+        );
+    }
+
+    /// Against the live cluster (`SCYLLA_NODES`): the replication maps the server really
+    /// stores parse as expected, a missing keyspace reads as `None`, and what was read
+    /// decides as the unit cases above. (A keyspace replicated to a datacenter without
+    /// nodes cannot be created on Cassandra 4+, so the second datacenter is added to the
+    /// map read back, not to the server's.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_the_replication_the_server_stores() {
+        use emporium_runtime::store::conformance::service_unavailable;
+        use scylla::client::session_builder::SessionBuilder;
+
+        let Ok(nodes) = std::env::var("SCYLLA_NODES") else {
+            service_unavailable::<()>("SCYLLA_NODES not set");
+            return;
+        };
+        let nodes: Vec<&str> = nodes.split(',').map(str::trim).collect();
+        let session = match SessionBuilder::new().known_nodes(&nodes).build().await {
+            Ok(session) => session,
+            Err(error) => {
+                service_unavailable::<()>(&format!("scylla at {nodes:?} unreachable: {error}"));
+                return;
+            }
+        };
+        let rows = session
+            .query_unpaged("SELECT data_center FROM system.local", &[])
+            .await
+            .expect("system.local")
+            .into_rows_result()
+            .expect("rows");
+        let (local,) = rows.first_row::<(String,)>().expect("one row");
+        let pid = std::process::id();
+        let (nts, simple) = (
+            format!("emp_repl_nts_{pid}"),
+            format!("emp_repl_simple_{pid}"),
+        );
+        for (keyspace, replication) in [
+            (
+                &nts,
+                format!("'class': 'NetworkTopologyStrategy', '{local}': 1"),
+            ),
+            (
+                &simple,
+                "'class': 'SimpleStrategy', 'replication_factor': 1".to_owned(),
+            ),
+        ] {
+            let create = format!(
+                "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{{replication}}}"
+            );
+            session
+                .query_unpaged(create, &[])
+                .await
+                .expect("create keyspace");
+        }
+        let read_nts = read_replication(&session, &nts).await;
+        let read_simple = read_replication(&session, &simple).await;
+        let missing = read_replication(&session, &format!("emp_repl_none_{pid}")).await;
+        for keyspace in [&nts, &simple] {
+            let drop = format!("DROP KEYSPACE IF EXISTS {keyspace}");
+            session
+                .query_unpaged(drop, &[])
+                .await
+                .expect("drop keyspace");
+        }
+
+        let read_nts = read_nts.expect("read").expect("the keyspace exists");
+        assert!(read_nts.is_network_topology(), "{read_nts:?}");
+        let cluster = [local.clone()];
+        assert_eq!(read_nts.datacenters, cluster);
+        assert!(check_levels(&nts, &read_nts, &cluster, LocalQuorum, LocalSerial).is_ok());
+        let mut two = read_nts.clone();
+        two.datacenters.push("zz_remote".to_owned());
+        let refused = check_levels(&nts, &two, &cluster, LocalQuorum, LocalSerial);
+        assert!(
+            matches!(&refused, Err(StoreError::Other(message))
+                if message.contains(&format!("({local}, zz_remote)"))),
+            "{refused:?}"
+        );
+        assert!(check_levels(&nts, &two, &cluster, Quorum, Serial).is_ok());
+
+        let read_simple = read_simple.expect("read").expect("the keyspace exists");
+        assert_eq!(read_simple.short_class(), "SimpleStrategy");
+        assert!(read_simple.datacenters.is_empty());
+        assert!(check_levels(&simple, &read_simple, &cluster, LocalQuorum, LocalSerial).is_ok());
+
+        assert_eq!(missing.expect("read"), None);
     }
 }
