@@ -17,9 +17,13 @@
 //! # Liveness, judged by observation, not by comparing clocks
 //! A member is [`Liveness::Alive`] while its row was seen to change less than
 //! [`MembershipConfig::suspect_after`] ago, [`Liveness::Suspect`] until
-//! [`MembershipConfig::dead_after`], then [`Liveness::Dead`]. "Ago" is measured on the
-//! observer's own monotonic clock from the refresh at which it last saw the row change (every
-//! heartbeat changes `heartbeat_ms`, which the writer makes strictly increasing). Comparing
+//! [`MembershipConfig::dead_after`], then [`Liveness::Dead`] ([`DeathCause::Silence`]). "Ago"
+//! is measured on the observer's own monotonic clock from the refresh at which it last saw the
+//! row change (every heartbeat changes `heartbeat_ms`, which the writer makes strictly
+//! increasing) **up to the start of its last successful listing**, never up to "now": a node
+//! that cannot read the member table (the store refuses it, a row breaks its listing) judges
+//! nobody meanwhile — every silence stands still until a listing succeeds again, and a row
+//! that changed during the outage counts as seen at that listing. Comparing
 //! the writer's `heartbeat_ms` with the reader's wall clock instead would make liveness depend
 //! on clock skew: a node whose clock runs 6 s behind would look dead to everyone while alive
 //! to itself, and the cluster would fight over its shards for as long as the skew lasts. The
@@ -51,6 +55,45 @@
 //! dead while it writes a heartbeat at least every `D`: a dead verdict needs a read that shows
 //! no change over `D`, which only a longer silence can produce.
 //!
+//! # Crash evidence: the fast path for a crashed process
+//! A crashed process (`kill -9`, an OOM kill, a panic that aborts) leaves a trace a paused or
+//! cut-off one cannot: its kernel closes its cluster links and **refuses** connections to
+//! its cluster port (ECONNREFUSED: nothing listens there). A paused process's kernel still
+//! accepts connections into the listen backlog; a partitioned node's port times out or is
+//! unreachable. The transport reports a refusal of a member's current life as
+//! [`Membership::report_refused`] (and reconnects at once when a link closes, so the
+//! evidence comes within milliseconds of a crash). The member is then `Suspect` here, and
+//! the store is the arbiter:
+//! 1. the first listing that *starts* after the report records the member's row as it is
+//!    (the baseline), and a refresh is scheduled `crash_confirm` later;
+//! 2. a listing that starts at least `crash_confirm` after both the report and the baseline,
+//!    and still shows the baseline row, makes the member [`Liveness::Dead`] with
+//!    [`DeathCause::Crash`] — published at once, and the lease loop acts on it at once;
+//! 3. any change of the row (a heartbeat, a status, a new life) drops the evidence, and so
+//!    does a successful connection ([`Membership::report_connected`], or a probe that
+//!    answers): a refusal alone never kills.
+//!
+//! **Why it is safe.** A refusal means the listener is closed: the process is gone, or it
+//! expelled itself and shut its transport — either way it serves nothing. The store check
+//! guards against a refusal that does not mean that (a firewall that answers with resets, a
+//! stale address): a live node writes its row every `heartbeat_interval`, and
+//! `crash_confirm > heartbeat_interval` ([`MembershipConfig::validate_with_crash_confirm`]),
+//! so an unchanged row over `crash_confirm` means it is not writing either. Pauses and
+//! partitions produce no refusal and keep the time-based path above. (A setup that resets
+//! connections to a live node's port *and* cuts that node off the store at once would be
+//! judged crashed while it may still serve for up to `fence_after`: keep firewalls on the
+//! cluster port dropping, not rejecting.)
+//!
+//! **The bound.** From a crash to every survivor seeing it `Dead`: the link closes and the
+//! port refuses within milliseconds, one listing (the baseline) follows at once, and the
+//! confirming listing `crash_confirm` after it — about `crash_confirm` plus two store reads
+//! (**0.6–0.7 s** with the defaults, `crash_confirm = heartbeat_interval + 100 ms`); a crash
+//! whose last heartbeat write lands after the baseline costs one more `refused_retry`
+//! (200 ms) and `crash_confirm`. The shards are claimed at once (a dead holder needs no
+//! hand-over), so a crashed owner's actors answer again about 1 s after the crash; the
+//! time-based bound above still holds when no evidence comes (the crash of a whole host,
+//! whose kernel refuses nothing).
+//!
 //! # Self-fencing: a node that may have been declared dead expels itself
 //! A node that could not heartbeat for [`MembershipConfig::fence_after`]
 //! (`dead_after - heartbeat_interval`) — a long GC or VM pause, a store outage, a process
@@ -68,7 +111,8 @@
 //! lets a direct probe over the cluster transport mark a peer `Suspect` at once (it is then
 //! no placement candidate in this node's view), until [`Membership::report_reachable`] or a
 //! new incarnation. A probe alone never makes a peer `Dead`: moving shards needs the verdict
-//! every node reaches from the same rows.
+//! every node reaches from the same rows (a refusal is evidence only once the store confirms
+//! it, see "Crash evidence").
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
