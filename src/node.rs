@@ -65,10 +65,12 @@ impl Node {
         let ports = domain_ports(config)?;
         let builder = emporium_actors::register_with(Runtime::builder(store), &ports)
             .node_id(config.node_id.clone())
+            // The runtime's verdict (applied / not applied / unknown) always comes before
+            // the edge's request timeout would answer without knowing.
             .config(RuntimeConfig {
                 idle_timeout: config.idle_timeout,
                 max_active_actors: config.max_active_actors,
-                ask_timeout: config.request_timeout,
+                ..RuntimeConfig::within(config.request_timeout)
             });
         let (runtime, cluster) = start_runtime(builder, config, http_addr).await?;
         let index = TantivyIndex::new().context("cannot create the catalog search index")?;

@@ -137,6 +137,10 @@ impl VirtualActor for CartActor {
     type Command = CartCommand;
     type Reply = Result<CartView, CartRejection>;
 
+    fn is_read(command: &CartCommand) -> bool {
+        matches!(command, CartCommand::Get)
+    }
+
     async fn handle(
         &self,
         turn: &mut Turn<Self>,

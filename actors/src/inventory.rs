@@ -363,6 +363,10 @@ impl VirtualActor for InventoryActor {
     type Command = StockCommand;
     type Reply = StockReply;
 
+    fn is_read(command: &StockCommand) -> bool {
+        matches!(command, StockCommand::Get)
+    }
+
     async fn handle(
         &self,
         turn: &mut Turn<Self>,

@@ -229,6 +229,10 @@ impl VirtualActor for OrderActor {
     type Command = OrderCommand;
     type Reply = OrderReply;
 
+    fn is_read(command: &OrderCommand) -> bool {
+        matches!(command, OrderCommand::Get)
+    }
+
     async fn handle(
         &self,
         turn: &mut Turn<Self>,
@@ -458,6 +462,10 @@ impl VirtualActor for UserOrdersActor {
     type State = UserOrdersState;
     type Command = UserOrdersCommand;
     type Reply = Vec<String>;
+
+    fn is_read(command: &UserOrdersCommand) -> bool {
+        matches!(command, UserOrdersCommand::List)
+    }
 
     async fn handle(
         &self,

@@ -54,8 +54,10 @@ pub fn router(state: AppState, limits: &EdgeLimits) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     routes::all()
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // A backstop only: the runtime's deadlines give their verdict before it fires
+        // (`RuntimeConfig::within`). When it does fire, nobody knows what happened.
         .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::GATEWAY_TIMEOUT,
             limits.request_timeout,
         ))
         .layer(axum::middleware::map_response(

@@ -382,15 +382,13 @@ fn order_problem(rejection: &OrderRejection) -> Problem {
     }
 }
 
+/// The runtime's verdict, as the client gets it: **not applied** (503 with `Retry-After`:
+/// safe to retry), **unknown** (504 `outcome-unknown`: read back before retrying), or a
+/// failure (500). Applied changes are the handlers' 2xx answers.
 fn runtime_problem(error: &RuntimeError) -> Problem {
     if error.is_outcome_unknown() {
         tracing::warn!(%error, "outcome unknown");
-        return Problem::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "outcome-unknown",
-            "Outcome unknown",
-            "no answer came back in time; the change may or may not have been applied: read it back before retrying",
-        );
+        return outcome_unknown_problem();
     }
     if error.is_unavailable() {
         tracing::warn!(%error, "service unavailable");
@@ -403,6 +401,15 @@ fn runtime_problem(error: &RuntimeError) -> Problem {
     }
     tracing::error!(%error, "runtime error");
     internal_problem()
+}
+
+fn outcome_unknown_problem() -> Problem {
+    Problem::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "outcome-unknown",
+        "Outcome unknown",
+        "no answer came back in time; the change may or may not have been applied: read it back before retrying",
+    )
 }
 
 fn internal_problem() -> Problem {
@@ -442,6 +449,11 @@ pub async fn problem_for_bare_errors(response: Response) -> Response {
         .is_some_and(|value| value.as_bytes() == PROBLEM_JSON.as_bytes());
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
+    }
+    if status == StatusCode::GATEWAY_TIMEOUT {
+        // The request timeout fired while the handler ran: whatever it was doing may
+        // have been applied.
+        return outcome_unknown_problem().into_response();
     }
     let (slug, title, detail) = match status {
         StatusCode::NOT_FOUND => ("not-found", "Not found", "no such route"),

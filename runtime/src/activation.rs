@@ -29,6 +29,7 @@ use crate::directory::KindHost;
 use crate::error::RuntimeError;
 use crate::identity::ActorId;
 use crate::lifecycle::DeactivationReason;
+use crate::outcome::{Ticket, TurnScope};
 use crate::runtime::Runtime;
 
 /// How many times a message may be re-dispatched between activations before it fails.
@@ -41,6 +42,8 @@ pub(crate) enum ActivationMsg<A: VirtualActor> {
     Command {
         command: A::Command,
         reply: Option<ReplySender<A>>,
+        /// `None` for a `tell`, which nobody waits for.
+        ticket: Option<Arc<Ticket>>,
         hops: u8,
     },
     Reminder {
@@ -118,10 +121,15 @@ impl<A: VirtualActor> Actor for Activation<A> {
             ActivationMsg::Command {
                 command,
                 reply,
+                ticket,
                 hops,
             } => {
                 if state.retired {
-                    self.redispatch(command, reply, hops);
+                    self.redispatch(command, reply, ticket, hops);
+                } else if ticket.as_ref().is_some_and(|ticket| !ticket.start()) {
+                    // The caller gave up while the command was queued and has answered
+                    // "not applied": running it now would make that answer a lie.
+                    self.runtime.lifecycle().expired(A::KIND);
                 } else {
                     let result = self.run_command(state, command).await;
                     if let Some(reply) = reply {
@@ -148,23 +156,47 @@ impl<A: VirtualActor> Actor for Activation<A> {
 
 impl<A: VirtualActor> Activation<A> {
     /// Load on first use, run the handler under panic isolation, commit, and decide whether
-    /// the in-memory state is still trustworthy.
+    /// the in-memory state is still trustworthy. A failure after the turn had an effect
+    /// (a checkpoint commit, an ask that may have changed another actor) is reported as
+    /// such, so that nobody retries the command as if nothing had happened.
     async fn run_command(
         &self,
         state: &mut ActivationState<A>,
         command: A::Command,
     ) -> Result<A::Reply, RuntimeError> {
-        let turn = self.loaded_turn(state).await?;
-        let handled = AssertUnwindSafe(self.host.actor.handle(turn, command))
-            .catch_unwind()
-            .await;
+        let turn = self.loaded_turn(state).await.map_err(|error| {
+            // The command has not run: whatever the take-over did, the answer is "not
+            // applied" (an unknown fence write is not the command's effect).
+            if error.is_outcome_unknown() {
+                RuntimeError::NotApplied {
+                    actor: self.id.clone(),
+                    source: Box::new(error),
+                }
+            } else {
+                error
+            }
+        })?;
+        turn.committed = false;
+        let budget = self.runtime.config().turn_timeout;
+        let (handled, asked_with_effect) = TurnScope::run(
+            budget,
+            AssertUnwindSafe(self.host.actor.handle(turn, command)).catch_unwind(),
+        )
+        .await;
         let result = match handled {
-            Ok(Ok(reply)) => turn.commit().await.map(|()| reply),
+            Ok(Ok(reply)) => {
+                // `committed` still tells of checkpoints when this last commit fails.
+                let committed = turn.commit().await;
+                let effects = asked_with_effect || turn.committed;
+                committed
+                    .map(|()| reply)
+                    .map_err(|error| error.after_effects(&self.id, effects))
+            }
             Ok(Err(error)) => {
                 if turn.is_dirty() {
                     turn.discard = true;
                 }
-                Err(error)
+                Err(error.after_effects(&self.id, asked_with_effect || turn.committed))
             }
             Err(_panic) => {
                 turn.discard = true;
@@ -274,12 +306,25 @@ impl<A: VirtualActor> Activation<A> {
         }
     }
 
-    fn redispatch(&self, command: A::Command, reply: Option<ReplySender<A>>, hops: u8) {
+    fn redispatch(
+        &self,
+        command: A::Command,
+        reply: Option<ReplySender<A>>,
+        ticket: Option<Arc<Ticket>>,
+        hops: u8,
+    ) {
         if hops >= MAX_HOPS {
+            // Never started, and now never will be: the caller may be told so.
+            if let Some(ticket) = &ticket {
+                ticket.abandon();
+            }
             if let Some(reply) = reply {
-                let _ = reply.send(Err(RuntimeError::Unreachable {
+                let _ = reply.send(Err(RuntimeError::NotApplied {
                     actor: self.id.clone(),
-                    reason: format!("re-dispatched {MAX_HOPS} times"),
+                    source: Box::new(RuntimeError::Unreachable {
+                        actor: self.id.clone(),
+                        reason: format!("re-dispatched {MAX_HOPS} times"),
+                    }),
                 }));
             }
             return;
@@ -290,6 +335,7 @@ impl<A: VirtualActor> Activation<A> {
             ActivationMsg::Command {
                 command,
                 reply,
+                ticket,
                 hops: hops + 1,
             },
         );

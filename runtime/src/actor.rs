@@ -42,6 +42,14 @@ pub trait VirtualActor: Send + Sync + Sized + 'static {
     /// What callers get back. Domain rejections belong in here, not in the error.
     type Reply: Serialize + DeserializeOwned + Send + 'static;
 
+    /// Whether `command` only reads: it changes nothing, so asking it again is always safe,
+    /// and an ask of it from another actor's turn is no effect of that turn. The default,
+    /// `false`, is always correct; saying `true` of a command that writes is a bug.
+    fn is_read(command: &Self::Command) -> bool {
+        let _ = command;
+        false
+    }
+
     /// Handle one command. Runs alone: no other turn of this instance runs meanwhile.
     fn handle(
         &self,
@@ -101,6 +109,8 @@ pub struct Turn<A: VirtualActor> {
     pub(crate) fence: u64,
     /// Set when the in-memory state can no longer be trusted (failed commit or handler).
     pub(crate) discard: bool,
+    /// A commit succeeded during the current command (reset before each command).
+    pub(crate) committed: bool,
 }
 
 impl<A: VirtualActor> Turn<A> {
@@ -139,6 +149,7 @@ impl<A: VirtualActor> Turn<A> {
             reminder_changes: Vec::new(),
             fence: record.fence,
             discard: false,
+            committed: false,
         })
     }
 
@@ -302,6 +313,7 @@ impl<A: VirtualActor> Turn<A> {
             Ok(version) => {
                 self.version = version;
                 self.dirty = false;
+                self.committed = true;
                 for (name, due_at_ms) in armed {
                     self.runtime.arm_reminder(&self.id, name, due_at_ms);
                 }

@@ -36,6 +36,25 @@ pub enum RuntimeError {
     /// left the cluster). Nothing ran: routing may try again.
     #[error("{actor} is not served here: {reason}")]
     Moved { actor: ActorId, reason: String },
+    /// The command was still queued when its caller's deadline passed (or the caller went
+    /// away): it was dropped without running. Nothing was applied.
+    #[error("{actor} did not start within {deadline:?}; the command was dropped unapplied")]
+    Expired { actor: ActorId, deadline: Duration },
+    /// The command failed after some of its effects were applied (a checkpoint commit, an
+    /// ask of another actor that changed it): what it did is only partly known.
+    #[error("{actor} failed after some of its effects were applied: {source}")]
+    AfterEffects {
+        actor: ActorId,
+        #[source]
+        source: Box<RuntimeError>,
+    },
+    /// The command did not run: taking over the actor failed before its turn began.
+    #[error("{actor} did not run: {source}")]
+    NotApplied {
+        actor: ActorId,
+        #[source]
+        source: Box<RuntimeError>,
+    },
     /// The owner node answered with an error; `class` keeps what the callers decide on.
     #[error("{actor} on {node}: {message}")]
     Remote {
@@ -50,7 +69,7 @@ pub enum RuntimeError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
-    /// Transient, and the command did not run.
+    /// Transient, and the command did not run (or ran and wrote nothing).
     Unavailable,
     /// A stale activation lost a compare-and-set; nothing of the failed turn was written.
     Conflict,
@@ -71,7 +90,10 @@ impl RuntimeError {
             Self::Timeout { .. }
             | Self::Unreachable { .. }
             | Self::ShuttingDown
-            | Self::Moved { .. } => true,
+            | Self::Moved { .. }
+            | Self::Expired { .. }
+            | Self::NotApplied { .. } => true,
+            Self::AfterEffects { source, .. } => source.is_unavailable(),
             Self::Remote { class, .. } => *class != ErrorClass::Failed,
             Self::Panicked { .. }
             | Self::CorruptState { .. }
@@ -96,9 +118,13 @@ impl RuntimeError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Store { source, .. } if source.is_conflict() => ErrorClass::Conflict,
+            Self::Store { source, .. } if source.is_outcome_unknown() => ErrorClass::OutcomeUnknown,
             Self::Store { source, .. } if source.is_unavailable() => ErrorClass::Unavailable,
             Self::Timeout { .. } | Self::Unreachable { .. } => ErrorClass::OutcomeUnknown,
-            Self::ShuttingDown => ErrorClass::Unavailable,
+            Self::ShuttingDown | Self::Expired { .. } | Self::NotApplied { .. } => {
+                ErrorClass::Unavailable
+            }
+            Self::AfterEffects { .. } => ErrorClass::OutcomeUnknown,
             Self::Moved { .. } => ErrorClass::Moved,
             Self::Remote { class, .. } => *class,
             Self::Store { .. }
@@ -113,6 +139,29 @@ impl RuntimeError {
     /// (it was not served where it went, or a stale activation was fenced off).
     pub(crate) fn is_retryable_elsewhere(&self) -> bool {
         matches!(self.class(), ErrorClass::Moved | ErrorClass::Conflict)
+    }
+
+    /// Whether an error says nothing of the command was applied, so that an answer of
+    /// "not applied, retry" is true. Only [`ErrorClass::OutcomeUnknown`] and
+    /// [`ErrorClass::Failed`] (a panic midway) may hide applied effects.
+    pub fn is_not_applied(&self) -> bool {
+        matches!(
+            self.class(),
+            ErrorClass::Unavailable | ErrorClass::Moved | ErrorClass::Conflict
+        )
+    }
+
+    /// This error, as the outcome of a command that already had effects (`applied`): a
+    /// transient failure then no longer means "nothing happened".
+    pub(crate) fn after_effects(self, actor: &ActorId, applied: bool) -> Self {
+        if applied && self.is_not_applied() {
+            Self::AfterEffects {
+                actor: actor.clone(),
+                source: Box::new(self),
+            }
+        } else {
+            self
+        }
     }
 
     pub(crate) fn store(actor: &ActorId, source: StoreError) -> Self {

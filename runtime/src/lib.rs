@@ -22,6 +22,7 @@ mod identity;
 pub mod leases;
 mod lifecycle;
 pub mod membership;
+mod outcome;
 mod passivation;
 mod placement;
 mod reminders;

@@ -6,6 +6,8 @@
 //! - `emporium_actor_activations_total{kind}`
 //! - `emporium_actor_passivations_total{kind,reason}`
 //! - `emporium_actor_panics_total{kind}`
+//! - `emporium_commands_expired_total{kind}`: commands dropped unapplied because their
+//!   caller gave up (deadline passed, or went away) before they started
 //! - `emporium_forwarded_requests_total{kind}`: asks sent to the owner on another node
 //! - `emporium_shard_ownership_changes_total{change}`: shards gained or lost by this node
 //! - `emporium_failover_seconds`: from a dead owner's last heartbeat to this node serving
@@ -50,6 +52,7 @@ pub struct KindSnapshot {
     pub activations: u64,
     pub deactivations: u64,
     pub panics: u64,
+    pub expired: u64,
 }
 
 #[derive(Default)]
@@ -58,6 +61,7 @@ struct KindCounters {
     activations: AtomicU64,
     deactivations: AtomicU64,
     panics: AtomicU64,
+    expired: AtomicU64,
 }
 
 /// Counts activations, deactivations and panics per kind, and mirrors them to `metrics`.
@@ -111,6 +115,11 @@ impl Lifecycle {
         metrics::counter!("emporium_actor_panics_total", "kind" => kind).increment(1);
     }
 
+    pub(crate) fn expired(&self, kind: &'static str) {
+        self.counters(kind).expired.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("emporium_commands_expired_total", "kind" => kind).increment(1);
+    }
+
     pub(crate) fn forwarded(&self, kind: &'static str) {
         metrics::counter!("emporium_forwarded_requests_total", "kind" => kind).increment(1);
     }
@@ -142,6 +151,7 @@ impl Lifecycle {
                         activations: counters.activations.load(Ordering::Relaxed),
                         deactivations: counters.deactivations.load(Ordering::Relaxed),
                         panics: counters.panics.load(Ordering::Relaxed),
+                        expired: counters.expired.load(Ordering::Relaxed),
                     },
                 )
             })

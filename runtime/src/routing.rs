@@ -31,9 +31,11 @@ use crate::placement::{Shard, shard_of};
 use crate::runtime::Runtime;
 use crate::status::ClusterStatus;
 
-/// Pause before looking again for a shard's owner; doubles up to [`MAX_BACKOFF`].
+/// Pause before looking again for a shard's owner; doubles up to [`MAX_BACKOFF`]. Looking
+/// is a read of this node's own tables (no I/O), so the cap is low: a request waiting out
+/// a failover is served within 100 ms of the new owner's claim, not half a second later.
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
-const MAX_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Where a shard is served, as this node sees it now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,7 +89,10 @@ pub struct OutgoingCall {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Call<C> {
-    Command(C),
+    /// Run `command` if it can start within `start_within_ms` of arrival; otherwise drop it
+    /// and answer "not applied" (the sender is still waiting for that verdict: the
+    /// envelope's deadline leaves room for the turn and the way back).
+    Command { command: C, start_within_ms: u64 },
     /// A durable reminder fired on a node that no longer owns the actor.
     Reminder(String),
     /// Is the actor active on the owner?
@@ -158,7 +163,6 @@ pub(crate) async fn ask_routed<A: VirtualActor>(
     let shard = shard_of(A::KIND, key);
     let give_up_at = Instant::now() + deadline;
     let mut backoff = FIRST_BACKOFF;
-    let mut payload = None;
     loop {
         let remaining = give_up_at.saturating_duration_since(Instant::now());
         let attempt = match placement.locate(shard) {
@@ -168,13 +172,16 @@ pub(crate) async fn ask_routed<A: VirtualActor>(
                     .await
             }
             Location::Remote { node } => {
-                if payload.is_none() {
-                    payload = Some(encode_call(&actor, &Call::Command(command.clone()))?);
-                }
+                let call = Call::Command {
+                    command: command.clone(),
+                    start_within_ms: duration_ms(remaining),
+                };
+                let config = runtime.config();
+                let reply_within = remaining + config.turn_timeout + config.forward_margin;
                 let call = OutgoingCall {
                     actor: actor.clone(),
-                    payload: payload.clone().unwrap_or_default(),
-                    deadline_ms: runtime.clock().now_ms() + duration_ms(remaining),
+                    payload: encode_call(&actor, &call)?,
+                    deadline_ms: runtime.clock().now_ms() + duration_ms(reply_within),
                 };
                 runtime.lifecycle().forwarded(A::KIND);
                 match placement.forward(node.clone(), call).await {
@@ -216,8 +223,12 @@ pub(crate) fn serve_call<'a, A: VirtualActor>(
         let call: Call<A::Command> = serde_json::from_slice(payload)
             .map_err(|error| format!("call for {} cannot be decoded: {error}", A::KIND))?;
         Ok(match call {
-            Call::Command(command) => {
-                encode_result(runtime.ask_local::<A>(key, command, budget).await)
+            Call::Command {
+                command,
+                start_within_ms,
+            } => {
+                let start_within = Duration::from_millis(start_within_ms).min(budget);
+                encode_result(runtime.ask_local::<A>(key, command, start_within).await)
             }
             Call::Reminder(name) => {
                 runtime.deliver_reminder_locally::<A>(key, name);

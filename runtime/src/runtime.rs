@@ -26,6 +26,7 @@ use crate::directory::{IdleEntry, KindHost};
 use crate::error::RuntimeError;
 use crate::identity::ActorId;
 use crate::lifecycle::{DeactivationReason, KindSnapshot, Lifecycle};
+use crate::outcome::{self, AbandonOnDrop, Ticket};
 use crate::placement::{Shard, shard_of};
 use crate::reminders::ReminderScheduler;
 use crate::routing::{self, Location, Placement};
@@ -40,17 +41,43 @@ pub struct RuntimeConfig {
     pub idle_timeout: Duration,
     /// Above this many active actors, the least recently used idle ones are passivated.
     pub max_active_actors: usize,
-    /// Default deadline of [`ActorHandle::ask`].
+    /// Default deadline of [`ActorHandle::ask`] for the command to *start*: a command still
+    /// queued then is dropped unapplied, and the caller is told so.
     pub ask_timeout: Duration,
+    /// How long a caller waits for the verdict of a command that has started. Past it the
+    /// outcome is unknown (a turn stuck on a slow store or a slow nested ask).
+    pub turn_timeout: Duration,
+    /// Time a forwarded call's verdict may take on the wire, on top of the owner's budget.
+    pub forward_margin: Duration,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
+        Self::within(Duration::from_secs(10))
+    }
+}
+
+impl RuntimeConfig {
+    /// Deadlines whose verdict always comes before `outer` (an HTTP request timeout) fires:
+    /// up to 500 ms (a fifth of `outer` at most) for forwarding, then 45% of the rest to
+    /// start and 45% to finish, so [`RuntimeConfig::verdict_within`] `< outer`.
+    pub fn within(outer: Duration) -> Self {
+        let forward_margin = Duration::from_millis(500).min(outer / 5);
+        let rest = outer.saturating_sub(forward_margin);
         Self {
             idle_timeout: Duration::from_secs(300),
             max_active_actors: 100_000,
-            ask_timeout: Duration::from_secs(10),
+            ask_timeout: rest * 9 / 20,
+            turn_timeout: rest * 9 / 20,
+            forward_margin,
         }
+    }
+
+    /// The longest a caller of [`ActorHandle::ask`] waits for the runtime's verdict, a
+    /// forwarded call included. An outer timeout must be longer, or it would answer first
+    /// without knowing what happened.
+    pub fn verdict_within(&self) -> Duration {
+        self.ask_timeout + self.turn_timeout + self.forward_margin
     }
 }
 
@@ -404,7 +431,9 @@ impl Runtime {
         }
     }
 
-    /// Run `command` on the local activation of `key`, whatever the placement says.
+    /// Run `command` on the local activation of `key`, whatever the placement says. It must
+    /// start within `deadline`, or it is dropped and the error says it was not applied; once
+    /// started, its verdict is awaited for [`RuntimeConfig::turn_timeout`] more.
     pub(crate) async fn ask_local<A: VirtualActor>(
         &self,
         key: &str,
@@ -412,28 +441,58 @@ impl Runtime {
         deadline: Duration,
     ) -> Result<A::Reply, RuntimeError> {
         let host = self.host::<A>()?;
-        let (reply, answer) = oneshot::channel();
+        let ticket = Ticket::new();
+        let _abandon_if_dropped = AbandonOnDrop(Arc::clone(&ticket));
+        let (reply, mut answer) = oneshot::channel();
         host.dispatch(
             self,
             key,
             ActivationMsg::Command {
                 command,
                 reply: Some(reply),
+                ticket: Some(Arc::clone(&ticket)),
                 hops: 0,
             },
         );
         self.note_activation();
-        match tokio::time::timeout(deadline, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_closed)) => Err(RuntimeError::Unreachable {
-                actor: ActorId::new(A::KIND, key),
+        let actor = || ActorId::new(A::KIND, key);
+        let answered = match tokio::time::timeout(deadline, &mut answer).await {
+            Ok(answered) => answered,
+            Err(_elapsed) if ticket.abandon() => {
+                return Err(RuntimeError::Expired {
+                    actor: actor(),
+                    deadline,
+                });
+            }
+            // Started before the deadline: its verdict is on its way.
+            Err(_elapsed) => {
+                let turn_timeout = self.config().turn_timeout;
+                match tokio::time::timeout(turn_timeout, answer).await {
+                    Ok(answered) => answered,
+                    Err(_elapsed) => {
+                        return Err(RuntimeError::Timeout {
+                            actor: actor(),
+                            deadline: deadline + turn_timeout,
+                        });
+                    }
+                }
+            }
+        };
+        answered.unwrap_or_else(|_closed| {
+            let stopped = RuntimeError::Unreachable {
+                actor: actor(),
                 reason: "activation stopped before answering".to_owned(),
-            }),
-            Err(_elapsed) => Err(RuntimeError::Timeout {
-                actor: ActorId::new(A::KIND, key),
-                deadline,
-            }),
-        }
+            };
+            if ticket.abandon() {
+                // It never started, and now never will.
+                Err(RuntimeError::NotApplied {
+                    actor: actor(),
+                    source: Box::new(stopped),
+                })
+            } else {
+                Err(stopped)
+            }
+        })
     }
 
     pub(crate) fn deliver_reminder_locally<A: VirtualActor>(&self, key: &str, name: String) {
@@ -606,9 +665,25 @@ impl<A: VirtualActor> ActorHandle<A> {
             .await
     }
 
-    /// Send `command` and wait for the reply, at most `deadline`. On a timeout the command
-    /// may still run later; commands should be safe to retry (idempotent) where it matters.
+    /// Send `command` and wait for the verdict. The command must start within `deadline`
+    /// (shortened to what is left of the enclosing turn, when asked from a handler); a
+    /// command that did not start is dropped and the error says it was not applied. Once
+    /// started, the caller waits [`RuntimeConfig::turn_timeout`] more for its verdict; only
+    /// then is the outcome unknown ([`RuntimeError::is_outcome_unknown`]).
     pub async fn ask_within(
+        &self,
+        command: A::Command,
+        deadline: Duration,
+    ) -> Result<A::Reply, RuntimeError> {
+        let read_only = A::is_read(&command);
+        let result = self
+            .ask_unscoped(command, outcome::bounded_by_turn(deadline))
+            .await;
+        outcome::note_ask(read_only, &result);
+        result
+    }
+
+    async fn ask_unscoped(
         &self,
         command: A::Command,
         deadline: Duration,
@@ -637,6 +712,9 @@ impl<A: VirtualActor> ActorHandle<A> {
 
     /// Send `command` without waiting for a reply.
     pub fn tell(&self, command: A::Command) -> Result<(), RuntimeError> {
+        if !A::is_read(&command) {
+            outcome::note_effect();
+        }
         if self.runtime.placement().is_some() {
             // In a cluster the owner may be elsewhere: route it like an ask, in the background.
             let handle = self.runtime.actor::<A>(self.key.clone());
@@ -654,6 +732,7 @@ impl<A: VirtualActor> ActorHandle<A> {
             ActivationMsg::Command {
                 command,
                 reply: None,
+                ticket: None,
                 hops: 0,
             },
         );

@@ -65,6 +65,7 @@ fn config(idle_ms: u64, max_active_actors: usize) -> RuntimeConfig {
         idle_timeout: Duration::from_millis(idle_ms),
         max_active_actors,
         ask_timeout: Duration::from_secs(5),
+        ..RuntimeConfig::default()
     }
 }
 

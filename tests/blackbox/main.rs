@@ -11,6 +11,7 @@ mod checkout;
 mod cluster;
 mod config;
 mod durability;
+mod outcomes;
 mod passivation;
 mod redis;
 mod store_faults;

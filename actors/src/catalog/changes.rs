@@ -124,6 +124,13 @@ impl VirtualActor for CatalogLogActor {
     type Command = ChangeLogCommand;
     type Reply = ChangeLogReply;
 
+    fn is_read(command: &ChangeLogCommand) -> bool {
+        matches!(
+            command,
+            ChangeLogCommand::ChangesSince(_) | ChangeLogCommand::Head
+        )
+    }
+
     async fn handle(
         &self,
         turn: &mut Turn<Self>,

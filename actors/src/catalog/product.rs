@@ -120,6 +120,10 @@ impl VirtualActor for ProductActor {
     type Command = ProductCommand;
     type Reply = Result<Option<Product>, InvalidValue>;
 
+    fn is_read(command: &ProductCommand) -> bool {
+        matches!(command, ProductCommand::Get)
+    }
+
     async fn handle(
         &self,
         turn: &mut Turn<Self>,

@@ -101,6 +101,10 @@ impl VirtualActor for PaymentActor {
     type Command = PaymentCommand;
     type Reply = PaymentReply;
 
+    fn is_read(command: &PaymentCommand) -> bool {
+        matches!(command, PaymentCommand::Get)
+    }
+
     async fn handle(
         &self,
         turn: &mut Turn<Self>,

@@ -119,6 +119,10 @@ impl VirtualActor for UserActor {
     type Command = UserCommand;
     type Reply = UserReply;
 
+    fn is_read(command: &UserCommand) -> bool {
+        matches!(command, UserCommand::Get | UserCommand::Credentials)
+    }
+
     async fn handle(
         &self,
         turn: &mut Turn<Self>,

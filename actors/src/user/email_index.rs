@@ -47,6 +47,10 @@ impl VirtualActor for EmailIndexActor {
     type Command = EmailIndexCommand;
     type Reply = EmailIndexReply;
 
+    fn is_read(command: &EmailIndexCommand) -> bool {
+        matches!(command, EmailIndexCommand::Lookup)
+    }
+
     async fn handle(
         &self,
         turn: &mut Turn<Self>,

@@ -152,10 +152,16 @@ pub enum StoreError {
         expected: u64,
         found: u64,
     },
-    /// The store could not be reached or did not answer in time. The operation may or may
-    /// not have been applied.
+    /// The store could not be reached or did not answer in time, and the operation was
+    /// **not applied** (a read, or a write that provably never reached its commit point).
+    /// Safe to retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A write reached its commit point but no verdict came back (a commit past its
+    /// deadline, a lost acknowledgement, a CQL write timeout): it **may or may not have been
+    /// applied**. Never retried blindly; the caller must reload to find out.
+    #[error("store outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// The value is larger than this adapter accepts.
     #[error("value too large: {size} bytes, limit {limit}")]
     TooLarge { size: usize, limit: usize },
@@ -170,10 +176,16 @@ impl StoreError {
         matches!(self, Self::Conflict { .. })
     }
 
-    /// Worth retrying later: the store is down or slow. The outcome of the failed call is
-    /// unknown, so a retry must reload before writing again.
+    /// Transient: the store is down or slow ([`StoreError::Unavailable`] or
+    /// [`StoreError::OutcomeUnknown`]). Whether a failed write may have applied is told by
+    /// [`StoreError::is_outcome_unknown`].
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::OutcomeUnknown(_))
+    }
+
+    /// The write may have been applied although it failed: reload before deciding anything.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Self::OutcomeUnknown(_))
     }
 }
 
@@ -195,6 +207,11 @@ pub trait StateStore: Send + Sync + 'static {
     ///
     /// Durability: `Ok` means the write survives a crash of the process (and, for a networked
     /// store, is acknowledged at the configured consistency level).
+    ///
+    /// Outcome: `Conflict` and `Unavailable` promise that nothing was applied; a failure
+    /// after the write may have reached its commit point is [`StoreError::OutcomeUnknown`].
+    /// The runtime turns these into the answers clients get (retry / `504`), so an adapter
+    /// that cannot tell must say unknown, never unavailable.
     async fn save(&self, id: &ActorId, write: StateWrite) -> Result<u64, StoreError>;
 
     /// Compare-and-set delete of the record, its reminders and its outbox entries: applies

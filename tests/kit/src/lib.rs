@@ -3,8 +3,9 @@
 //! [`TcpProxy`] sits between a client and a server on loopback and injects network faults
 //! the test controls: `cut()` closes every proxied connection and refuses new ones (the
 //! listener is closed), `delay(ms)` holds every forwarded chunk (a slow or black-holed
-//! network), `reset_connections()` drops connections without refusing new ones (a server
-//! restart), and `restore()` undoes all of them on the same address.
+//! network), `delay_replies(ms)` holds only the server's answers (lost acknowledgements),
+//! `reset_connections()` drops connections without refusing new ones (a server restart),
+//! and `restore()` undoes all of them on the same address.
 //!
 //! [`cas_bench`] is the harness of the adapters' CAS-write benches; [`hello_world`] is the
 //! plain hyper server every HTTP benchmark measures itself against.
@@ -37,6 +38,8 @@ pub struct TcpProxy {
     /// Bumped by `cut()`: every connection task watching it ends, closing both sockets.
     generation: watch::Sender<u64>,
     delay_ms: watch::Sender<u64>,
+    /// Extra hold on the server's answers only (a lost or late acknowledgement).
+    reply_delay_ms: watch::Sender<u64>,
     listener: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -44,11 +47,17 @@ impl TcpProxy {
     /// Listen on `127.0.0.1:0` and forward every connection to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Arc<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
+        Self::start_on(listener, upstream)
+    }
+
+    /// A proxy accepting on `listener` (any address) and forwarding to `upstream`.
+    pub fn start_on(listener: TcpListener, upstream: SocketAddr) -> Arc<Self> {
         let proxy = Arc::new(Self {
             addr: listener.local_addr().expect("proxy addr"),
             upstream,
             generation: watch::channel(0).0,
             delay_ms: watch::channel(0).0,
+            reply_delay_ms: watch::channel(0).0,
             listener: Mutex::new(None),
         });
         proxy.serve(listener);
@@ -83,8 +92,13 @@ impl TcpProxy {
         let (server_read, server_write) = server.into_split();
         tokio::select! {
             _ = generation.changed() => {}
-            _ = pump(client_read, server_write, self.delay_ms.subscribe()) => {}
-            _ = pump(server_read, client_write, self.delay_ms.subscribe()) => {}
+            _ = pump(client_read, server_write, self.delay_ms.subscribe(), None) => {}
+            _ = pump(
+                server_read,
+                client_write,
+                self.delay_ms.subscribe(),
+                Some(self.reply_delay_ms.subscribe()),
+            ) => {}
         }
         // Returning drops all four halves: both connections close.
     }
@@ -107,9 +121,17 @@ impl TcpProxy {
         self.delay_ms.send_replace(ms);
     }
 
+    /// Hold only what the server sends back for `ms` milliseconds (0: at once): requests
+    /// arrive and apply, their acknowledgements come late or, past the client's deadline,
+    /// never (a black-holed acknowledgement).
+    pub fn delay_replies(&self, ms: u64) {
+        self.reply_delay_ms.send_replace(ms);
+    }
+
     /// Accept and forward again, without delay.
     pub async fn restore(self: &Arc<Self>) {
         self.delay(0);
+        self.delay_replies(0);
         if self
             .listener
             .lock()
@@ -134,6 +156,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay_ms: watch::Receiver<u64>,
+    extra_delay_ms: Option<watch::Receiver<u64>>,
 ) {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -141,7 +164,7 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(read) => read,
         };
-        let delay = *delay_ms.borrow();
+        let delay = *delay_ms.borrow() + extra_delay_ms.as_ref().map_or(0, |extra| *extra.borrow());
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }

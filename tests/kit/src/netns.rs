@@ -160,22 +160,6 @@ impl Drop for NetNs {
     }
 }
 
-impl TcpProxy {
-    /// A proxy accepting on `listener` (any address) and forwarding to `upstream`.
-    pub fn start_on(listener: TcpListener, upstream: SocketAddr) -> Arc<Self> {
-        let addr = listener.local_addr().expect("proxy addr");
-        let proxy = Arc::new(Self {
-            addr,
-            upstream,
-            generation: tokio::sync::watch::channel(0).0,
-            delay_ms: tokio::sync::watch::channel(0).0,
-            listener: Mutex::new(None),
-        });
-        proxy.serve(listener);
-        proxy
-    }
-}
-
 /// Run `ip ARGS`; its stderr becomes the error.
 fn ip(args: &[&str]) -> io::Result<()> {
     let output = Command::new("ip").args(args).output()?;

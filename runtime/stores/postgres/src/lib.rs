@@ -22,12 +22,16 @@
 //!   that bound, and the connection it happened on is removed from the pool, so the next
 //!   operation opens a fresh one (which is also how the pool recovers when the server
 //!   comes back).
+//! - **Ambiguous saves**: a save that fails that way *after* its commit point was sent
+//!   (the single `UPDATE`/`INSERT`, or `COMMIT`) may have been applied by the server; it
+//!   is [`StoreError::OutcomeUnknown`], never `Unavailable` (which promises "not applied").
 //! - **Prepared statements** are cached per connection (`prepare_cached`).
 
 mod error;
 mod schema;
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -297,12 +301,15 @@ impl StateStore for PostgresStore {
         for entry in &write.outbox {
             self.check_size(entry.payload.len())?;
         }
-        run!(self, "save", retry = false, |client| save_on(
+        let commit_sent = AtomicBool::new(false);
+        let saved = run!(self, "save", retry = false, |client| save_on(
             &self.sql,
             &mut client,
             id,
-            &write
-        ))
+            &write,
+            &commit_sent
+        ));
+        saved.map_err(|error| unknown_once_committing(error, &commit_sent))
     }
 
     async fn delete(&self, id: &ActorId, expected_version: u64) -> Result<(), StoreError> {
@@ -439,11 +446,23 @@ async fn write_state<C: GenericClient>(
     Ok(rows == 1)
 }
 
+/// A save that failed for want of an answer after its commit point was sent (the single
+/// statement, or `COMMIT`) may have been applied: the port's contract says so.
+fn unknown_once_committing(error: StoreError, commit_sent: &AtomicBool) -> StoreError {
+    match error {
+        StoreError::Unavailable(reason) if commit_sent.load(Ordering::Acquire) => {
+            StoreError::OutcomeUnknown(format!("{reason} after the commit was sent"))
+        }
+        other => other,
+    }
+}
+
 async fn save_on(
     sql: &Sql,
     client: &mut Object,
     id: &ActorId,
     write: &StateWrite,
+    commit_sent: &AtomicBool,
 ) -> Result<u64, OpError> {
     let expected = write.expected_version;
     let next = expected
@@ -455,9 +474,10 @@ async fn save_on(
     };
     let applied = if write.outbox.is_empty() && write.reminders.is_empty() {
         // One statement is atomic by itself: no transaction, one round trip.
+        commit_sent.store(true, Ordering::Release);
         write_state(sql, &*client, id, expected_sql, &write.state).await
     } else {
-        save_in_transaction(sql, client, id, expected_sql, write).await
+        save_in_transaction(sql, client, id, expected_sql, write, commit_sent).await
     };
     match applied {
         Ok(true) => Ok(next),
@@ -475,6 +495,7 @@ async fn save_in_transaction(
     id: &ActorId,
     expected: i64,
     write: &StateWrite,
+    commit_sent: &AtomicBool,
 ) -> Result<bool, OpError> {
     let transaction = client.transaction().await?;
     if !write_state(sql, &transaction, id, expected, &write.state).await? {
@@ -513,6 +534,7 @@ async fn save_in_transaction(
             }
         }
     }
+    commit_sent.store(true, Ordering::Release);
     transaction.commit().await?;
     Ok(true)
 }
@@ -704,7 +726,8 @@ fn decode_member(row: &tokio_postgres::Row) -> Result<MemberRecord, String> {
         index: usize,
         name: &str,
     ) -> Result<T, String> {
-        row.try_get(index).map_err(|error| format!("{name}: {error}"))
+        row.try_get(index)
+            .map_err(|error| format!("{name}: {error}"))
     }
     fn non_negative(value: i64, name: &str) -> Result<u64, String> {
         u64::try_from(value).map_err(|_| format!("{name} is negative ({value})"))

@@ -40,11 +40,12 @@
 //! a random `writer` id; on a timeout the adapter reads the record at `LOCAL_SERIAL` (which
 //! completes or supersedes the in-flight Paxos round) and decides: our `writer` at
 //! `expected + 1` → applied; still at `expected` → not applied, retried (bounded); another
-//! writer at `expected + 1` → [`StoreError::Conflict`]; anything else stays
-//! [`StoreError::Unavailable`] (unknown), as the port allows. A request still queued on a
-//! server when it timed out can apply *after* that serial read, so a retry that loses with
-//! `found == expected + 1` checks the `writer` again before reporting a conflict. Leases do
-//! the same with the owner name.
+//! writer at `expected + 1` → [`StoreError::Conflict`]; anything else is
+//! [`StoreError::OutcomeUnknown`]. A request still queued on a server when it timed out can
+//! apply *after* that serial read, so a retry that loses reports a conflict only when the
+//! record is another writer's at `expected + 1`; past that (ours may lie underneath) or
+//! when every attempt timed out, the outcome is unknown. Leases do the same with the
+//! owner name.
 //!
 //! # Consistency and routing
 //! Prepared statements only (prepared at connect), token-aware DC-aware routing (the
@@ -603,7 +604,7 @@ fn lwt_outcome(
 }
 
 fn ambiguous(op: &str, failure: &Failure) -> StoreError {
-    StoreError::Unavailable(format!("{op}: outcome unknown: {}", failure.message))
+    StoreError::OutcomeUnknown(format!("{op}: {}", failure.message))
 }
 
 fn record(op: &'static str, started: Instant, outcome: &Result<(), &StoreError>) {
@@ -860,19 +861,27 @@ impl ScyllaStore {
                     }
                     let found = found.map_or(0, from_db);
                     // A retry loses to the attempt it retries when that one, still queued
-                    // on a server when it timed out, applied after our serial read.
-                    if attempt > 0 && found == version {
-                        match self.resolve_save(id, expected, writer).await {
+                    // on a server when it timed out, applied after our serial read. Only
+                    // another writer's record at `version` proves ours never applied; a
+                    // record past `version` may sit on top of ours.
+                    if attempt > 0 {
+                        let resolution = if found == version {
+                            self.resolve_save(id, expected, writer).await
+                        } else {
+                            Resolution::Unknown
+                        };
+                        match resolution {
                             Resolution::Applied => {
                                 self.refresh_marks(id, &marks, marked_at).await;
                                 return Ok(version);
                             }
-                            Resolution::Unknown => {
-                                return Err(StoreError::Unavailable(format!(
-                                    "save: outcome unknown after a retry of {id}"
+                            Resolution::Conflict(_) => {}
+                            Resolution::NotApplied | Resolution::Unknown => {
+                                return Err(StoreError::OutcomeUnknown(format!(
+                                    "save: a retry of {id} lost at version {found}; \
+                                     an earlier attempt may have applied"
                                 )));
                             }
-                            Resolution::NotApplied | Resolution::Conflict(_) => {}
                         }
                     }
                     return Err(StoreError::Conflict {
@@ -907,8 +916,10 @@ impl ScyllaStore {
                 }
             }
         }
-        Err(StoreError::Unavailable(format!(
-            "save: not applied after {CAS_ATTEMPTS} attempts: {}",
+        // Every attempt timed out and read back as not applied, but one still queued on a
+        // server may apply later: not a promise of "not applied".
+        Err(StoreError::OutcomeUnknown(format!(
+            "save: no verdict after {CAS_ATTEMPTS} attempts: {}",
             last_failure.map_or_else(String::new, |failure| failure.message)
         )))
     }
