@@ -18,6 +18,7 @@
 
 pub mod cas_bench;
 pub mod hello_world;
+pub mod linearizability;
 pub mod netns;
 pub mod scratch_postgres;
 
