@@ -262,6 +262,15 @@ impl<A: VirtualActor> Activation<A> {
                 return Err(moved);
             }
         };
+        // In a cluster an actor with no record is not kept in memory between messages: a
+        // first write still in flight from the shard's previous owner (its turn started
+        // before the hand-over, expecting version 0) may commit after this node answered
+        // "absent", and the next message must see it. Actors with a record are fenced by a
+        // write instead (`Turn::fence`); absent ones are not written, so that reading a
+        // random key never creates a row.
+        if epoch.is_some() && state.turn.as_ref().is_some_and(|turn| turn.version() == 0) {
+            state.turn = None;
+        }
         let stale_fence = match (&state.turn, epoch) {
             (Some(turn), Some(epoch)) if turn.fence != epoch => Some(turn.fence),
             _ => None,

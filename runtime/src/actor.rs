@@ -156,8 +156,10 @@ impl<A: VirtualActor> Turn<A> {
     /// Claim this actor for the shard lease `epoch` before serving it: a compare-and-set
     /// that writes the same state with the new epoch, so a write still in flight from the
     /// previous owner (paused or partitioned, loaded at the old version) is rejected. A
-    /// never-saved actor is not written (that would make it exist); its first real commit
-    /// is fenced by the version 0 it expects. Skipped when the stored epoch already is
+    /// never-saved actor is not written (that would make it exist, and any read of a
+    /// random key would create a row): its first real commit is fenced by the version 0 it
+    /// expects, and its activation reloads before every message while it has no record
+    /// (`activation::loaded_turn`), so a late first write of the previous owner is seen. Skipped when the stored epoch already is
     /// `epoch`: this life wrote it, and the version has moved past any stale write since.
     pub(crate) async fn fence(&mut self, epoch: u64) -> Result<(), RuntimeError> {
         if self.fence > epoch {

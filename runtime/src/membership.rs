@@ -1355,10 +1355,22 @@ mod tests {
         assert!(second.is_healthy());
     }
 
-    /// A store whose heartbeat writes can be made to fail (a store outage seen by one node).
+    /// A store whose heartbeat writes (`down`) or member listings (`failing`) can be made to
+    /// fail: a store outage, or an unreadable member table, seen by one node.
     struct Outage {
-        inner: MemoryStore,
+        inner: Arc<MemoryStore>,
         down: std::sync::atomic::AtomicBool,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl Outage {
+        fn over(inner: Arc<MemoryStore>) -> Self {
+            Self {
+                inner,
+                down: std::sync::atomic::AtomicBool::new(false),
+                failing: std::sync::atomic::AtomicBool::new(false),
+            }
+        }
     }
 
     #[async_trait::async_trait]
@@ -1415,6 +1427,9 @@ mod tests {
             self.inner.upsert_member(member).await
         }
         async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("cannot decode".to_owned()));
+            }
             self.inner.list_members().await
         }
         async fn claim_lease(
@@ -1432,10 +1447,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_node_that_cannot_heartbeat_expels_itself_before_others_see_it_dead() {
-        let outage = Arc::new(Outage {
-            inner: MemoryStore::new(),
-            down: std::sync::atomic::AtomicBool::new(false),
-        });
+        let outage = Arc::new(Outage::over(Arc::new(MemoryStore::new())));
         let observer = Membership::join(
             local("a"),
             MembershipConfig::default(),
@@ -1596,88 +1608,10 @@ mod tests {
         );
     }
 
-    /// A store whose member listing fails while `failing` is set (and only the listing).
-    struct UnreadableMembers {
-        inner: Arc<MemoryStore>,
-        failing: std::sync::atomic::AtomicBool,
-    }
-
-    #[async_trait::async_trait]
-    impl StateStore for UnreadableMembers {
-        fn adapter(&self) -> &'static str {
-            "unreadable-members"
-        }
-        async fn load(
-            &self,
-            id: &crate::ActorId,
-        ) -> Result<Option<crate::store::Versioned>, StoreError> {
-            self.inner.load(id).await
-        }
-        async fn save(
-            &self,
-            id: &crate::ActorId,
-            write: crate::store::StateWrite,
-        ) -> Result<u64, StoreError> {
-            self.inner.save(id, write).await
-        }
-        async fn delete(&self, id: &crate::ActorId, expected: u64) -> Result<(), StoreError> {
-            self.inner.delete(id, expected).await
-        }
-        async fn list_keys(
-            &self,
-            kind: &str,
-            after: Option<&str>,
-            limit: usize,
-        ) -> Result<Vec<String>, StoreError> {
-            self.inner.list_keys(kind, after, limit).await
-        }
-        async fn outbox_pending(
-            &self,
-            limit: usize,
-        ) -> Result<Vec<crate::store::PendingEvent>, StoreError> {
-            self.inner.outbox_pending(limit).await
-        }
-        async fn outbox_ack(
-            &self,
-            events: &[crate::store::PendingEvent],
-        ) -> Result<(), StoreError> {
-            self.inner.outbox_ack(events).await
-        }
-        async fn list_reminders(
-            &self,
-            shard: crate::Shard,
-        ) -> Result<Vec<crate::store::Reminder>, StoreError> {
-            self.inner.list_reminders(shard).await
-        }
-        async fn upsert_member(&self, member: &MemberRecord) -> Result<(), StoreError> {
-            self.inner.upsert_member(member).await
-        }
-        async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
-            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(StoreError::Unavailable("cannot decode".to_owned()));
-            }
-            self.inner.list_members().await
-        }
-        async fn claim_lease(
-            &self,
-            shard: crate::Shard,
-            owner: &str,
-            expected_epoch: u64,
-        ) -> Result<crate::store::Lease, StoreError> {
-            self.inner.claim_lease(shard, owner, expected_epoch).await
-        }
-        async fn list_leases(&self) -> Result<Vec<crate::store::Lease>, StoreError> {
-            self.inner.list_leases().await
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_node_that_cannot_read_the_member_table_judges_nobody_dead_meanwhile() {
         let shared = Arc::new(MemoryStore::new());
-        let blind = Arc::new(UnreadableMembers {
-            inner: Arc::clone(&shared),
-            failing: std::sync::atomic::AtomicBool::new(false),
-        });
+        let blind = Arc::new(Outage::over(Arc::clone(&shared)));
         let a = Membership::join(
             local("a"),
             MembershipConfig::default(),

@@ -747,3 +747,69 @@ async fn an_activation_busy_when_its_shard_moves_away_is_passivated_too() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------
+// 7. An actor never saved, written by its old owner while its shard moves.
+
+/// A's turn on a key that has no record yet is busy (expecting version 0) when B joins and
+/// takes the shard over; B answers a read ("absent") before A's turn commits. A's write is
+/// then acknowledged, and must be visible through every node afterwards: B must not keep
+/// serving the absent actor it loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_first_write_committed_by_the_old_owner_during_a_hand_over_is_seen() {
+    bounded(async {
+        let store = Arc::new(MemoryStore::new());
+        let a = start(&store, "fresh-a").await;
+        until(Duration::from_secs(10), "A holds every shard", || {
+            a.holds() == usize::from(SHARD_COUNT)
+        })
+        .await;
+        let key = keys_owned_by("fresh", "fresh-b", &["fresh-a", "fresh-b"], 1).remove(0);
+        let shard = shard_of(Ledger::KIND, &key);
+
+        let slow = {
+            let runtime = a.runtime.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                runtime
+                    .actor::<Ledger>(key)
+                    .ask(LedgerCommand::SlowAppend {
+                        token: "first".into(),
+                        ms: 2_500,
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let b = start(&store, "fresh-b").await;
+        until(Duration::from_secs(5), "B serves the key's shard", || {
+            b.cluster.leases().serves(shard)
+        })
+        .await;
+        let before = b.ask(&key, LedgerCommand::Get).await.expect("B reads");
+        assert_eq!(before.node, "fresh-b");
+
+        match slow.await.expect("task") {
+            Ok(reply) => {
+                assert_eq!(reply.node, "fresh-a");
+                for node in [&a, &b] {
+                    let read = node.ask(&key, LedgerCommand::Get).await.expect("read");
+                    assert_eq!(
+                        read.entries,
+                        ["first"],
+                        "an acknowledged write is seen through {}",
+                        node.id
+                    );
+                }
+            }
+            Err(error) => {
+                // Refused or fenced instead: then it must not be there.
+                assert!(error.is_not_applied(), "{error}");
+                let read = b.ask(&key, LedgerCommand::Get).await.expect("read");
+                assert!(read.entries.is_empty(), "{:?}", read.entries);
+            }
+        }
+        stop_all(&[a, b]).await;
+    })
+    .await;
+}
