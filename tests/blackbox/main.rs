@@ -14,5 +14,6 @@ mod durability;
 mod outcomes;
 mod passivation;
 mod redis;
+mod seeded_faults;
 mod store_faults;
 mod users;
