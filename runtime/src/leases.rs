@@ -443,22 +443,30 @@ impl Shared {
         &self,
         table: &LeaseTable,
         plan: &[(Shard, u64)],
-    ) -> HashMap<Shard, LeaseHolder> {
+    ) -> HashMap<Shard, (LeaseHolder, bool)> {
         let view = self.membership.view();
         plan.iter()
             .filter_map(|(shard, _)| {
                 let holder = table.lease(*shard)?.holder.clone()?;
                 let member = view.member(&holder.node_id)?;
-                let live = member.incarnation == holder.incarnation
-                    && member.liveness != Liveness::Dead
-                    && member.status != MemberStatus::Down;
-                live.then_some((*shard, holder))
+                // A former life replaced by a newer one is not proved gone: it may be a
+                // paused process that still serves until it reads its row. It is held back
+                // like a live holder (and only time releases it: see `hold_back`).
+                let former_life = member.incarnation > holder.incarnation;
+                let live = former_life
+                    || (member.incarnation == holder.incarnation
+                        && member.liveness != Liveness::Dead
+                        && member.status != MemberStatus::Down);
+                // A former life is not asked to let go: its node id now reaches the new
+                // life, whose answer says nothing of the old one.
+                live.then_some((*shard, (holder, !former_life)))
             })
             .collect()
     }
 
-    /// Do not serve `shard` until `previous` lets go, at most `fence_after`.
-    fn hold_back(&self, shard: Shard, previous: LeaseHolder) {
+    /// Do not serve `shard` until `previous` lets go (when `ask`), at most `fence_after`: by
+    /// then a holder that could not be reached has fenced itself.
+    fn hold_back(&self, shard: Shard, previous: LeaseHolder, ask: bool) {
         let until_ms = self.membership.clock().monotonic_ms()
             + duration_ms(self.membership.config().fence_after());
         lock(&self.handovers).insert(
@@ -466,7 +474,7 @@ impl Shared {
             Handover {
                 previous,
                 until_ms,
-                asked: false,
+                asked: !ask,
             },
         );
     }
@@ -521,6 +529,9 @@ impl Shared {
         let _one_at_a_time = self.rounds.lock().await;
         self.round_count.fetch_add(1, Ordering::Relaxed);
         for _attempt in 0..3 {
+            // The table is as fresh as the moment its read *started*: a read that took long
+            // may show leases that changed while it was on its way.
+            let read_started_ms = self.membership.clock().monotonic_ms();
             let listed = match self.store.list_leases().await {
                 Ok(listed) => listed,
                 Err(error) => {
@@ -533,7 +544,7 @@ impl Shared {
             for lease in listed {
                 table.set(lease);
             }
-            table.refreshed_at_ms = Some(now_ms);
+            table.refreshed_at_ms = Some(read_started_ms);
             let may_claim =
                 self.membership.is_healthy() && self.membership.status() == MemberStatus::Up;
             let plan = if may_claim {
@@ -608,17 +619,21 @@ impl Shared {
     async fn claim(&self, table: &mut LeaseTable, plan: Vec<(Shard, u64)>) -> usize {
         let owner = self.local.to_string();
         let live_holders = self.live_previous_holders(table, &plan);
+        let hold_back_from = |shard: Shard| {
+            if let Some((previous, ask)) = live_holders.get(&shard) {
+                self.hold_back(shard, previous.clone(), *ask);
+            }
+        };
         let mut lost = 0;
         for batch in plan.chunks(self.config.max_concurrent_claims.max(1)) {
             let claims = batch
                 .iter()
                 .map(|(shard, epoch)| self.store.claim_lease(*shard, &owner, *epoch));
-            for result in futures::future::join_all(claims).await {
+            let results = futures::future::join_all(claims).await;
+            for ((shard, _), result) in batch.iter().zip(results) {
                 match result {
                     Ok(lease) => {
-                        if let Some(previous) = live_holders.get(&lease.shard) {
-                            self.hold_back(lease.shard, previous.clone());
-                        }
+                        hold_back_from(lease.shard);
                         self.claims_won.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!("emporium_cluster_lease_claims_total", "outcome" => "won")
                             .increment(1);
@@ -633,7 +648,12 @@ impl Shared {
                     Err(error) => {
                         metrics::counter!("emporium_cluster_lease_claims_total", "outcome" => "error")
                             .increment(1);
-                        tracing::warn!(%error, "leases: claim failed");
+                        tracing::warn!(%error, shard, "leases: claim failed");
+                        // It may have applied without an answer: should the next read show
+                        // this node holding the shard, it is held back like any other claim.
+                        if error.is_unavailable() {
+                            hold_back_from(*shard);
+                        }
                     }
                 }
             }

@@ -570,8 +570,12 @@ async fn a_paused_node_wakes_up_fenced_and_does_not_claim_back() {
     assert!(converged(&store, &survivors).await);
 }
 
+/// A restarted node is a new life: it claims its shards back at once, but serves them only
+/// once its former life can no longer serve (`fence_after`): the former life is not proved
+/// gone (it may be a paused process that still answers until it reads its row).
 #[tokio::test(start_paused = true)]
-async fn a_restarted_node_is_a_new_life_and_reclaims_its_shards_at_once() {
+async fn a_restarted_node_reclaims_its_shards_at_once_and_serves_them_when_its_old_life_is_fenced()
+{
     let store = Arc::new(MemoryStore::new());
     let mut nodes = start_cluster(&store, &["node-1", "node-2", "node-3"]).await;
     until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
@@ -581,12 +585,31 @@ async fn a_restarted_node_is_a_new_life_and_reclaims_its_shards_at_once() {
     drop(old);
     tokio::time::sleep(Duration::from_millis(300)).await;
     nodes.push(Node::start(&store, "node-3").await);
-    let took = until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
-    eprintln!("restart: node-3's new life holds its shards again after {took} ms (virtual)");
-    // Well before a dead verdict: the new incarnation ends the old life at once.
-    assert!(took < DEAD_AFTER_MS - HEARTBEAT_MS, "{took} ms");
-    let after = leases(&store).await;
     let new_holder = nodes[2].holder().to_string();
+    let started = Instant::now();
+    loop {
+        let now = leases(&store).await;
+        if before
+            .iter()
+            .filter(|(_, lease)| lease.owner == old_holder)
+            .all(|(shard, _)| now[shard].owner == new_holder)
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "not reclaimed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let claimed = started.elapsed().as_millis() as u64;
+    let took = claimed + until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 6_000).await;
+    eprintln!("restart: claimed after {claimed} ms, served after {took} ms (virtual)");
+    let fence_after_ms = DEAD_AFTER_MS - HEARTBEAT_MS;
+    assert!(claimed < 2 * HEARTBEAT_MS + 100, "{claimed} ms");
+    assert!(
+        took + 300 >= fence_after_ms,
+        "served before the old life fenced: {took} ms"
+    );
+    assert!(took < DEAD_AFTER_MS + 2 * HEARTBEAT_MS, "{took} ms");
+    let after = leases(&store).await;
     for (shard, old) in &before {
         if old.owner == old_holder {
             assert_eq!(after[shard].owner, new_holder);
