@@ -4,10 +4,10 @@
 //! then every cart line's history is checked for linearizability
 //! (`emporium_testkit::linearizability`).
 //!
-//! - **Registers.** Each cart gets one line of each of [`SKUS_PER_CART`] products (quantity
-//!   1) before the load; each (cart, SKU) line is one register. Writes set a line's quantity
-//!   to a value never written to that line before (2 to 99, so a read names its write);
-//!   reads of the cart read every line of it.
+//! - **Registers.** Each cart gets one line of each of [`SKUS_PER_CART`] products, at
+//!   quantity one, before the load; each (cart, SKU) line is one register. Writes set a
+//!   line's quantity to a value never written to that line before (2 to 99, so a read names
+//!   its write); reads of the cart read every line of it.
 //! - **Outcomes.** 200: applied (`Ok`). 503: not applied (`Failed`, left out of the
 //!   history: a later read of its value is a violation). A connection refused: nothing was
 //!   sent (`Failed` too). 504, a timeout or a connection lost after sending: `Unknown` (may
@@ -549,7 +549,7 @@ async fn seeded_faults_checked_for_linearizability(store: TestStore) {
     for index in cluster.running() {
         let id = cluster.members[index].id.clone();
         let base = cluster.members[index].base().to_owned();
-        for cart in 0..carts.len() {
+        for (cart, cart_id) in carts.iter().enumerate() {
             let deadline = Instant::now() + FINAL_READ_DEADLINE;
             loop {
                 let record = read(&shared, "final read", &id, &base, cart).await;
@@ -561,8 +561,7 @@ async fn seeded_faults_checked_for_linearizability(store: TestStore) {
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "{label}: cart {} unreadable through {id}: {detail} (seed {seed})",
-                    carts[cart]
+                    "{label}: cart {cart_id} unreadable through {id}: {detail} (seed {seed})"
                 );
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -593,6 +592,21 @@ async fn seeded_faults_checked_for_linearizability(store: TestStore) {
         checked.elapsed()
     );
     cluster.finish().await;
+    let acked = |write: bool| {
+        records
+            .iter()
+            .filter(|record| record.write.is_some() == write && record.class == Class::Ok)
+            .count()
+    };
+    assert!(
+        acked(true) > 0 && acked(false) > 0,
+        "{label}: no write or no read was answered (seed {seed})"
+    );
+    let applied = faults.kills + faults.freezes + faults.joins_and_leaves;
+    assert!(
+        applied > 0 || phase < Duration::from_secs(4),
+        "{label}: no fault applied in {phase:.0?} (seed {seed})"
+    );
     assert!(
         unexpected.is_empty(),
         "{label}: answers other than 200/503/504 (seed {seed}):\n{}",
@@ -606,13 +620,11 @@ async fn seeded_faults_checked_for_linearizability(store: TestStore) {
     );
 }
 
+/// (cart id, SKU) → (initial quantity, the line's operations).
+type Histories = BTreeMap<(String, String), (Option<u32>, Vec<Event<u32>>)>;
+
 /// Every line's history: its writes, and what every successful read of its cart saw.
-fn histories(
-    records: &[Record],
-    carts: &[String],
-    skus: &[String],
-    shared: &Shared,
-) -> BTreeMap<(String, String), (Option<u32>, Vec<Event<u32>>)> {
+fn histories(records: &[Record], carts: &[String], skus: &[String], shared: &Shared) -> Histories {
     let mut histories = BTreeMap::new();
     for cart in carts {
         for sku in skus {
