@@ -554,7 +554,7 @@ async fn let_go(runtime: &Runtime, leases: &Leases, payload: &[u8]) -> Answer {
             format!("shard {shard} is still leased to this node"),
         );
     }
-    let passivated = runtime.passivate_shards(&shards.iter().copied().collect());
+    let passivated = runtime.release_shards(&shards.iter().copied().collect());
     tracing::debug!(
         shards = shards.len(),
         passivated,
@@ -617,7 +617,7 @@ async fn follow_leases(cluster: Cluster) {
             .map(|(shard, _)| *shard)
             .collect();
         if !lost.is_empty() || !gained.is_empty() {
-            let passivated = runtime.passivate_shards(&lost);
+            let passivated = runtime.release_shards(&lost);
             runtime.lifecycle().shards_changed(gained.len(), lost.len());
             tracing::info!(
                 gained = gained.len(),

@@ -550,8 +550,10 @@ impl Runtime {
             .map_err(ForwardedCallError::Malformed)
     }
 
-    /// Passivate the idle local actors of `shards` (this node no longer serves them).
-    pub(crate) fn passivate_shards(&self, shards: &BTreeSet<Shard>) -> usize {
+    /// This node no longer serves `shards`: passivate their idle local actors and forget
+    /// their reminder timers (the new owner arms them). Returns how many were passivated.
+    pub(crate) fn release_shards(&self, shards: &BTreeSet<Shard>) -> usize {
+        self.inner.reminders.forget(shards.clone());
         self.hosts().map(|host| host.passivate_shards(shards)).sum()
     }
 
