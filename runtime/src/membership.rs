@@ -31,6 +31,13 @@
 //! incarnation): a row whose heartbeat is older than `dead_after` is then taken as dead
 //! rather than waited for; a wrong guess is corrected by the next refresh.
 //!
+//! **Tolerated skew: [`MAX_CLOCK_SKEW`] (500 ms).** Beyond first sight, wall clocks only
+//! set transport deadlines (a probe expires after 500 ms). Every listing bounds each live
+//! member's clock offset (its new heartbeat value against the window in which it was
+//! written); a *joining* node whose clock is surely further off than that from every live
+//! member refuses to join ([`Expulsion::ClockSkew`]): fail safe, never a double owner. A
+//! running node reports the offset (`emporium_cluster_clock_offset_ms`) and logs it.
+//!
 //! A newer incarnation of a node id replaces the older one (a restarted node is a new life);
 //! a row that shows an *older* incarnation than one already seen is a stale write of a
 //! former life and is ignored.
@@ -388,7 +395,17 @@ pub enum Expulsion {
     Silent { silent_ms: u64 },
     /// Its row shows a newer incarnation of its node id.
     Superseded { by_incarnation: u64 },
+    /// While joining, its wall clock was found off from every live member's by more than
+    /// [`MAX_CLOCK_SKEW`] (`off_by_ms` at least, signed: positive when this node is behind).
+    ClockSkew { off_by_ms: i64 },
 }
+
+/// The wall-clock difference between nodes the cluster tolerates. Wall clocks are used only
+/// where a few hundred milliseconds cannot matter for safety: a row's age on first sight
+/// (capped at `dead_after`) and the deadlines of transport envelopes (probes expire after
+/// 500 ms). A node whose clock is surely further off refuses to join (fail safe), and a
+/// running node reports the offsets it sees (`emporium_cluster_clock_offset_ms`).
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_millis(500);
 
 /// What one node saw of another member's row.
 struct Observation {
@@ -424,6 +441,8 @@ struct Observed {
     last_read_started_ms: Option<u64>,
     /// Monotonic ms since which listings fail; `None` while they succeed.
     reads_failing_since_ms: Option<u64>,
+    /// Wall ms at which the last successful listing started (bounds the clock offsets).
+    last_read_started_wall_ms: Option<u64>,
 }
 
 /// A member's cluster port refused a connection: the crash path's evidence.
@@ -495,6 +514,7 @@ impl Membership {
             .validate_with_crash_confirm(crash_confirm)
             .map_err(|error| StoreError::Other(error.to_string()))?;
         let read_started_ms = clock.monotonic_ms();
+        let read_started_wall_ms = clock.now_ms();
         let rows = store.list_members().await?;
         let previous = rows
             .iter()
@@ -526,12 +546,13 @@ impl Membership {
                 refreshes: 0,
                 last_read_started_ms: None,
                 reads_failing_since_ms: None,
+                last_read_started_wall_ms: None,
             }),
             writing: tokio::sync::Mutex::new(()),
             view,
             wake: Arc::new(Notify::new()),
         });
-        shared.observe(rows, read_started_ms);
+        shared.observe(rows, read_started_ms, read_started_wall_ms);
         shared.write_own_row().await?;
         shared.publish();
         tokio::spawn(run(Arc::downgrade(&shared), Arc::clone(&shared.wake)));
@@ -746,9 +767,10 @@ impl Shared {
         }
         self.check_silence();
         let read_started_ms = self.clock.monotonic_ms();
+        let read_started_wall_ms = self.clock.now_ms();
         match self.store.list_members().await {
             Ok(rows) => {
-                let crashed = self.observe(rows, read_started_ms);
+                let crashed = self.observe(rows, read_started_ms, read_started_wall_ms);
                 {
                     let mut state = lock(&self.state);
                     let refreshes = lock(&self.observed).refreshes;
@@ -856,7 +878,12 @@ impl Shared {
 
     /// Fold a listing of every row (started at `read_started_ms`) into the observations,
     /// and weigh the crash evidence against it. Returns whether a crash was newly confirmed.
-    fn observe(&self, rows: Vec<MemberRecord>, read_started_ms: u64) -> bool {
+    fn observe(
+        &self,
+        rows: Vec<MemberRecord>,
+        read_started_ms: u64,
+        read_started_wall_ms: u64,
+    ) -> bool {
         let now_ms = self.clock.monotonic_ms() as i64;
         let now_wall_ms = self.clock.now_ms();
         let dead_after_ms = duration_ms(self.config.dead_after);
@@ -869,9 +896,14 @@ impl Shared {
         };
         let mut superseded = None;
         let crashed;
+        // Per member whose row changed since the previous listing, the range its clock's
+        // offset from ours must lie in: the write happened between that listing's start and
+        // the end of this one (`observed - ours`, ms).
+        let mut offsets: Vec<(i64, i64)> = Vec::new();
         {
             let mut observed = lock(&self.observed);
             let observed = &mut *observed;
+            let previous_read_wall_ms = observed.last_read_started_wall_ms;
             for record in rows {
                 if record.node_id == self.local.node_id && record.incarnation > self.incarnation {
                     superseded = Some(record.incarnation);
@@ -902,6 +934,15 @@ impl Shared {
                             || record.status != known.record.status
                         {
                             known.seen_ms = now_ms;
+                            if let Some(previous_ms) = previous_read_wall_ms
+                                && record.node_id != self.local.node_id
+                            {
+                                let written_ms = record.heartbeat_ms as i64;
+                                offsets.push((
+                                    written_ms - now_wall_ms as i64,
+                                    written_ms - previous_ms as i64,
+                                ));
+                            }
                         }
                         known.record = record;
                     }
@@ -909,6 +950,7 @@ impl Shared {
             }
             observed.refreshes += 1;
             observed.last_read_started_ms = Some(read_started_ms);
+            observed.last_read_started_wall_ms = Some(read_started_wall_ms);
             if let Some(since) = observed.reads_failing_since_ms.take() {
                 tracing::info!(
                     failed_for_ms = read_started_ms.saturating_sub(since),
@@ -923,7 +965,35 @@ impl Shared {
                 expel(&mut state, Expulsion::Superseded { by_incarnation });
             }
         }
+        self.check_clock(&offsets);
         crashed
+    }
+
+    /// Fail safe on clock skew: a joining node whose clock is surely off from every live
+    /// member's by more than [`MAX_CLOCK_SKEW`] refuses to join; a running one reports.
+    fn check_clock(&self, offsets: &[(i64, i64)]) {
+        let Some(off_by_ms) = surely_off_by(offsets, duration_ms(MAX_CLOCK_SKEW) as i64) else {
+            return;
+        };
+        metrics::gauge!("emporium_cluster_clock_offset_ms").set(off_by_ms as f64);
+        if off_by_ms == 0 {
+            return;
+        }
+        let mut state = lock(&self.state);
+        if state.status == MemberStatus::Joining && state.expelled.is_none() {
+            tracing::error!(
+                off_by_ms,
+                max_ms = duration_ms(MAX_CLOCK_SKEW),
+                "membership: this node's wall clock is off from every member's; fix its time \
+                 synchronisation (NTP) before it joins"
+            );
+            expel(&mut state, Expulsion::ClockSkew { off_by_ms });
+        } else {
+            tracing::warn!(
+                off_by_ms,
+                "membership: wall clocks differ beyond the tolerated skew"
+            );
+        }
     }
 
     /// The store as arbiter of the crash evidence, after a listing that started at
@@ -1100,6 +1170,24 @@ impl Shared {
     }
 }
 
+/// From per-member offset ranges `(low, high)` (`theirs - ours`, ms): `Some(0)` when some
+/// member may be within `max_ms` of this node, `Some(off)` when every one surely differs by
+/// more (the offset nearest to zero, positive when this node is behind), `None` without data.
+fn surely_off_by(offsets: &[(i64, i64)], max_ms: i64) -> Option<i64> {
+    offsets
+        .iter()
+        .map(|&(low, high)| {
+            if low > max_ms {
+                low
+            } else if high < -max_ms {
+                high
+            } else {
+                0
+            }
+        })
+        .min_by_key(|off| off.unsigned_abs())
+}
+
 fn expel(state: &mut Local, why: Expulsion) {
     tracing::error!(
         ?why,
@@ -1249,15 +1337,48 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn clock_skew_does_not_make_a_live_node_dead() {
+    async fn a_tolerated_clock_skew_does_not_make_a_live_node_dead() {
         let store = Arc::new(MemoryStore::new());
         let a = join(&store, "a", 0).await;
-        // b's wall clock runs a minute behind: its heartbeats look a minute old to a.
-        let b = join(&store, "b", -60_000).await;
+        // b's wall clock runs 400 ms behind (within MAX_CLOCK_SKEW): liveness is judged on
+        // each observer's own clock, so nothing changes.
+        let b = join(&store, "b", -400).await;
         run_for(10_000).await;
+        assert!(b.expelled().is_none());
         assert_eq!(liveness(&a, "b"), Some(Liveness::Alive));
         assert_eq!(liveness(&b, "a"), Some(Liveness::Alive));
         assert_eq!(a.view().placement_candidates(), vec!["a", "b"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_whose_clock_is_surely_off_refuses_to_join() {
+        let store = Arc::new(MemoryStore::new());
+        let a = join(&store, "a", 0).await;
+        run_for(1_000).await;
+        // b's wall clock runs a minute behind: it fails safe instead of joining.
+        let b = join(&store, "b", -60_000).await;
+        run_for(3_000).await;
+        match b.expelled() {
+            Some(Expulsion::ClockSkew { off_by_ms }) => assert!(off_by_ms > 59_000, "{off_by_ms}"),
+            other => panic!("b joined with a clock a minute off: {other:?}"),
+        }
+        assert_eq!(a.view().placement_candidates(), vec!["a"]);
+        // A clock a minute ahead is refused too, and the running node is untouched.
+        let c = join(&store, "c", 60_000).await;
+        run_for(3_000).await;
+        assert!(
+            matches!(c.expelled(), Some(Expulsion::ClockSkew { off_by_ms }) if off_by_ms < -59_000)
+        );
+        assert!(a.expelled().is_none());
+    }
+
+    #[test]
+    fn an_offset_is_sure_only_when_every_member_is_out_of_range() {
+        assert_eq!(surely_off_by(&[], 500), None);
+        assert_eq!(surely_off_by(&[(-100, 400)], 500), Some(0));
+        assert_eq!(surely_off_by(&[(900, 1_400)], 500), Some(900));
+        assert_eq!(surely_off_by(&[(-2_000, -900)], 500), Some(-900));
+        assert_eq!(surely_off_by(&[(900, 1_400), (0, 400)], 500), Some(0));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1311,11 +1432,11 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let a = join(&store, "a", 0).await;
         let b = join(&store, "b", 0).await;
-        run_for(1_500).await;
         let old = b.incarnation();
         drop(b);
-        // Restarted with a wall clock that stepped back: still a newer life.
-        let b = join(&store, "b", -3_600_000).await;
+        // Restarted at once with a wall clock that stepped back (within the tolerated
+        // skew): its start time is below the old life's, yet it is a newer life.
+        let b = join(&store, "b", -400).await;
         assert!(b.incarnation() > old);
         run_for(1_500).await;
         let seen = a.view().member("b").cloned().unwrap();
