@@ -17,7 +17,8 @@
 //!   meanwhile); a `SIGSTOP` for 1–3 s then `SIGCONT` (clients keep sending to it: their
 //!   requests wait in its kernel; a woken node that expelled itself exits and is
 //!   restarted); a fourth node joining, serving for 1–3 s, then leaving with `SIGTERM`.
-//!   After each fault the cluster is waited for until whole again.
+//!   After each fault the cluster is waited for until whole again. A restart the node
+//!   refuses (it exits before serving) is retried, and fails the test after the check.
 //! - **End.** Everything healed, the clients stopped, every cart read through every node
 //!   (those reads are part of the history), then the checker runs over all lines.
 //!
@@ -38,6 +39,7 @@ use tokio::sync::watch;
 
 use crate::cluster_kit::{Cluster, Placement, lines_of, sku};
 use crate::stores::TestStore;
+use crate::support::NodeProcess;
 
 /// Product lines per cart: each one a register.
 const SKUS_PER_CART: usize = 8;
@@ -347,6 +349,8 @@ struct Faults {
     /// Woken nodes that expelled themselves and exited (then restarted).
     expelled: usize,
     joins_and_leaves: usize,
+    /// Starts where the node exited before serving (each retried), with when and which.
+    refused_starts: Vec<String>,
     log: Vec<String>,
 }
 
@@ -360,7 +364,11 @@ impl Faults {
 
 /// Restart every member of the three that exited by itself (a woken node that expelled
 /// itself); returns how many.
-async fn restart_exited(cluster: &mut Cluster, targets: &Targets) -> usize {
+async fn restart_exited(
+    cluster: &mut Cluster,
+    targets: &Targets,
+    refused: &mut Vec<String>,
+) -> usize {
     let mut restarted = 0;
     for index in 0..3 {
         let Some(process) = cluster.members[index].process.as_mut() else {
@@ -373,12 +381,43 @@ async fn restart_exited(cluster: &mut Cluster, targets: &Targets) -> usize {
             );
             targets.clear(index);
             cluster.members[index].process = None;
-            cluster.start_member(index).await;
+            start(cluster, index, refused).await;
             targets.set(cluster, index);
             restarted += 1;
         }
     }
     restarted
+}
+
+/// Start member `index` (again), retried when the node exits before serving (a start the
+/// node refuses is recorded in `refused`, and fails the test at the end, after the check).
+async fn start(cluster: &mut Cluster, index: usize, refused: &mut Vec<String>) {
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        let spec = cluster.spec_for(index);
+        std::fs::create_dir_all(&spec.data_dir).expect("node data dir");
+        // `NodeProcess::start` panics when the node exits before serving: in a task of its
+        // own, that panic is an error here.
+        match tokio::spawn(NodeProcess::start(spec)).await {
+            Ok(process) => {
+                cluster.members[index].process = Some(process);
+                return;
+            }
+            Err(error) => {
+                let id = &cluster.members[index].id;
+                let what = format!(
+                    "{id} refused to start (attempt {attempt}): {error} (its reason is on stderr above)"
+                );
+                eprintln!("seeded faults: {what}");
+                refused.push(what);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    panic!(
+        "{} refused to start {ATTEMPTS} times",
+        cluster.members[index].id
+    );
 }
 
 async fn pause(rng: &mut StdRng, from_ms: u64, to_ms: u64) {
@@ -409,7 +448,7 @@ async fn run_faults(
                 faults.kills += 1;
                 faults.note(origin, format!("kill -9 {id}"));
                 pause(rng, 500, 2000).await;
-                cluster.start_member(victim).await;
+                start(cluster, victim, &mut faults.refused_starts).await;
                 targets.set(cluster, victim);
                 faults.note(origin, format!("{id} restarted"));
             }
@@ -433,7 +472,7 @@ async fn run_faults(
                     );
                     targets.clear(victim);
                     cluster.members[victim].process = None;
-                    cluster.start_member(victim).await;
+                    start(cluster, victim, &mut faults.refused_starts).await;
                     targets.set(cluster, victim);
                     faults.note(origin, format!("{id} restarted"));
                 }
@@ -445,9 +484,10 @@ async fn run_faults(
                     cluster.add_member(Placement::loopback())
                 };
                 let id = cluster.members[fourth].id.clone();
-                cluster.start_member(fourth).await;
+                start(cluster, fourth, &mut faults.refused_starts).await;
                 faults.note(origin, format!("{id} joining"));
-                faults.expelled += restart_exited(cluster, targets).await;
+                faults.expelled +=
+                    restart_exited(cluster, targets, &mut faults.refused_starts).await;
                 cluster.wait_ready().await;
                 targets.set(cluster, fourth);
                 faults.note(origin, format!("{id} up, in rotation"));
@@ -461,7 +501,7 @@ async fn run_faults(
                 assert!(status.success(), "{id} exits 0 after SIGTERM: {status}");
             }
         }
-        faults.expelled += restart_exited(cluster, targets).await;
+        faults.expelled += restart_exited(cluster, targets, &mut faults.refused_starts).await;
         cluster.wait_ready().await;
         faults.note(origin, "cluster whole again".to_owned());
     }
@@ -535,7 +575,8 @@ async fn seeded_faults_checked_for_linearizability(store: TestStore) {
 
     // Heal: every node of the three running, the cluster whole; then stop the clients.
     let mut faults = faults;
-    faults.expelled += restart_exited(&mut cluster, &shared.targets).await;
+    faults.expelled +=
+        restart_exited(&mut cluster, &shared.targets, &mut faults.refused_starts).await;
     cluster.wait_ready().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.send_replace(true);
@@ -618,6 +659,11 @@ async fn seeded_faults_checked_for_linearizability(store: TestStore) {
         phase.as_secs(),
         faults.log.join("\n")
     );
+    assert!(
+        faults.refused_starts.is_empty(),
+        "{label}: restarted nodes exited before serving (seed {seed}; the check passed):\n{}",
+        faults.refused_starts.join("\n")
+    );
 }
 
 /// (cart id, SKU) → (initial quantity, the line's operations).
@@ -678,14 +724,29 @@ fn summarize(
         };
         *tally.entry(record.class).or_default() += 1;
     }
+    // Writes of unknown outcome that a later read shows applied.
+    let unknown_applied = records
+        .iter()
+        .filter(|record| record.class.outcome() == Outcome::Unknown)
+        .filter_map(|record| Some((record.cart, record.write?)))
+        .filter(|&(cart, (line, value))| {
+            records.iter().any(|read| {
+                read.cart == cart
+                    && read
+                        .lines
+                        .as_ref()
+                        .is_some_and(|lines| lines.get(&sku(line)) == Some(&u64::from(value)))
+            })
+        })
+        .count();
     let mut nodes: BTreeMap<&str, usize> = BTreeMap::new();
     for record in records {
         *nodes.entry(record.node.as_str()).or_default() += 1;
     }
     format!(
         "{label}: seed {seed}; {} requests in {:.1?} ({load_ops} by the clients, {} final reads); \
-         writes {writes:?}; reads {reads:?}; per node {nodes:?}; faults: {} kill -9, {} SIGSTOP, \
-         {} expelled and restarted, {} join+leave",
+         writes {writes:?} ({unknown_applied} of unknown outcome seen applied); reads {reads:?}; per node {nodes:?}; faults: {} kill -9, {} SIGSTOP, \
+         {} expelled and restarted, {} join+leave, {} refused start(s)",
         records.len(),
         started.elapsed(),
         records.len() - load_ops,
@@ -693,5 +754,6 @@ fn summarize(
         faults.freezes,
         faults.expelled,
         faults.joins_and_leaves,
+        faults.refused_starts.len(),
     )
 }
