@@ -241,6 +241,19 @@ async fn start_runtime(
     if joined.is_err() {
         anyhow::bail!("did not become a serving cluster member within {JOIN_DEADLINE:?}");
     }
+    // Shards claimed from a former life of this node id (a restart right after a crash)
+    // are served only once that life can no longer serve: let the start-up steps (catalog
+    // rebuild, accounts) wait for that rather than fail.
+    let fence_after = cluster.membership().config().fence_after();
+    let settled = tokio::time::timeout(fence_after + Duration::from_secs(2), async {
+        while !cluster.leases().serves_all_held() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if settled.is_err() {
+        tracing::warn!("some claimed shards are still handed over; starting anyway");
+    }
     tracing::info!(cluster_addr = %cluster_config.addr, "cluster member up");
     Ok((runtime, Some(cluster)))
 }

@@ -325,6 +325,14 @@ impl Leases {
         self.serving_epoch(shard).is_some()
     }
 
+    /// Whether this node serves every shard it holds (no hand-over still pending).
+    pub fn serves_all_held(&self) -> bool {
+        self.table()
+            .held_locally()
+            .into_iter()
+            .all(|shard| self.serves(shard))
+    }
+
     /// The epoch of this node's lease on `shard` while it [`serves`](Self::serves) it.
     pub fn serving_epoch(&self, shard: Shard) -> Option<u64> {
         let membership = &self.shared.membership;

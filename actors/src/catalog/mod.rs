@@ -51,6 +51,11 @@ pub enum CatalogError {
 /// a page go to the index in one batch.
 const REBUILD_PAGE: usize = 500;
 
+/// How many times the rebuild asks for one product whose answer was "not applied, retry"
+/// (each ask already waits out its own deadline): a node restarted after a crash serves its
+/// shards only once its former life can no longer serve, which may outlast one ask.
+const REBUILD_ATTEMPTS: u32 = 8;
+
 /// Upserts of SKUs hashing to the same stripe wait for each other.
 const UPSERT_STRIPES: usize = 64;
 
@@ -131,6 +136,23 @@ impl Catalog {
         Ok(self.index.search(query).await?)
     }
 
+    /// [`Catalog::get`], asked again while the answer is "not applied, retry".
+    async fn get_patiently(&self, sku: &Sku) -> Result<Option<Product>, CatalogError> {
+        let mut attempt = 1;
+        loop {
+            match self.get(sku).await {
+                Err(CatalogError::Runtime(error))
+                    if error.is_not_applied() && attempt < REBUILD_ATTEMPTS =>
+                {
+                    tracing::info!(%sku, %error, attempt, "catalog rebuild: waiting for the product");
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Load every stored product into the index. Returns how many were indexed.
     pub async fn rebuild_index(&self) -> Result<usize, CatalogError> {
         let mut after: Option<String> = None;
@@ -143,7 +165,7 @@ impl Catalog {
             let mut products = Vec::with_capacity(keys.len());
             for key in &keys {
                 let sku = Sku::parse(key)?;
-                if let Some(product) = self.get(&sku).await? {
+                if let Some(product) = self.get_patiently(&sku).await? {
                     products.push(product);
                 }
             }
