@@ -36,12 +36,7 @@ async fn write_until_killed(api: Api, writer: usize) -> WriterLog {
         unanswered: None,
     };
     for sku in SKUS {
-        let added = api
-            .post(
-                &format!("/v1/carts/{cart}/items"),
-                &json!({"sku": sku, "quantity": 1}),
-            )
-            .await;
+        let added = api.add_item(&cart, sku, 1).await;
         assert_eq!(added.status, 200);
         log.acknowledged.insert(sku, 1);
     }

@@ -109,12 +109,7 @@ async fn no_answer_lies_about_a_write_while_the_store_is_slow() {
     for _ in 0..SHOPPERS {
         let cart = api.new_cart().await;
         for sku in SKUS {
-            let added = api
-                .post(
-                    &format!("/v1/carts/{cart}/items"),
-                    &json!({"sku": sku, "quantity": 1}),
-                )
-                .await;
+            let added = api.add_item(&cart, sku, 1).await;
             assert_eq!(added.status, 200, "{added:?}");
         }
         carts.push(cart);

@@ -295,6 +295,15 @@ impl Api {
         assert_eq!(answer.status, 201, "{answer:?}");
         answer.body["id"].as_str().expect("cart id").to_owned()
     }
+
+    /// Add `quantity` of `sku` to `cart` (`POST /v1/carts/{cart}/items`).
+    pub async fn add_item(&self, cart: &str, sku: &str, quantity: u32) -> Answer {
+        self.post(
+            &format!("/v1/carts/{cart}/items"),
+            &serde_json::json!({"sku": sku, "quantity": quantity}),
+        )
+        .await
+    }
 }
 
 /// The value of a Prometheus sample line `name{labels} value`, summed over matching lines.
