@@ -754,6 +754,8 @@ fn skip_bad_member_row(row: &tokio_postgres::Row, reason: &str) {
     use std::sync::atomic::AtomicU64;
     static LAST_WARNED_S: AtomicU64 = AtomicU64::new(0);
     let skipped = SKIPPED_MEMBER_ROWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    metrics::counter!("emporium_store_skipped_member_rows_total", "adapter" => "postgres")
+        .increment(1);
     let now_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
