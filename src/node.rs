@@ -232,30 +232,30 @@ async fn start_runtime(
     let (runtime, cluster) = Cluster::start(builder, options)
         .await
         .context("cannot join the cluster")?;
-    let joined = tokio::time::timeout(JOIN_DEADLINE, async {
-        while !cluster.is_serving() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    if joined.is_err() {
+    if !poll_until(JOIN_DEADLINE, || cluster.is_serving()).await {
         anyhow::bail!("did not become a serving cluster member within {JOIN_DEADLINE:?}");
     }
     // Shards claimed from a former life of this node id (a restart right after a crash)
     // are served only once that life can no longer serve: let the start-up steps (catalog
     // rebuild, accounts) wait for that rather than fail.
     let fence_after = cluster.membership().config().fence_after();
-    let settled = tokio::time::timeout(fence_after + Duration::from_secs(2), async {
-        while !cluster.leases().serves_all_held() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    if settled.is_err() {
+    let settle_deadline = fence_after + Duration::from_secs(2);
+    if !poll_until(settle_deadline, || cluster.leases().serves_all_held()).await {
         tracing::warn!("some claimed shards are still handed over; starting anyway");
     }
     tracing::info!(cluster_addr = %cluster_config.addr, "cluster member up");
     Ok((runtime, Some(cluster)))
+}
+
+/// Look at `done` every 50 ms until it holds (`true`) or `deadline` passes (`false`).
+async fn poll_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
+    tokio::time::timeout(deadline, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .is_ok()
 }
 
 async fn open_store(config: &StoreConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn StateStore>> {

@@ -208,3 +208,17 @@ async fn a_failure_after_a_checkpoint_is_unknown() {
         "the checkpoint stands, once"
     );
 }
+
+#[test]
+fn deadlines_derived_from_a_request_timeout_give_their_verdict_before_it() {
+    for outer_ms in [1, 100, 2_500, 10_000, 60_000] {
+        let outer = Duration::from_millis(outer_ms);
+        let config = RuntimeConfig::within(outer);
+        assert!(
+            config.verdict_within() < outer,
+            "{outer:?}: verdict within {:?}",
+            config.verdict_within()
+        );
+        assert!(!config.ask_timeout.is_zero() && !config.turn_timeout.is_zero());
+    }
+}
