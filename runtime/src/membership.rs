@@ -603,6 +603,13 @@ impl Membership {
         lock(&self.shared.state).expelled.clone()
     }
 
+    /// Whether this life is over: its `Down` is durably written (or its row belongs to a
+    /// newer life), and its loop writes nothing more. A new life of the same node id may
+    /// join only then, or this one's last write could clobber the new row.
+    pub fn has_finished(&self) -> bool {
+        lock(&self.shared.state).finished
+    }
+
     /// Whether this node may act as a member right now: not expelled, not down, and its last
     /// successful heartbeat started less than `fence_after` ago on its own clock. Checked
     /// live, so it turns false the moment a paused process wakes up.
