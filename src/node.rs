@@ -29,6 +29,9 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a stopping cluster node waits for the others to take its shards over.
 const HANDOVER_DEADLINE: Duration = Duration::from_secs(20);
 
+/// How often `/readyz` follows whether a cluster node is fenced.
+const READINESS_INTERVAL: Duration = Duration::from_millis(250);
+
 /// How long a starting cluster node may take to become `Up`.
 const JOIN_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -135,9 +138,11 @@ impl Node {
 
     /// Serve until `shutdown` resolves; then stop taking requests, finish those in flight,
     /// and passivate every actor. A cluster node first hands its shards over (serving and
-    /// forwarding meanwhile) and leaves afterwards. A cluster node that finds itself expelled
-    /// (paused or cut off long enough for the others to take its shards) stops the same way
-    /// and returns an error: it may rejoin only as a new life, so it must be restarted.
+    /// forwarding meanwhile) and leaves afterwards. A cluster node that fences itself (paused,
+    /// or cut off from the store, long enough for the others to take its shards) stays up,
+    /// answers 503 and `/readyz` 503 meanwhile, and rejoins by itself as a new life. Only a
+    /// node expelled for good (another process took its node id, or its clock is too far
+    /// off) stops the same way and returns an error.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -152,6 +157,15 @@ impl Node {
         });
         let router = emporium_http_edge::router(self.state.clone(), &self.limits);
         state.mark_ready();
+        let fencing = self.cluster.clone().map(|cluster| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                loop {
+                    state.set_fenced(!cluster.is_serving());
+                    tokio::time::sleep(READINESS_INTERVAL).await;
+                }
+            })
+        });
         let draining = state.clone();
         let cluster = self.cluster.clone();
         let (expelled_tx, expelled_rx) = tokio::sync::oneshot::channel();
@@ -173,7 +187,7 @@ impl Node {
                     cluster.drain(HANDOVER_DEADLINE).await;
                 }
                 (_, Some(why)) => {
-                    tracing::error!(%why, "expelled from the cluster: stopping; restart to rejoin");
+                    tracing::error!(%why, "expelled from the cluster for good: stopping");
                     let _ = expelled_tx.send(why);
                 }
                 (None, None) => {}
@@ -182,6 +196,9 @@ impl Node {
         })
         .await
         .context("http edge failed")?;
+        if let Some(fencing) = fencing {
+            fencing.abort();
+        }
         if let Some(following) = following {
             following.stop().await;
         }
@@ -190,7 +207,7 @@ impl Node {
             cluster.stop().await;
         }
         if let Ok(why) = expelled_rx.await {
-            anyhow::bail!("expelled from the cluster ({why}); restart the node to rejoin");
+            anyhow::bail!("expelled from the cluster for good ({why})");
         }
         tracing::info!("stopped");
         Ok(())

@@ -32,6 +32,9 @@ pub struct AppState {
     /// The payment gateway (the built-in test gateway unless set).
     pub payments: PaymentProvider,
     ready: Arc<AtomicBool>,
+    /// The node fenced itself (cluster mode: it lost the store or was paused) and refuses
+    /// every call until it has rejoined.
+    fenced: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -47,6 +50,7 @@ impl AppState {
             metrics: None,
             payments: PaymentProvider::default(),
             ready: Arc::new(AtomicBool::new(false)),
+            fenced: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -91,7 +95,12 @@ impl AppState {
         self.ready.store(false, Ordering::Release);
     }
 
+    /// Fenced (or serving again): `/readyz` answers 503 while fenced.
+    pub fn set_fenced(&self, fenced: bool) {
+        self.fenced.store(fenced, Ordering::Release);
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.fenced.load(Ordering::Acquire)
     }
 }

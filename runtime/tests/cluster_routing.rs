@@ -208,12 +208,12 @@ fn converged(nodes: &[&Node]) -> bool {
         else {
             return false;
         };
-        let expected = owner.cluster.leases().local();
+        let expected = owner.cluster.leases().local().clone();
         let agreed = tables.iter().all(|table| {
             table
                 .lease(shard)
                 .and_then(|lease| lease.holder.as_ref())
-                .is_some_and(|holder| holder == expected)
+                .is_some_and(|holder| *holder == expected)
         });
         let servers = nodes
             .iter()

@@ -266,6 +266,10 @@ async fn a_frozen_owner_is_fenced_when_it_wakes(store: TestStore) {
     );
     sleep(Duration::from_millis(1500)).await;
 
+    let incarnation_before = cluster
+        .incarnation(2)
+        .await
+        .expect("the frozen node's life");
     cluster.members[2].running().freeze();
     let frozen_at = Instant::now();
     let moved_after = wait_until_moved_off(&cluster, &frozen_carts, &frozen, frozen_at).await;
@@ -308,23 +312,26 @@ async fn a_frozen_owner_is_fenced_when_it_wakes(store: TestStore) {
             "the woken node refuses writes"
         );
     }
-    let mut process = cluster.members[2].take();
-    let status = process.wait_exit(Duration::from_secs(10)).await;
+    // It fenced itself as it woke, and rejoins as a new life of the same process.
+    let rejoined = cluster
+        .wait_rejoined(2, incarnation_before, Duration::from_secs(30))
+        .await;
     eprintln!(
-        "SIGSTOP: the woken node exited {status:?} {:.2?} after SIGCONT",
+        "SIGSTOP: the woken node rejoined as a new life {:.2?} after SIGCONT",
         thawed_at.elapsed()
     );
     assert!(
-        status.is_some_and(|status| !status.success()),
-        "the expelled node exits by itself with a failure status: {status:?}"
+        rejoined.is_some(),
+        "the woken node rejoins without a restart"
     );
+    assert!(cluster.members[2].is_alive(), "the woken node never exited");
 
     sleep(Duration::from_secs(1)).await;
     let report = load.stop().await;
     report.print("SIGSTOP load");
     assert_written_after(&report.ops, &frozen_carts, frozen_at + moved_after);
     let state = cluster
-        .assert_carts_hold_exactly_the_acknowledged_writes(&report, &fenced, &[0, 1])
+        .assert_carts_hold_exactly_the_acknowledged_writes(&report, &fenced, &[0, 1, 2])
         .await;
     for op in &fenced {
         let sku = op.write.as_deref().expect("a write");
@@ -335,7 +342,6 @@ async fn a_frozen_owner_is_fenced_when_it_wakes(store: TestStore) {
         );
     }
     cluster.print_cluster_metrics().await;
-    drop(process);
     cluster.finish().await;
     report.assert_no_stale_reads("SIGSTOP");
 }
@@ -582,8 +588,9 @@ async fn a_partitioned_node_loses_its_carts_to_the_majority_and_no_acked_write_i
         cluster.finish().await;
         return;
     };
-    let (isolated, store_proxy) = start_partitionable_cluster(&mut cluster, &ns).await;
+    let (isolated, _store_proxy) = start_partitionable_cluster(&mut cluster, &ns).await;
     let isolated_id = cluster.members[isolated].id.clone();
+    let incarnation_before = cluster.incarnation(isolated).await.expect("its life");
     let (isolated_carts, other_carts) = cluster.carts_split_by_owner(&isolated_id, 6, 4).await;
     let balancer = cluster.balancer();
     let carts = [isolated_carts.clone(), other_carts].concat();
@@ -614,24 +621,24 @@ async fn a_partitioned_node_loses_its_carts_to_the_majority_and_no_acked_write_i
 
     ns.heal().expect("heal the veth");
     let healed_at = Instant::now();
-    let mut process = cluster.members[isolated].take();
-    let status = process.wait_exit(Duration::from_secs(20)).await;
+    // It fenced itself when the store went silent, and rejoins as a new life of the same
+    // process once the store answers again.
+    let rejoined = cluster
+        .wait_rejoined(isolated, incarnation_before, Duration::from_secs(30))
+        .await;
     eprintln!(
-        "partition: the cut-off node exited {status:?}, {:.2?} after the heal ({:.2?} after the cut)",
+        "partition: the cut-off node rejoined as a new life {:.2?} after the heal ({:.2?} after the cut)",
         healed_at.elapsed(),
         cut_at.elapsed()
     );
     assert!(
-        status.is_some_and(|status| !status.success()),
-        "a node cut off from the store expels itself and exits with a failure status: {status:?}"
+        rejoined.is_some(),
+        "the cut-off node rejoins without a restart"
     );
-    // Its store connections died with it, but their ends never crossed the cut veth: the
-    // proxy would hold their PostgreSQL sessions forever.
-    store_proxy.reset_connections();
-    // An operator (Nomad) restarts it; it rejoins as a new life.
-    drop(process);
-    cluster.start_member(isolated).await;
-    cluster.wait_ready().await;
+    assert!(
+        cluster.members[isolated].is_alive(),
+        "the cut-off node never exited"
+    );
     balancer.add(&isolated_id, cluster.members[isolated].base());
     sleep(Duration::from_secs(2)).await;
 
@@ -644,6 +651,117 @@ async fn a_partitioned_node_loses_its_carts_to_the_majority_and_no_acked_write_i
     cluster.finish().await;
     report.assert_no_stale_reads("partition");
     drop(ns);
+}
+
+/// How long the store is away in the outage test: longer than `fence_after`, so that every
+/// node fences itself.
+const STORE_OUTAGE: Duration = Duration::from_secs(8);
+
+/// A store outage of 8 s: every node fences itself (`/readyz` 503, every write refused with a
+/// definite answer or an honest 504), none exits, and all serve again afterwards as new lives
+/// of the same processes, with every acknowledged write kept.
+mod a_store_outage_fences_every_node_and_they_rejoin_without_a_restart {
+    on_postgres_and_cql!(super::store_outage);
+}
+
+async fn store_outage(store: TestStore) {
+    let Some((mut cluster, proxy)) = Cluster::start_behind_proxy(store, 3).await else {
+        return;
+    };
+    let mut lives_before = Vec::new();
+    for index in 0..3 {
+        lives_before.push(cluster.incarnation(index).await.expect("a life"));
+    }
+    let carts = cluster.carts(9).await;
+    let balancer = cluster.balancer();
+    let load = Load::start(
+        &balancer,
+        LoadPlan::new(carts.clone(), LOAD_LINES, Duration::from_secs(90)),
+    );
+    sleep(Duration::from_secs(2)).await;
+
+    proxy.cut();
+    let cut_at = Instant::now();
+    let mut fenced_after = [None; 3];
+    while cut_at.elapsed() < STORE_OUTAGE {
+        for (index, fenced) in fenced_after.iter_mut().enumerate() {
+            if fenced.is_none() && !cluster.is_ready(index).await {
+                *fenced = Some(cut_at.elapsed());
+            }
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
+    // Writes sent to each node while it is fenced: refused, never acknowledged.
+    let mut while_fenced = Vec::new();
+    for (index, cart) in carts.iter().enumerate().take(3) {
+        let direct = cluster.balancer_to(index);
+        while_fenced.push(direct.add_line(cart, &sku(LOAD_LINES)).await);
+    }
+    proxy.restore().await;
+    let restored_at = Instant::now();
+    eprintln!("store outage: /readyz turned 503 after {fenced_after:.2?}");
+    for op in &while_fenced {
+        eprintln!("store outage: write while fenced {}", describe(op));
+        assert_ne!(
+            op.exchange.outcome(),
+            Outcome::Acked,
+            "a fenced node refuses"
+        );
+    }
+    assert!(
+        fenced_after.iter().all(Option::is_some),
+        "every node fenced itself during the outage: {fenced_after:?}"
+    );
+    for (index, before) in lives_before.iter().enumerate() {
+        let rejoined = cluster
+            .wait_rejoined(index, *before, Duration::from_secs(30))
+            .await;
+        eprintln!(
+            "store outage: {} rejoined as a new life {:.2?} after the store returned",
+            cluster.members[index].id,
+            restored_at.elapsed()
+        );
+        assert!(rejoined.is_some(), "node {index} rejoins without a restart");
+        assert!(
+            cluster.members[index].is_alive(),
+            "node {index} never exited"
+        );
+    }
+    let ids: Vec<String> = cluster.members.iter().map(|m| m.id.clone()).collect();
+    for index in 0..3 {
+        cluster.wait_until_view_complete(index, &ids).await;
+    }
+    sleep(Duration::from_secs(2)).await;
+
+    let report = load.stop().await;
+    report.print("store outage load");
+    let state = cluster
+        .assert_carts_hold_exactly_the_acknowledged_writes(&report, &while_fenced, &[0, 1, 2])
+        .await;
+    for op in &while_fenced {
+        let sku = op.write.as_deref().expect("a write");
+        assert!(
+            !state.carts[&op.cart].contains_key(sku),
+            "a write refused by a fenced node was applied: {}",
+            describe(op)
+        );
+    }
+    // Each node serves writes again, its own carts and forwarded ones.
+    for index in 0..3 {
+        let direct = cluster.balancer_to(index);
+        for cart in &carts[..3] {
+            let op = direct.add_line(cart, &sku(LOAD_LINES + 1 + index)).await;
+            assert_eq!(
+                op.exchange.outcome(),
+                Outcome::Acked,
+                "after the outage: {}",
+                describe(&op)
+            );
+        }
+    }
+    cluster.print_cluster_metrics().await;
+    cluster.finish().await;
+    report.assert_no_stale_reads("store outage");
 }
 
 /// A namespace for the partition test, or `None` (skipped) where none can be made.
@@ -660,15 +778,9 @@ fn network_namespace() -> Option<NetNs> {
 /// listens on 127.0.0.1 only). The majority's HTTP stays on loopback for the test's clients.
 /// Returns the third node's index and its store proxy.
 async fn start_partitionable_cluster(cluster: &mut Cluster, ns: &NetNs) -> (usize, Arc<TcpProxy>) {
-    let server = cluster
-        .store()
-        .postgres_server()
-        .expect("postgres over tcp");
+    let server = cluster.store().server().expect("postgres over tcp");
     let proxy = ns.proxy_to(server).await.expect("store proxy on the veth");
-    let store_url = cluster
-        .store()
-        .postgres_url_via(proxy.addr)
-        .expect("postgres url");
+    let store_url = cluster.store().url_via(proxy.addr).expect("postgres url");
     for _ in 0..2 {
         let placement = Placement::http_and_cluster(next_loopback_host(), ns.root_addr.into());
         let index = cluster.add_member(placement);

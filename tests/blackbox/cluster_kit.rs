@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use emporium_testkit::TcpProxy;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, SemaphorePermit, watch};
@@ -118,6 +119,13 @@ impl Member {
         self.process.is_some()
     }
 
+    /// Whether the started process is still alive (it did not exit by itself).
+    pub fn is_alive(&mut self) -> bool {
+        self.process
+            .as_mut()
+            .is_some_and(|process| !process.has_exited())
+    }
+
     /// The node's HTTP base URL (it must be running).
     pub fn base(&self) -> &str {
         &self.running().base
@@ -183,6 +191,27 @@ impl Cluster {
         cluster.wait_ready().await;
         cluster.create_products().await;
         Some(cluster)
+    }
+
+    /// Like [`Cluster::start`], but every node (those started later too) reaches the store
+    /// through one [`TcpProxy`] the test controls: cut it for a store outage. `None` when
+    /// the store is not available, or is the embedded one (no server to proxy).
+    pub async fn start_behind_proxy(
+        store: TestStore,
+        nodes: usize,
+    ) -> Option<(Cluster, Arc<TcpProxy>)> {
+        let mut cluster = Self::provision(store).await?;
+        let server = cluster.store().server()?;
+        let proxy = TcpProxy::start(server).await;
+        let url = cluster.store().url_via(proxy.addr)?;
+        cluster.shared = cluster.shared.clone().env("EMPORIUM_STORE", &url);
+        for _ in 0..nodes {
+            let index = cluster.add_member(Placement::loopback());
+            cluster.start_member(index).await;
+        }
+        cluster.wait_ready().await;
+        cluster.create_products().await;
+        Some((cluster, proxy))
     }
 
     /// The provisioned store (for proxies in front of it).
@@ -325,6 +354,43 @@ impl Cluster {
         answer.body
     }
 
+    /// Whether member `index` answers `/readyz` with 200 now.
+    pub async fn is_ready(&self, index: usize) -> bool {
+        let api = self.api(index);
+        api.try_send(get_request(&api, "/readyz"))
+            .await
+            .is_ok_and(|answer| answer.status == 200)
+    }
+
+    /// Member `index`'s incarnation, as its own cluster view shows it (`None` while it
+    /// cannot answer).
+    pub async fn incarnation(&self, index: usize) -> Option<u64> {
+        let answer = self.admin_get(index, "/v1/admin/cluster").await;
+        let id = &self.members[index].id;
+        answer.body["nodes"]
+            .as_array()?
+            .iter()
+            .find(|node| node["node_id"] == id.as_str())?["incarnation"]
+            .as_u64()
+    }
+
+    /// Wait (at most `deadline`) until member `index`, still the same process, is ready
+    /// again under an incarnation newer than `before`: it fenced itself and rejoined as a new
+    /// life. Returns how long that took, `None` if it did not.
+    pub async fn wait_rejoined(
+        &self,
+        index: usize,
+        before: u64,
+        deadline: Duration,
+    ) -> Option<Duration> {
+        let started = Instant::now();
+        let rejoined = wait_until(deadline, || async move {
+            self.is_ready(index).await && self.incarnation(index).await > Some(before)
+        })
+        .await;
+        rejoined.then(|| started.elapsed())
+    }
+
     /// Wait until every running member answers `/readyz`, log the admin in, then wait until
     /// every running member's view shows all of them up and alive and all shards owned.
     /// Returns the first running member's view.
@@ -358,7 +424,7 @@ impl Cluster {
         self.view(running[0]).await
     }
 
-    async fn wait_until_view_complete(&self, index: usize, ids: &[String]) {
+    pub async fn wait_until_view_complete(&self, index: usize, ids: &[String]) {
         let last = &Mutex::new(Value::Null);
         let cluster = self;
         let complete = wait_until(READY_DEADLINE, || async move {

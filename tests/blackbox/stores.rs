@@ -120,37 +120,48 @@ impl Provisioned {
 }
 
 impl Provisioned {
-    /// The TCP address of the PostgreSQL server, for a proxy in front of it.
-    pub fn postgres_server(&self) -> Option<SocketAddr> {
-        let Self::Postgres { admin_url, .. } = self else {
-            return None;
+    /// The TCP address of the store's server (the first CQL node), for a proxy in front of
+    /// it; `None` for the embedded store.
+    pub fn server(&self) -> Option<SocketAddr> {
+        let (host, port) = match self {
+            Self::Embedded => return None,
+            Self::Postgres { admin_url, .. } => {
+                let config: tokio_postgres::Config = admin_url.parse().ok()?;
+                let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first()
+                else {
+                    return None;
+                };
+                let port = config.get_ports().first().copied().unwrap_or(5432);
+                (host.clone(), port)
+            }
+            Self::Scylla { nodes, .. } => {
+                let (host, port) = nodes.first()?.rsplit_once(':')?;
+                (host.to_owned(), port.parse().ok()?)
+            }
         };
-        let config: tokio_postgres::Config = admin_url.parse().ok()?;
-        let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() else {
-            return None;
-        };
-        let port = config.get_ports().first().copied().unwrap_or(5432);
         (host.as_str(), port)
             .to_socket_addrs()
             .ok()?
             .find(SocketAddr::is_ipv4)
     }
 
-    /// The node URL of this test's PostgreSQL database reached at `via` (a proxy).
-    pub fn postgres_url_via(&self, via: SocketAddr) -> Option<String> {
-        let Self::Postgres {
-            admin_url,
-            database,
-        } = self
-        else {
-            return None;
-        };
-        let user = admin_url
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split_once('@'))
-            .map_or("postgres", |(user, _)| user);
-        Some(format!("postgres://{user}@{via}/{database}"))
+    /// The node URL of this test's database (keyspace) reached at `via` (a proxy).
+    pub fn url_via(&self, via: SocketAddr) -> Option<String> {
+        match self {
+            Self::Embedded => None,
+            Self::Postgres {
+                admin_url,
+                database,
+            } => {
+                let user = admin_url
+                    .split("://")
+                    .nth(1)
+                    .and_then(|rest| rest.split_once('@'))
+                    .map_or("postgres", |(user, _)| user);
+                Some(format!("postgres://{user}@{via}/{database}"))
+            }
+            Self::Scylla { keyspace, .. } => Some(format!("scylla://{via}/{keyspace}")),
+        }
     }
 }
 

@@ -130,6 +130,11 @@ impl NodeProcess {
         signal(self.pid(), libc::SIGCONT);
     }
 
+    /// Whether the process has exited (by itself or killed), without waiting.
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The exit status, if the process exits by itself within `deadline`.
     pub async fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
         tokio::time::timeout(deadline, self.child.wait())

@@ -29,7 +29,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             "not-ready",
             "Not ready",
-            "the node is starting or draining",
+            "the node is starting, draining, or fenced and rejoining its cluster",
         )
         .into_response()
     }

@@ -1,0 +1,216 @@
+//! This node's lives in the cluster, and the supervisor that begins a new one after the node
+//! fenced itself.
+//!
+//! A **life** is one membership incarnation with its leases and the transport's upkeep of
+//! its peers. It ends when the node expels itself:
+//! - **silent**: a pause, or the store (or every path to it) gone for `fence_after`. From that
+//!   moment the life serves nothing that needs ownership (its leases serve only while its
+//!   membership is healthy) and every call is refused with 503. The supervisor lets go of
+//!   every activation, waits until the old life's `Down` is durably written (its last write
+//!   could otherwise clobber the new row: the member upsert is unconditional), then joins
+//!   again as a **new incarnation**, retrying while the store is away. No restart.
+//! - **superseded** (another process runs with this node id) or **clock skew** (this node's
+//!   clock is off by more than the cluster tolerates): final. [`super::Cluster::expelled`]
+//!   resolves and the node stops.
+//!
+//! A new life claims shards like any joining node: the leases of its former life are held
+//! back for `fence_after` (see `leases`), so nothing is served twice across the change.
+
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Inner;
+use super::following::follow_leases;
+use crate::clock::SharedClock;
+use crate::leases::{LeaseConfig, Leases};
+use crate::lock;
+use crate::membership::{Expulsion, LocalMember, Membership, MembershipConfig};
+use crate::store::{StateStore, StoreError};
+use crate::transport::{MaintenanceHandle, Transport};
+
+/// One incarnation of this node: its membership, its leases and the transport's upkeep.
+pub(super) struct Life {
+    pub(super) membership: Membership,
+    pub(super) leases: Leases,
+    /// Dialling and probing this life's peers; stops when taken or when the life is dropped.
+    maintenance: Mutex<Option<MaintenanceHandle>>,
+    /// Turns `true` when the life ended (the node fenced itself).
+    ended: watch::Sender<bool>,
+}
+
+impl Life {
+    /// Resolves (`true`) once the life has ended.
+    pub(super) fn ended(&self) -> watch::Receiver<bool> {
+        self.ended.subscribe()
+    }
+
+    /// Stop dialling and probing peers (the node is leaving).
+    pub(super) fn stop_upkeep(&self) {
+        drop(lock(&self.maintenance).take());
+    }
+}
+
+/// What every life of this node is made of.
+pub(super) struct LifeRecipe {
+    pub(super) local: LocalMember,
+    pub(super) membership: MembershipConfig,
+    pub(super) crash_confirm: Duration,
+    pub(super) leases: LeaseConfig,
+    pub(super) store: Arc<dyn StateStore>,
+    pub(super) clock: SharedClock,
+    pub(super) transport: Transport,
+}
+
+impl LifeRecipe {
+    /// Join as a new incarnation and start its leases and upkeep.
+    pub(super) async fn begin(&self) -> Result<Life, StoreError> {
+        let membership = Membership::join_with_crash_confirm(
+            self.local.clone(),
+            self.membership.clone(),
+            self.crash_confirm,
+            Arc::clone(&self.store),
+            Arc::clone(&self.clock),
+        )
+        .await?;
+        let leases = Leases::start(
+            membership.clone(),
+            Arc::clone(&self.store),
+            self.leases.clone(),
+        );
+        let maintenance = self.transport.maintain(Arc::new(membership.clone()));
+        Ok(Life {
+            membership,
+            leases,
+            maintenance: Mutex::new(Some(maintenance)),
+            ended: watch::channel(false).0,
+        })
+    }
+}
+
+/// The current life, shared by the cluster facade and the envelope handler.
+pub(super) struct Lives {
+    current: RwLock<Arc<Life>>,
+}
+
+impl Lives {
+    pub(super) fn new(first: Arc<Life>) -> Self {
+        Self {
+            current: RwLock::new(first),
+        }
+    }
+
+    pub(super) fn current(&self) -> Arc<Life> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(&current)
+    }
+
+    fn replace(&self, next: Arc<Life>) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+    }
+}
+
+/// Watch the current life; when it ends silently, begin the next one. Returns when the
+/// cluster is gone or stopping, or after a final expulsion (reported through `Inner`).
+pub(super) async fn supervise(inner: Weak<Inner>) {
+    loop {
+        let Some((life, expulsion)) = wait_for_expulsion(&inner).await else {
+            return;
+        };
+        life.ended.send_replace(true);
+        if !matches!(expulsion, Expulsion::Silent { .. }) {
+            if let Some(inner) = inner.upgrade() {
+                inner.expelled_for_good(format!("{expulsion:?}"));
+            }
+            return;
+        }
+        metrics::counter!("emporium_cluster_fenced_total").increment(1);
+        tracing::warn!(
+            ?expulsion,
+            incarnation = life.membership.incarnation(),
+            "cluster: fenced; refusing every call until a new life has joined"
+        );
+        let Some(next) = begin_next_life(&inner, &life).await else {
+            return;
+        };
+        drop(life);
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let next = Arc::new(next);
+        inner.lives.replace(Arc::clone(&next));
+        tokio::spawn(follow_leases(
+            inner.runtime.clone(),
+            inner.recipe.transport.clone(),
+            Arc::clone(&next),
+        ));
+        metrics::counter!("emporium_cluster_rejoins_total").increment(1);
+        tracing::info!(
+            incarnation = next.membership.incarnation(),
+            "cluster: rejoined as a new incarnation"
+        );
+    }
+}
+
+/// The current life and why it ended, once it has; `None` when the cluster is gone or
+/// stopping.
+async fn wait_for_expulsion(inner: &Weak<Inner>) -> Option<(Arc<Life>, Expulsion)> {
+    loop {
+        let (life, mut views) = {
+            let inner = inner.upgrade()?;
+            if inner.is_stopping() {
+                return None;
+            }
+            let life = inner.lives.current();
+            if let Some(expulsion) = life.membership.expelled() {
+                return Some((life, expulsion));
+            }
+            let views = life.membership.subscribe();
+            (life, views)
+        };
+        // Silence is judged live, so look at least once per heartbeat interval.
+        let interval = life.membership.config().heartbeat_interval;
+        drop(life);
+        tokio::select! {
+            changed = views.changed() => if changed.is_err() {
+                tokio::time::sleep(interval).await;
+            },
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Wait for `ended`'s last write, then join again, retrying every heartbeat interval while
+/// the store is away. `None` when the cluster is gone or stopping meanwhile.
+async fn begin_next_life(inner: &Weak<Inner>, ended: &Life) -> Option<Life> {
+    let interval = ended.membership.config().heartbeat_interval;
+    while !ended.membership.has_finished() {
+        tokio::time::sleep(interval).await;
+        if inner.upgrade()?.is_stopping() {
+            return None;
+        }
+    }
+    loop {
+        let begun = {
+            let inner = inner.upgrade()?;
+            if inner.is_stopping() {
+                return None;
+            }
+            inner.recipe.begin().await
+        };
+        match begun {
+            Ok(life) => return Some(life),
+            Err(error) => {
+                tracing::warn!(%error, "cluster: cannot rejoin yet; trying again");
+                tokio::time::sleep(interval).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The cluster as the admin view shows it: every member with its liveness, incarnation,
+//! shards owned by its current life and active actors (asked of each node with `$status`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Cluster;
+use super::forwarding::STATUS_KIND;
+use crate::leases::LeaseTable;
+use crate::membership::{Liveness, MemberState};
+use crate::placement::SHARD_COUNT;
+use crate::status::{ClusterStatus, NodeStatus};
+use crate::store::MemberStatus;
+use crate::transport::{Answer, Envelope};
+
+/// How long the admin view waits for a peer's counts.
+const STATUS_TIMEOUT_MS: u64 = 1_000;
+
+pub(super) async fn cluster_status(cluster: &Cluster) -> ClusterStatus {
+    let life = cluster.life();
+    let view = life.membership.view();
+    let table = life.leases.table();
+    drop(life);
+    let live_holders: BTreeSet<String> = view
+        .members
+        .iter()
+        .filter(|member| member.liveness != Liveness::Dead && member.status != MemberStatus::Down)
+        .map(|member| format!("{}@{}", member.node_id, member.incarnation))
+        .collect();
+    let unowned_shards = (0..SHARD_COUNT)
+        .filter(|shard| {
+            table
+                .lease(*shard)
+                .is_none_or(|lease| !live_holders.contains(&lease.owner))
+        })
+        .count();
+    let owned = owned_by_current_lives(&table, &view.members);
+    let actives = futures::future::join_all(
+        view.members
+            .iter()
+            .map(|member| peer_active_actors(cluster, &member.node_id)),
+    )
+    .await;
+    let nodes = view
+        .members
+        .iter()
+        .zip(actives)
+        .map(|(member, active_actors)| NodeStatus {
+            node_id: member.node_id.clone(),
+            cluster_addr: Some(member.cluster_addr.clone()),
+            http_addr: Some(member.http_addr.clone()),
+            status: member.status.as_str().to_owned(),
+            liveness: member.liveness.as_str().to_owned(),
+            incarnation: Some(member.incarnation),
+            shards_owned: owned.get(&member.node_id).copied().unwrap_or(0),
+            active_actors,
+            last_heartbeat_ms_ago: Some(member.silent_for_ms),
+        })
+        .collect();
+    ClusterStatus {
+        mode: "cluster",
+        node_id: cluster.node_id().to_owned(),
+        shard_count: SHARD_COUNT,
+        unowned_shards,
+        nodes,
+    }
+}
+
+/// Shards per node id, counting only leases held by the member's current life.
+fn owned_by_current_lives(table: &LeaseTable, members: &[MemberState]) -> BTreeMap<String, usize> {
+    let mut owned = BTreeMap::new();
+    for shard in 0..SHARD_COUNT {
+        let Some(holder) = table.lease(shard).and_then(|lease| lease.holder.as_ref()) else {
+            continue;
+        };
+        let current = members.iter().any(|member| {
+            member.node_id == holder.node_id && member.incarnation == holder.incarnation
+        });
+        if current {
+            *owned.entry(holder.node_id.clone()).or_insert(0) += 1;
+        }
+    }
+    owned
+}
+
+async fn peer_active_actors(cluster: &Cluster, node: &str) -> Option<u64> {
+    let inner = &cluster.inner;
+    if node == cluster.node_id() {
+        return inner
+            .runtime
+            .upgrade()
+            .map(|runtime| runtime.active_actors());
+    }
+    let deadline_ms = inner.recipe.clock.now_ms() + STATUS_TIMEOUT_MS;
+    let envelope = Envelope::new(STATUS_KIND, "", Vec::new(), deadline_ms);
+    match inner.recipe.transport.send(node, envelope).await {
+        Ok(Answer::Reply(bytes)) => serde_json::from_slice(&bytes).ok(),
+        _ => None,
+    }
+}
