@@ -79,13 +79,6 @@ pub enum TransportError {
     Decode { peer: String, error: DecodeError },
 }
 
-impl TransportError {
-    /// Worth retrying (elsewhere or later): the link or the peer is the problem.
-    pub fn is_unavailable(&self) -> bool {
-        !matches!(self, Self::Start(_) | Self::Decode { .. })
-    }
-}
-
 pub(super) struct Inner {
     pub(super) config: TransportConfig,
     pub(super) clock: SharedClock,
@@ -157,7 +150,7 @@ impl Transport {
         })
     }
 
-    pub fn node_id(&self) -> &str {
+    pub(crate) fn node_id(&self) -> &str {
         &self.inner.config.node_id
     }
 

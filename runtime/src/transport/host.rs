@@ -44,7 +44,7 @@ pub trait EnvelopeHandler: Send + Sync + 'static {
 
 /// The shard host's ractor message: an encoded envelope and the port for the encoded answer.
 /// Serialisable, so ractor_cluster carries it between nodes.
-pub struct ShardHostMsg {
+pub(super) struct ShardHostMsg {
     pub(super) envelope: Vec<u8>,
     pub(super) reply: RpcReplyPort<Vec<u8>>,
 }

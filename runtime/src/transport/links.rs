@@ -74,7 +74,7 @@ impl Transport {
     }
 
     /// Close every session with `peer`.
-    pub async fn disconnect(&self, peer: &str) {
+    pub(crate) async fn disconnect(&self, peer: &str) {
         self.forget(peer);
         for session in self.sessions_with(peer).await {
             session.kill();

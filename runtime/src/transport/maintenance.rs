@@ -14,7 +14,7 @@ use crate::store::MemberStatus;
 
 impl Transport {
     /// Probe `peer` through its shard host within the configured timeout.
-    pub async fn probe(&self, peer: &str) -> Result<(), TransportError> {
+    pub(crate) async fn probe(&self, peer: &str) -> Result<(), TransportError> {
         let deadline_ms = self.inner.clock.now_ms() + duration_ms(self.inner.config.probe_timeout);
         match self.send(peer, Envelope::probe(deadline_ms)).await? {
             Answer::Reply(_) => Ok(()),

@@ -59,6 +59,6 @@ mod maintenance;
 mod wire;
 
 pub use endpoint::{Transport, TransportConfig, TransportError};
-pub use host::{EnvelopeHandler, ShardHostMsg};
+pub use host::EnvelopeHandler;
 pub use maintenance::{MaintenanceHandle, Peer, PeerSource};
-pub use wire::{Answer, DecodeError, ENVELOPE_VERSION, Envelope, PROBE_KIND, Refusal};
+pub use wire::{Answer, DecodeError, Envelope, Refusal};

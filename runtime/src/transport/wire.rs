@@ -2,10 +2,10 @@
 //! back ([`Answer`]), and how both are encoded.
 
 /// The envelope and answer format this node writes.
-pub const ENVELOPE_VERSION: u16 = 1;
+pub(super) const ENVELOPE_VERSION: u16 = 1;
 
 /// The kind of a probe: answered by the shard host itself, never by the handler.
-pub const PROBE_KIND: &str = "$probe";
+pub(super) const PROBE_KIND: &str = "$probe";
 
 /// A request for one actor on another node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,13 +45,13 @@ impl Envelope {
     }
 
     /// A liveness probe, answered by the shard host itself.
-    pub fn probe(deadline_ms: u64) -> Self {
+    pub(super) fn probe(deadline_ms: u64) -> Self {
         Self::new(PROBE_KIND, "", Vec::new(), deadline_ms)
     }
 
     /// Version 1: `version u16 | deadline_ms u64 | kind (u16 length) | key (u32 length) |
     /// payload (u32 length)`, big-endian.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             2 + 8 + 2 + self.kind.len() + 4 + self.key.len() + 4 + self.payload.len(),
         );
@@ -63,7 +63,7 @@ impl Envelope {
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut reader = Reader { bytes };
         let version = reader.u16()?;
         if version != ENVELOPE_VERSION {
@@ -149,7 +149,7 @@ impl Answer {
 
     /// Version 1: `version u16 | status u8 (0 = reply, else a refusal) | body (u32 length)`;
     /// the body is the reply, or the refusal's detail in UTF-8.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let (status, body) = match self {
             Self::Reply(reply) => (0, reply.as_slice()),
             Self::Refused { reason, detail } => (reason.code(), detail.as_bytes()),
@@ -161,7 +161,7 @@ impl Answer {
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut reader = Reader { bytes };
         let version = reader.u16()?;
         if version != ENVELOPE_VERSION {
