@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use super::host::{self, EnvelopeHandler, ShardHost, ShardHostMsg};
 use super::links::LinkEvents;
-use super::wire::{Answer, DecodeError, Envelope};
+use super::wire::{Answer, DecodeError, Envelope, Refusal};
 use crate::clock::SharedClock;
 
 /// How a node takes part in the cluster transport.
@@ -155,20 +155,30 @@ impl Transport {
     }
 
     /// Send `envelope` to `peer`'s shard host and wait for its answer, at most until the
-    /// envelope's deadline.
+    /// envelope's deadline. An envelope whose payload is not JSON never leaves: it is answered
+    /// here as the peer's host would answer it, refused as [`Refusal::Malformed`].
     pub async fn send(&self, peer: &str, envelope: Envelope) -> Result<Answer, TransportError> {
         let now_ms = self.inner.clock.now_ms();
         if envelope.deadline_ms <= now_ms {
             return Err(TransportError::Expired);
         }
         let budget = Duration::from_millis(envelope.deadline_ms - now_ms);
+        let bytes = match envelope.encode() {
+            Ok(bytes) => bytes,
+            // What the peer's host would answer, without sending it.
+            Err(error) => {
+                return Ok(Answer::refused(
+                    Refusal::Malformed,
+                    format!("the payload is {error}"),
+                ));
+            }
+        };
         let host = self
             .peer_host(peer)
             .await
             .ok_or_else(|| TransportError::NotConnected {
                 peer: peer.to_owned(),
             })?;
-        let bytes = envelope.encode();
         let called = host
             .call(
                 |reply| ShardHostMsg {

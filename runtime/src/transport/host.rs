@@ -9,7 +9,7 @@ use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Semaphore;
 
-use super::wire::{Answer, DecodeError, ENVELOPE_VERSION, Envelope, PROBE_KIND, Refusal};
+use super::wire::{Answer, DecodeError, Envelope, PROBE_KIND, Refusal, WIRE_VERSION};
 use crate::clock::SharedClock;
 
 const SCOPE: &str = "emporium";
@@ -127,28 +127,32 @@ impl Actor for ShardHost {
             Err(DecodeError::UnsupportedVersion(version)) => {
                 let answer = Answer::refused(
                     Refusal::UnsupportedVersion,
-                    format!("envelope version {version}, this node speaks {ENVELOPE_VERSION}"),
+                    format!("envelope version {version}, this node speaks {WIRE_VERSION}"),
                 );
-                let _ = reply.send(answer.encode());
+                let _ = reply.send(encode(&answer));
                 return Ok(());
             }
             Err(error) => {
-                let _ = reply.send(Answer::refused(Refusal::Malformed, error.to_string()).encode());
+                let _ = reply.send(encode(&Answer::refused(
+                    Refusal::Malformed,
+                    error.to_string(),
+                )));
                 return Ok(());
             }
         };
         let now_ms = self.clock.now_ms();
         if now_ms > envelope.deadline_ms {
             let detail = format!("{} ms late", now_ms - envelope.deadline_ms);
-            let _ = reply.send(Answer::refused(Refusal::Expired, detail).encode());
+            let _ = reply.send(encode(&Answer::refused(Refusal::Expired, detail)));
             return Ok(());
         }
         if envelope.kind == PROBE_KIND {
-            let _ = reply.send(Answer::Reply(Vec::new()).encode());
+            let _ = reply.send(encode(&Answer::Reply(Vec::new())));
             return Ok(());
         }
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-            let _ = reply.send(Answer::refused(Refusal::Overloaded, "too many in flight").encode());
+            let overloaded = Answer::refused(Refusal::Overloaded, "too many in flight");
+            let _ = reply.send(encode(&overloaded));
             return Ok(());
         };
         let handler = Arc::clone(&self.handler);
@@ -159,8 +163,102 @@ impl Actor for ShardHost {
                 Err(_) => Answer::refused(Refusal::Expired, "deadline passed while handling"),
             };
             drop(permit);
-            let _ = reply.send(answer.encode());
+            let _ = reply.send(encode(&answer));
         });
         Ok(())
+    }
+}
+
+/// `answer`'s frame; a reply that is not JSON is answered as the handler's failure instead.
+fn encode(answer: &Answer) -> Vec<u8> {
+    answer.encode().unwrap_or_else(|error| {
+        tracing::warn!(%error, "transport: a handler replied with something other than JSON");
+        let failed = Answer::refused(Refusal::Failed, format!("the reply is {error}"));
+        // A refusal is always written; an empty answer would be read as malformed.
+        failed.encode().unwrap_or_default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    /// Replies with the payload it was given.
+    struct Mirror;
+
+    #[async_trait]
+    impl EnvelopeHandler for Mirror {
+        async fn handle(&self, envelope: Envelope) -> Answer {
+            Answer::Reply(envelope.payload)
+        }
+    }
+
+    async fn call(host: &ActorRef<ShardHostMsg>, envelope: Vec<u8>) -> Answer {
+        let answer = host
+            .call(
+                |reply| ShardHostMsg { envelope, reply },
+                Some(Duration::from_secs(5)),
+            )
+            .await
+            .expect("the host is running");
+        match answer {
+            ractor::rpc::CallResult::Success(bytes) => Answer::decode(&bytes).unwrap(),
+            other => panic!("no answer: {other:?}"),
+        }
+    }
+
+    fn refusal(answer: &Answer) -> Option<Refusal> {
+        match answer {
+            Answer::Refused { reason, .. } => Some(*reason),
+            Answer::Reply(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_frame_gets_an_answer_it_can_read() {
+        let clock: SharedClock = Arc::new(SystemClock::new());
+        let deadline_ms = clock.now_ms() + 5_000;
+        let host = ShardHost::new(Arc::new(Mirror), Arc::clone(&clock), 16);
+        let (host, _) = Actor::spawn(None, host, ()).await.unwrap();
+
+        let call_payload = br#"{"inspect":null}"#.to_vec();
+        let envelope = Envelope::new("cart", "c", call_payload.clone(), deadline_ms);
+        let answer = call(&host, envelope.encode().unwrap()).await;
+        assert_eq!(answer, Answer::Reply(call_payload));
+        let probe = call(&host, Envelope::probe(deadline_ms).encode().unwrap()).await;
+        assert_eq!(probe, Answer::Reply(b"null".to_vec()));
+
+        // A node still writing version 1 (binary) is told which version this one speaks.
+        let mut v1 = vec![0, 1];
+        v1.extend_from_slice(&deadline_ms.to_be_bytes());
+        let answer = call(&host, v1).await;
+        assert_eq!(
+            refusal(&answer),
+            Some(Refusal::UnsupportedVersion),
+            "{answer:?}"
+        );
+        let answer = call(&host, br#"{"v":3}"#.to_vec()).await;
+        assert_eq!(
+            refusal(&answer),
+            Some(Refusal::UnsupportedVersion),
+            "{answer:?}"
+        );
+
+        let mut truncated = envelope.encode().unwrap();
+        truncated.truncate(truncated.len() - 2);
+        for garbage in [truncated, Vec::new(), b"add 2".to_vec()] {
+            let answer = call(&host, garbage).await;
+            assert_eq!(refusal(&answer), Some(Refusal::Malformed), "{answer:?}");
+        }
+        let late = Envelope::new("cart", "c", Vec::new(), 1).encode().unwrap();
+        assert_eq!(refusal(&call(&host, late).await), Some(Refusal::Expired));
+        host.stop(None);
+    }
+
+    #[test]
+    fn a_reply_that_is_not_json_is_answered_as_a_failure() {
+        let answer = Answer::decode(&encode(&Answer::Reply(b"ok".to_vec()))).unwrap();
+        assert_eq!(refusal(&answer), Some(Refusal::Failed), "{answer:?}");
     }
 }
