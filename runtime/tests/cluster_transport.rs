@@ -21,7 +21,8 @@ use emporium_runtime::{Clock, SharedClock, SystemClock};
 
 const COOKIE: &str = "emporium-test-cookie";
 
-/// Answers `node:kind/key:payload`; kind `slow` never answers in time; kind `busy` refuses.
+/// Answers the JSON string `node:kind/key:payload`; kind `slow` never answers in time; kind
+/// `busy` refuses; kind `text` replies with something that is not JSON.
 struct Echo {
     node: String,
 }
@@ -35,6 +36,7 @@ impl EnvelopeHandler for Echo {
                 Answer::Reply(Vec::new())
             }
             "busy" => Answer::refused(Refusal::NotOwner, "not mine"),
+            "text" => Answer::Reply(b"not json".to_vec()),
             _ => {
                 let text = format!(
                     "{}:{}/{}:{}",
@@ -43,9 +45,17 @@ impl EnvelopeHandler for Echo {
                     envelope.key,
                     String::from_utf8_lossy(&envelope.payload)
                 );
-                Answer::Reply(text.into_bytes())
+                Answer::Reply(serde_json::to_vec(&text).unwrap())
             }
         }
+    }
+}
+
+/// What `Echo` said, or the refusal.
+fn echoed(answer: Answer) -> String {
+    match answer {
+        Answer::Reply(reply) => serde_json::from_slice(&reply).expect("a JSON string"),
+        refused => panic!("{refused:?}"),
     }
 }
 
@@ -109,11 +119,11 @@ async fn an_envelope_reaches_the_peers_shard_host_and_the_answer_comes_back() {
     let answer = a
         .send(
             "rt-b",
-            Envelope::new("cart", "c-1", b"add 2".to_vec(), deadline_in(2_000)),
+            Envelope::new("cart", "c-1", br#"{"add":2}"#.to_vec(), deadline_in(2_000)),
         )
         .await
         .unwrap();
-    assert_eq!(answer, Answer::Reply(b"rt-b:cart/c-1:add 2".to_vec()));
+    assert_eq!(echoed(answer), r#"rt-b:cart/c-1:{"add":2}"#);
 
     // The link is two-way once authenticated.
     assert!(eventually(Duration::from_secs(10), || b.is_connected("rt-a")).await);
@@ -124,7 +134,8 @@ async fn an_envelope_reaches_the_peers_shard_host_and_the_answer_comes_back() {
         )
         .await
         .unwrap();
-    assert_eq!(back, Answer::Reply(b"rt-a:sku/s-9:".to_vec()));
+    // No payload travels as JSON `null`.
+    assert_eq!(echoed(back), "rt-a:sku/s-9:null");
 
     // Refusals travel as answers; a handler slower than the deadline is cut at the deadline.
     let refused = a
@@ -156,6 +167,40 @@ async fn an_envelope_reaches_the_peers_shard_host_and_the_answer_comes_back() {
         "{slow:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
+    // A payload that is not JSON never leaves; a reply that is not JSON is the handler's
+    // failure.
+    let not_json = a
+        .send(
+            "rt-b",
+            Envelope::new("cart", "x", b"add 2".to_vec(), deadline_in(2_000)),
+        )
+        .await;
+    assert!(
+        matches!(
+            not_json,
+            Ok(Answer::Refused {
+                reason: Refusal::Malformed,
+                ..
+            })
+        ),
+        "{not_json:?}"
+    );
+    let text = a
+        .send(
+            "rt-b",
+            Envelope::new("text", "x", vec![], deadline_in(2_000)),
+        )
+        .await;
+    assert!(
+        matches!(
+            text,
+            Ok(Answer::Refused {
+                reason: Refusal::Failed,
+                ..
+            })
+        ),
+        "{text:?}"
+    );
     assert!(matches!(
         a.send("rt-b", Envelope::new("cart", "late", vec![], 1))
             .await,
@@ -166,7 +211,8 @@ async fn an_envelope_reaches_the_peers_shard_host_and_the_answer_comes_back() {
     let rounds = 200;
     let started = Instant::now();
     for i in 0..rounds {
-        let envelope = Envelope::new("cart", format!("c-{i}"), vec![0; 64], deadline_in(2_000));
+        let payload = br#"{"command":{"command":"Get","start_within_ms":2000}}"#.to_vec();
+        let envelope = Envelope::new("cart", format!("c-{i}"), payload, deadline_in(2_000));
         assert!(matches!(
             a.send("rt-b", envelope).await,
             Ok(Answer::Reply(_))
@@ -309,7 +355,7 @@ async fn the_maintenance_loop_links_again_after_the_peer_restarts() {
         )
         .await
         .unwrap();
-    assert_eq!(answer, Answer::Reply(b"rc-b:cart/c:".to_vec()));
+    assert_eq!(echoed(answer), "rc-b:cart/c:null");
     assert!(
         eventually(Duration::from_secs(5), || async {
             peers.reports().last() == Some(&("rc-b".to_owned(), true))

@@ -1,0 +1,222 @@
+//! This node's end of the transport: its configuration, its errors, starting and stopping
+//! it, and sending an envelope to a peer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use ractor_cluster::node::NodeConnectionMode;
+use ractor_cluster::{NodeServer, NodeServerMessage};
+use tokio::sync::Notify;
+
+use super::host::{self, EnvelopeHandler, ShardHost, ShardHostMsg};
+use super::links::LinkEvents;
+use super::wire::{Answer, DecodeError, Envelope, Refusal};
+use crate::clock::SharedClock;
+
+/// How a node takes part in the cluster transport.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    pub node_id: String,
+    /// Where the node server listens (the member row's `cluster_addr`).
+    pub listen: SocketAddr,
+    /// The shared secret; a peer with another cookie is refused.
+    pub cookie: String,
+    /// How often `maintain` reconnects and probes.
+    pub maintain_interval: Duration,
+    /// How long a probe may take.
+    pub probe_timeout: Duration,
+    /// Failed probes in a row before a peer is reported unreachable.
+    pub failures_before_unreachable: u32,
+    /// Envelopes the shard host runs at once; more are refused as overloaded.
+    pub max_in_flight: usize,
+    /// How long a connection attempt may take.
+    pub connect_timeout: Duration,
+    /// How soon the loop tries again a peer whose port refused a connection (faster than
+    /// `maintain_interval`: the evidence it yields is what fails a crashed node over).
+    pub refused_retry: Duration,
+}
+
+impl TransportConfig {
+    pub fn new(node_id: impl Into<String>, listen: SocketAddr, cookie: impl Into<String>) -> Self {
+        Self {
+            node_id: node_id.into(),
+            listen,
+            cookie: cookie.into(),
+            maintain_interval: Duration::from_millis(500),
+            probe_timeout: Duration::from_millis(500),
+            failures_before_unreachable: 3,
+            max_in_flight: 4096,
+            connect_timeout: Duration::from_millis(500),
+            refused_retry: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Why a transport operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot start the node server or the shard host: {0}")]
+    Start(String),
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    /// ECONNREFUSED: nothing listens at `addr` (crash evidence, see the module doc).
+    #[error("{addr} refused the connection: nothing listens there")]
+    Refused { addr: String },
+    #[error("no link to {peer}")]
+    NotConnected { peer: String },
+    #[error("{peer} did not answer within {after:?}")]
+    Timeout { peer: String, after: Duration },
+    #[error("the deadline passed before sending")]
+    Expired,
+    #[error("{peer} dropped the request without answering")]
+    Dropped { peer: String },
+    #[error("unreadable answer from {peer}: {error}")]
+    Decode { peer: String, error: DecodeError },
+}
+
+pub(super) struct Inner {
+    pub(super) config: TransportConfig,
+    pub(super) clock: SharedClock,
+    pub(super) server: ActorRef<NodeServerMessage>,
+    /// This node's shard host.
+    pub(super) host: ActorRef<ShardHostMsg>,
+    /// Peers' shard hosts as last found, until they stop.
+    pub(super) hosts: Mutex<HashMap<String, ActorRef<ShardHostMsg>>>,
+    pub(super) stopped: AtomicBool,
+    /// Woken when a session closes: the maintenance loop reconnects at once.
+    pub(super) links_changed: Arc<Notify>,
+}
+
+/// This node's end of the cluster transport: its node server and its shard host.
+#[derive(Clone)]
+pub struct Transport {
+    pub(super) inner: Arc<Inner>,
+}
+
+impl Transport {
+    /// Listen on `config.listen` and start the shard host, which hands envelopes to
+    /// `handler`.
+    pub async fn start(
+        config: TransportConfig,
+        clock: SharedClock,
+        handler: Arc<dyn EnvelopeHandler>,
+    ) -> Result<Self, TransportError> {
+        let server = NodeServer::new(
+            config.listen.port(),
+            config.cookie.clone(),
+            config.node_id.clone(),
+            config.listen.ip().to_string(),
+            None,
+            Some(NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(config.listen.ip());
+        let (server, _) = Actor::spawn(None, server, ())
+            .await
+            .map_err(|error| TransportError::Start(error.to_string()))?;
+        let host = ShardHost::new(handler, Arc::clone(&clock), config.max_in_flight);
+        let host = match Actor::spawn(None, host, ()).await {
+            Ok((host, _)) => host,
+            Err(error) => {
+                server.kill();
+                return Err(TransportError::Start(error.to_string()));
+            }
+        };
+        host::announce(&config.node_id, &host);
+        let links_changed = Arc::new(Notify::new());
+        let subscribed = server.cast(NodeServerMessage::SubscribeToEvents {
+            id: "emporium.transport".to_owned(),
+            subscription: Box::new(LinkEvents {
+                changed: Arc::clone(&links_changed),
+            }),
+        });
+        if let Err(error) = subscribed {
+            tracing::warn!(%error, "transport: cannot follow link events; closed links are noticed at the next tick");
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                clock,
+                server,
+                host,
+                hosts: Mutex::new(HashMap::new()),
+                stopped: AtomicBool::new(false),
+                links_changed,
+            }),
+        })
+    }
+
+    pub(crate) fn node_id(&self) -> &str {
+        &self.inner.config.node_id
+    }
+
+    /// Send `envelope` to `peer`'s shard host and wait for its answer, at most until the
+    /// envelope's deadline. An envelope whose payload is not JSON never leaves: it is answered
+    /// here as the peer's host would answer it, refused as [`Refusal::Malformed`].
+    pub async fn send(&self, peer: &str, envelope: Envelope) -> Result<Answer, TransportError> {
+        let now_ms = self.inner.clock.now_ms();
+        if envelope.deadline_ms <= now_ms {
+            return Err(TransportError::Expired);
+        }
+        let budget = Duration::from_millis(envelope.deadline_ms - now_ms);
+        let bytes = match envelope.encode() {
+            Ok(bytes) => bytes,
+            // What the peer's host would answer, without sending it.
+            Err(error) => {
+                return Ok(Answer::refused(
+                    Refusal::Malformed,
+                    format!("the payload is {error}"),
+                ));
+            }
+        };
+        let host = self
+            .peer_host(peer)
+            .await
+            .ok_or_else(|| TransportError::NotConnected {
+                peer: peer.to_owned(),
+            })?;
+        let called = host
+            .call(
+                |reply| ShardHostMsg {
+                    envelope: bytes,
+                    reply,
+                },
+                Some(budget),
+            )
+            .await;
+        match called {
+            Ok(CallResult::Success(answer)) => {
+                Answer::decode(&answer).map_err(|error| TransportError::Decode {
+                    peer: peer.to_owned(),
+                    error,
+                })
+            }
+            Ok(CallResult::Timeout) => Err(TransportError::Timeout {
+                peer: peer.to_owned(),
+                after: budget,
+            }),
+            Ok(CallResult::SenderError) => Err(TransportError::Dropped {
+                peer: peer.to_owned(),
+            }),
+            Err(_messaging) => {
+                self.forget(peer);
+                Err(TransportError::NotConnected {
+                    peer: peer.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// Stop the node server (closing every link) and the shard host.
+    pub async fn shutdown(&self) {
+        self.inner.stopped.store(true, Ordering::Release);
+        host::withdraw(self.node_id(), &self.inner.host);
+        let wait = Some(Duration::from_secs(5));
+        let _ = self.inner.server.kill_and_wait(wait).await;
+        let _ = self.inner.host.kill_and_wait(wait).await;
+    }
+}
