@@ -1,6 +1,7 @@
 //! A seeded randomized fault test (issue 11): three nodes on one store, clients reading and
 //! writing carts through random nodes while a schedule drawn from a seed kills (`kill -9`),
-//! freezes (`SIGSTOP` for 1–3 s) and restarts nodes and has a fourth node join and leave;
+//! freezes (`SIGSTOP` for 1–3 s) and restarts nodes, cuts the store away from every node
+//! (1–7 s), and has a fourth node join and leave;
 //! then every cart line's history is checked for linearizability
 //! (`emporium_testkit::linearizability`).
 //!
@@ -15,8 +16,11 @@
 //! - **Faults.** One at a time, so at most one of the three nodes is ever down: a `kill -9`
 //!   then a restart with the same id after 0.5–2 s (the balancer stops sending to it
 //!   meanwhile); a `SIGSTOP` for 1–3 s then `SIGCONT` (clients keep sending to it: their
-//!   requests wait in its kernel; a woken node that expelled itself exits and is
-//!   restarted); a fourth node joining, serving for 1–3 s, then leaving with `SIGTERM`.
+//!   requests wait in its kernel; a woken node that fenced itself rejoins as a new life);
+//!   the store cut (every node reaches it through one proxy) for 1–7 s, long enough for the
+//!   nodes to fence themselves and rejoin, or not; a fourth node joining, serving for 1–3 s,
+//!   then leaving with `SIGTERM`. No node may exit by itself (it would be restarted, and
+//!   fail the test after the check).
 //!   After each fault the cluster is waited for until whole again. A restart the node
 //!   refuses (it exits before serving) is retried, and fails the test after the check.
 //! - **End.** Everything healed, the clients stopped, every cart read through every node
@@ -36,6 +40,8 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+
+use emporium_testkit::TcpProxy;
 
 use crate::cluster_kit::{Cluster, Placement, lines_of, sku};
 use crate::stores::TestStore;
@@ -346,8 +352,10 @@ async fn read(shared: &Shared, who: &str, node: &str, base: &str, cart: usize) -
 struct Faults {
     kills: usize,
     freezes: usize,
-    /// Woken nodes that expelled themselves and exited (then restarted).
-    expelled: usize,
+    /// Store cuts (the proxy every node reaches the store through refused everything).
+    store_cuts: usize,
+    /// Nodes that exited by themselves (then restarted): none should.
+    exited: usize,
     joins_and_leaves: usize,
     /// Starts where the node exited before serving (each retried), with when and which.
     refused_starts: Vec<String>,
@@ -362,7 +370,7 @@ impl Faults {
     }
 }
 
-/// Restart every member of the three that exited by itself (a woken node that expelled
+/// Restart every member of the three that exited by itself (a node expelled for good
 /// itself); returns how many.
 async fn restart_exited(
     cluster: &mut Cluster,
@@ -428,6 +436,7 @@ async fn pause(rng: &mut StdRng, from_ms: u64, to_ms: u64) {
 /// (the cluster whole again) before the next.
 async fn run_faults(
     cluster: &mut Cluster,
+    store: &Arc<TcpProxy>,
     targets: &Targets,
     rng: &mut StdRng,
     phase: Duration,
@@ -441,7 +450,7 @@ async fn run_faults(
         }
         let victim = rng.random_range(0..3);
         let id = cluster.members[victim].id.clone();
-        match rng.random_range(0..3) {
+        match rng.random_range(0..4) {
             0 => {
                 targets.clear(victim);
                 cluster.members[victim].take().kill9().await;
@@ -460,22 +469,15 @@ async fn run_faults(
                 tokio::time::sleep(frozen_for).await;
                 cluster.members[victim].running().thaw();
                 faults.note(origin, format!("SIGCONT {id}"));
-                let process = cluster.members[victim]
-                    .process
-                    .as_mut()
-                    .expect("the frozen node's process");
-                if let Some(status) = process.wait_exit(Duration::from_millis(1500)).await {
-                    faults.expelled += 1;
-                    faults.note(
-                        origin,
-                        format!("{id} expelled itself and exited ({status})"),
-                    );
-                    targets.clear(victim);
-                    cluster.members[victim].process = None;
-                    start(cluster, victim, &mut faults.refused_starts).await;
-                    targets.set(cluster, victim);
-                    faults.note(origin, format!("{id} restarted"));
-                }
+            }
+            2 => {
+                let cut_for = Duration::from_millis(rng.random_range(1000..=7000));
+                store.cut();
+                faults.store_cuts += 1;
+                faults.note(origin, format!("store cut for {cut_for:.2?}"));
+                tokio::time::sleep(cut_for).await;
+                store.restore().await;
+                faults.note(origin, "store back".to_owned());
             }
             _ => {
                 let fourth = if cluster.members.len() > 3 {
@@ -486,8 +488,7 @@ async fn run_faults(
                 let id = cluster.members[fourth].id.clone();
                 start(cluster, fourth, &mut faults.refused_starts).await;
                 faults.note(origin, format!("{id} joining"));
-                faults.expelled +=
-                    restart_exited(cluster, targets, &mut faults.refused_starts).await;
+                faults.exited += restart_exited(cluster, targets, &mut faults.refused_starts).await;
                 cluster.wait_ready().await;
                 targets.set(cluster, fourth);
                 faults.note(origin, format!("{id} up, in rotation"));
@@ -501,7 +502,7 @@ async fn run_faults(
                 assert!(status.success(), "{id} exits 0 after SIGTERM: {status}");
             }
         }
-        faults.expelled += restart_exited(cluster, targets, &mut faults.refused_starts).await;
+        faults.exited += restart_exited(cluster, targets, &mut faults.refused_starts).await;
         cluster.wait_ready().await;
         faults.note(origin, "cluster whole again".to_owned());
     }
@@ -516,7 +517,7 @@ async fn seeded_faults_checked_for_linearizability(store: TestStore) {
         "{label}: seed {seed}, fault phase {phase:.0?} (rerun: EMPORIUM_FAULT_SEED={seed} EMPORIUM_FAULT_SECS={})",
         phase.as_secs()
     );
-    let Some(mut cluster) = Cluster::start(store, 3).await else {
+    let Some((mut cluster, store_proxy)) = Cluster::start_behind_proxy(store, 3).await else {
         return;
     };
     let started = Instant::now();
@@ -571,11 +572,11 @@ async fn seeded_faults_checked_for_linearizability(store: TestStore) {
         .collect();
 
     let mut rng = StdRng::seed_from_u64(seed);
-    let faults = run_faults(&mut cluster, &shared.targets, &mut rng, phase).await;
+    let faults = run_faults(&mut cluster, &store_proxy, &shared.targets, &mut rng, phase).await;
 
     // Heal: every node of the three running, the cluster whole; then stop the clients.
     let mut faults = faults;
-    faults.expelled +=
+    faults.exited +=
         restart_exited(&mut cluster, &shared.targets, &mut faults.refused_starts).await;
     cluster.wait_ready().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -643,7 +644,7 @@ async fn seeded_faults_checked_for_linearizability(store: TestStore) {
         acked(true) > 0 && acked(false) > 0,
         "{label}: no write or no read was answered (seed {seed})"
     );
-    let applied = faults.kills + faults.freezes + faults.joins_and_leaves;
+    let applied = faults.kills + faults.freezes + faults.store_cuts + faults.joins_and_leaves;
     assert!(
         applied > 0 || phase < Duration::from_secs(4),
         "{label}: no fault applied in {phase:.0?} (seed {seed})"
@@ -657,6 +658,12 @@ async fn seeded_faults_checked_for_linearizability(store: TestStore) {
         report.is_linearizable(),
         "{label}: the history is not linearizable (seed {seed}; rerun with EMPORIUM_FAULT_SEED={seed} EMPORIUM_FAULT_SECS={}):\n{report}\nfaults:\n{}",
         phase.as_secs(),
+        faults.log.join("\n")
+    );
+    assert_eq!(
+        faults.exited,
+        0,
+        "{label}: nodes exited by themselves (seed {seed}; the check passed):\n{}",
         faults.log.join("\n")
     );
     assert!(
@@ -746,14 +753,15 @@ fn summarize(
     format!(
         "{label}: seed {seed}; {} requests in {:.1?} ({load_ops} by the clients, {} final reads); \
          writes {writes:?} ({unknown_applied} of unknown outcome seen applied); reads {reads:?}; per node {nodes:?}; faults: {} kill -9, {} SIGSTOP, \
-         {} expelled and restarted, {} join+leave, {} refused start(s)",
+         {} store cut(s), {} join+leave, {} exited by itself, {} refused start(s)",
         records.len(),
         started.elapsed(),
         records.len() - load_ops,
         faults.kills,
         faults.freezes,
-        faults.expelled,
+        faults.store_cuts,
         faults.joins_and_leaves,
+        faults.exited,
         faults.refused_starts.len(),
     )
 }
