@@ -21,6 +21,7 @@ mod error;
 mod identity;
 pub mod leases;
 mod lifecycle;
+mod majority;
 pub mod membership;
 mod outcome;
 mod passivation;

@@ -398,6 +398,9 @@ pub enum Expulsion {
     /// While joining, its wall clock was found off from every live member's by more than
     /// [`MAX_CLOCK_SKEW`] (`off_by_ms` at least, signed: positive when this node is behind).
     ClockSkew { off_by_ms: i64 },
+    /// Its probes reached only `reached` of the `of` live peers (not a majority, see
+    /// `majority`) for `dead_after`: the peers that reach each other take its shards.
+    Isolated { reached: usize, of: usize },
 }
 
 /// The wall-clock difference between nodes the cluster tolerates. Wall clocks are used only
@@ -427,6 +430,9 @@ struct Local {
     last_heartbeat_ms: u64,
     /// Monotonic ms at which the last *successful* heartbeat write started.
     last_beat_started_ms: u64,
+    /// Monotonic ms since which this node has been cut off from a majority of the live
+    /// members (see `majority`); `None` while it reaches one.
+    cut_off_since_ms: Option<u64>,
 }
 
 struct Observed {
@@ -538,6 +544,7 @@ impl Membership {
                 finished: false,
                 last_heartbeat_ms: 0,
                 last_beat_started_ms: 0,
+                cut_off_since_ms: None,
             }),
             observed: Mutex::new(Observed {
                 members: HashMap::new(),
@@ -789,6 +796,7 @@ impl Shared {
                     // A crash verdict moves shards: publish before our own write.
                     self.publish();
                 }
+                self.check_reach();
             }
             Err(error) => {
                 // Judge nobody from a view this old: silence is counted only up to the last
@@ -820,6 +828,30 @@ impl Shared {
             Flow::Stop
         } else {
             Flow::Continue
+        }
+    }
+
+    /// The majority rule (see `majority`): expel this node once it has been cut off from a
+    /// majority of the live members for `dead_after`. Judged only after a listing that
+    /// succeeded, so that the members counted are alive in the store.
+    fn check_reach(&self) {
+        let cut_off = crate::majority::cut_off(&self.view.borrow());
+        let now_ms = self.clock.monotonic_ms();
+        let mut state = lock(&self.state);
+        let Some(reach) = cut_off else {
+            state.cut_off_since_ms = None;
+            return;
+        };
+        let since = *state.cut_off_since_ms.get_or_insert(now_ms);
+        let active = state.expelled.is_none() && state.status != MemberStatus::Down;
+        if active && now_ms.saturating_sub(since) >= duration_ms(self.config.dead_after) {
+            expel(
+                &mut state,
+                Expulsion::Isolated {
+                    reached: reach.reached,
+                    of: reach.of,
+                },
+            );
         }
     }
 
@@ -1198,7 +1230,7 @@ fn surely_off_by(offsets: &[(i64, i64)], max_ms: i64) -> Option<i64> {
 fn expel(state: &mut Local, why: Expulsion) {
     tracing::error!(
         ?why,
-        "membership: this node expelled itself; it must restart to rejoin"
+        "membership: this node expelled itself; this life is over"
     );
     metrics::counter!("emporium_cluster_self_expulsions_total").increment(1);
     state.expelled = Some(why);

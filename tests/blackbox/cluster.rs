@@ -8,12 +8,11 @@
 //!
 //! On PostgreSQL: everything. On the CQL store too: three nodes, `kill -9`, `SIGSTOP`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use emporium_runtime::store::conformance::service_unavailable;
-use emporium_testkit::TcpProxy;
 use emporium_testkit::netns::NetNs;
+use emporium_testkit::unix_proxy::UnixProxy;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
@@ -588,7 +587,14 @@ async fn a_partitioned_node_loses_its_carts_to_the_majority_and_no_acked_write_i
         cluster.finish().await;
         return;
     };
-    let (isolated, _store_proxy) = start_partitionable_cluster(&mut cluster, &ns).await;
+    // Its store path crosses the veth too: the cut isolates it from everything.
+    let server = cluster.store().server().expect("postgres over tcp");
+    let store_proxy = ns.proxy_to(server).await.expect("store proxy on the veth");
+    let store_url = cluster
+        .store()
+        .url_via(store_proxy.addr)
+        .expect("postgres url");
+    let isolated = start_partitionable_cluster(&mut cluster, &ns, store_url).await;
     let isolated_id = cluster.members[isolated].id.clone();
     let incarnation_before = cluster.incarnation(isolated).await.expect("its life");
     let (isolated_carts, other_carts) = cluster.carts_split_by_owner(&isolated_id, 6, 4).await;
@@ -650,6 +656,89 @@ async fn a_partitioned_node_loses_its_carts_to_the_majority_and_no_acked_write_i
     cluster.print_cluster_metrics().await;
     cluster.finish().await;
     report.assert_no_stale_reads("partition");
+    drop(ns);
+}
+
+/// From a partition of the cluster links alone to the cut-off node's carts answering on
+/// the others: its probes fail (about 1.5 s), it is cut off from a majority for `dead_after`
+/// (5 s), steps out with `Down`, and the others claim at once. Room for a loaded machine.
+const LINKS_PARTITION_BOUND: Duration = Duration::from_secs(15);
+
+/// A partition of the cluster links alone: the cut-off node still reaches the store (through
+/// a Unix socket, which no veth carries) and so still heartbeats. It cannot reach a majority,
+/// steps out (its shards are served by the two that reach each other) and rejoins as a new
+/// life once the links are back. Without the majority rule its carts stay unreachable from
+/// every other node for as long as the cut lasts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partition_of_the_cluster_links_alone_hands_the_cut_off_nodes_shards_over() {
+    let Some(mut cluster) = Cluster::provision(TestStore::Postgres).await else {
+        return;
+    };
+    let Some(ns) = network_namespace() else {
+        cluster.finish().await;
+        return;
+    };
+    let server = cluster.store().server().expect("postgres over tcp");
+    let store_path = UnixProxy::postgres(server).expect("a unix socket to the store");
+    let store_url = cluster
+        .store()
+        .url_via_host(&format!("{}:{}", store_path.url_host(), server.port()))
+        .expect("postgres url");
+    let isolated = start_partitionable_cluster(&mut cluster, &ns, store_url).await;
+    let isolated_id = cluster.members[isolated].id.clone();
+    let incarnation_before = cluster.incarnation(isolated).await.expect("its life");
+    let (isolated_carts, other_carts) = cluster.carts_split_by_owner(&isolated_id, 6, 4).await;
+    let balancer = cluster.balancer();
+    let load = Load::start(
+        &balancer,
+        LoadPlan::new(
+            [isolated_carts.clone(), other_carts].concat(),
+            LOAD_LINES,
+            Duration::from_secs(120),
+        ),
+    );
+    sleep(Duration::from_secs(2)).await;
+
+    ns.cut().expect("cut the veth");
+    let cut_at = Instant::now();
+    balancer.remove(&isolated_id);
+    let served = times_until_served(&balancer, &isolated_carts, cut_at).await;
+    report_served("links partition", &served);
+    for (cart, took) in isolated_carts.iter().zip(&served) {
+        let took = took.unwrap_or_else(|| panic!("cart {cart} never served by the majority"));
+        assert!(
+            took <= LINKS_PARTITION_BOUND,
+            "cart {cart} served {took:.2?} after the cut"
+        );
+    }
+    sleep(Duration::from_secs(2)).await;
+
+    ns.heal().expect("heal the veth");
+    let healed_at = Instant::now();
+    let rejoined = cluster
+        .wait_rejoined(isolated, incarnation_before, Duration::from_secs(30))
+        .await;
+    eprintln!(
+        "links partition: the cut-off node rejoined as a new life {:.2?} after the heal",
+        healed_at.elapsed()
+    );
+    assert!(
+        rejoined.is_some(),
+        "the cut-off node rejoins without a restart"
+    );
+    assert!(cluster.members[isolated].is_alive(), "it never exited");
+    balancer.add(&isolated_id, cluster.members[isolated].base());
+    sleep(Duration::from_secs(2)).await;
+
+    let report = load.stop().await;
+    report.print("links partition load");
+    cluster
+        .assert_carts_hold_exactly_the_acknowledged_writes(&report, &[], &[0, 1, 2])
+        .await;
+    cluster.print_cluster_metrics().await;
+    cluster.finish().await;
+    report.assert_no_stale_reads("links partition");
+    drop(store_path);
     drop(ns);
 }
 
@@ -777,10 +866,13 @@ fn network_namespace() -> Option<NetNs> {
 /// listeners on the root side of the veth, and its store behind a proxy there (PostgreSQL
 /// listens on 127.0.0.1 only). The majority's HTTP stays on loopback for the test's clients.
 /// Returns the third node's index and its store proxy.
-async fn start_partitionable_cluster(cluster: &mut Cluster, ns: &NetNs) -> (usize, Arc<TcpProxy>) {
-    let server = cluster.store().server().expect("postgres over tcp");
-    let proxy = ns.proxy_to(server).await.expect("store proxy on the veth");
-    let store_url = cluster.store().url_via(proxy.addr).expect("postgres url");
+/// Two nodes in the root namespace and one (returned) inside `ns`, which reaches the store
+/// at `inside_store_url`; the others reach its cluster port only across the veth.
+async fn start_partitionable_cluster(
+    cluster: &mut Cluster,
+    ns: &NetNs,
+    inside_store_url: String,
+) -> usize {
     for _ in 0..2 {
         let placement = Placement::http_and_cluster(next_loopback_host(), ns.root_addr.into());
         let index = cluster.add_member(placement);
@@ -791,13 +883,13 @@ async fn start_partitionable_cluster(cluster: &mut Cluster, ns: &NetNs) -> (usiz
         // The namespace is empty: any port is free there.
         cluster_addr: (ns.ns_addr, 7400).into(),
         launcher: ns.launcher(),
-        store_url: Some(store_url),
+        store_url: Some(inside_store_url),
     };
     let isolated = cluster.add_member(inside);
     cluster.start_member(isolated).await;
     cluster.wait_ready().await;
     cluster.create_products().await;
-    (isolated, proxy)
+    isolated
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -9,6 +9,10 @@
 //!   every activation, waits until the old life's `Down` is durably written (its last write
 //!   could otherwise clobber the new row: the member upsert is unconditional), then joins
 //!   again as a **new incarnation**, retrying while the store is away. No restart.
+//! - **isolated**: the store answers, but this node's probes reach no majority of the live
+//!   members (see `majority`). Its `Down` lets the others take its shards at once; the next
+//!   life begins as for a silent end, once the old life's probes (its upkeep goes on) reach
+//!   a majority again.
 //! - **superseded** (another process runs with this node id) or **clock skew** (this node's
 //!   clock is off by more than the cluster tolerates): final. [`super::Cluster::expelled`]
 //!   resolves and the node stops.
@@ -24,10 +28,12 @@ use tokio::sync::watch;
 use super::Inner;
 use super::following::follow_leases;
 use crate::clock::SharedClock;
+use crate::clock::duration_ms;
 use crate::leases::{LeaseConfig, Leases};
 use crate::lock;
-use crate::membership::{Expulsion, LocalMember, Membership, MembershipConfig};
-use crate::store::{StateStore, StoreError};
+use crate::majority::{Reach, cut_off_among};
+use crate::membership::{Expulsion, LocalMember, MAX_CLOCK_SKEW, Membership, MembershipConfig};
+use crate::store::{MemberStatus, StateStore, StoreError};
 use crate::transport::{MaintenanceHandle, Transport};
 
 /// One incarnation of this node: its membership, its leases and the transport's upkeep.
@@ -64,6 +70,37 @@ pub(super) struct LifeRecipe {
 }
 
 impl LifeRecipe {
+    /// Whether this node reaches a majority of the live members now (see `majority`): the
+    /// rows in the store that are not `Down` and whose heartbeat is recent on the writer's
+    /// clock (a liveness hint only: safety never depends on when a node rejoins), each
+    /// probed directly. `Ok(None)` when it does.
+    async fn reach_now(&self) -> Result<Option<Reach>, StoreError> {
+        let rows = self.store.list_members().await?;
+        let now_ms = self.clock.now_ms();
+        let stale_ms = duration_ms(self.membership.dead_after + MAX_CLOCK_SKEW);
+        let peers: Vec<_> = rows
+            .iter()
+            .filter(|row| {
+                row.node_id != self.local.node_id
+                    && row.status != MemberStatus::Down
+                    && now_ms.saturating_sub(row.heartbeat_ms) < stale_ms
+            })
+            .collect();
+        let probes = peers.iter().map(|row| async move {
+            if !self.transport.is_connected(&row.node_id).await {
+                let _ = self.transport.connect(&row.cluster_addr).await;
+            }
+            self.transport.probe(&row.node_id).await.is_ok()
+        });
+        let reached = futures::future::join_all(probes).await;
+        let votes: Vec<(&str, bool)> = peers
+            .iter()
+            .zip(reached)
+            .map(|(row, reached)| (row.node_id.as_str(), reached))
+            .collect();
+        Ok(cut_off_among(&self.local.node_id, &votes))
+    }
+
     /// Join as a new incarnation and start its leases and upkeep.
     pub(super) async fn begin(&self) -> Result<Life, StoreError> {
         let membership = Membership::join_with_crash_confirm(
@@ -125,7 +162,10 @@ pub(super) async fn supervise(inner: Weak<Inner>) {
             return;
         };
         life.ended.send_replace(true);
-        if !matches!(expulsion, Expulsion::Silent { .. }) {
+        if !matches!(
+            expulsion,
+            Expulsion::Silent { .. } | Expulsion::Isolated { .. }
+        ) {
             if let Some(inner) = inner.upgrade() {
                 inner.expelled_for_good(format!("{expulsion:?}"));
             }
@@ -137,7 +177,7 @@ pub(super) async fn supervise(inner: Weak<Inner>) {
             incarnation = life.membership.incarnation(),
             "cluster: fenced; refusing every call until a new life has joined"
         );
-        let Some(next) = begin_next_life(&inner, &life).await else {
+        let Some(next) = begin_next_life(&inner, &life, &expulsion).await else {
             return;
         };
         drop(life);
@@ -187,14 +227,36 @@ async fn wait_for_expulsion(inner: &Weak<Inner>) -> Option<(Arc<Life>, Expulsion
     }
 }
 
-/// Wait for `ended`'s last write, then join again, retrying every heartbeat interval while
-/// the store is away. `None` when the cluster is gone or stopping meanwhile.
-async fn begin_next_life(inner: &Weak<Inner>, ended: &Life) -> Option<Life> {
+/// Wait for `ended`'s last write (and, after an isolation, until its probes reach a
+/// majority again), then join again, retrying every heartbeat interval while the store is
+/// away. `None` when the cluster is gone or stopping meanwhile.
+async fn begin_next_life(inner: &Weak<Inner>, ended: &Life, expulsion: &Expulsion) -> Option<Life> {
     let interval = ended.membership.config().heartbeat_interval;
     while !ended.membership.has_finished() {
         tokio::time::sleep(interval).await;
         if inner.upgrade()?.is_stopping() {
             return None;
+        }
+    }
+    if matches!(expulsion, Expulsion::Isolated { .. }) {
+        loop {
+            let reach = {
+                let inner = inner.upgrade()?;
+                if inner.is_stopping() {
+                    return None;
+                }
+                inner.recipe.reach_now().await
+            };
+            match reach {
+                Ok(None) => break,
+                Ok(Some(reach)) => {
+                    tracing::debug!(?reach, "cluster: still cut off from a majority")
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "cluster: cannot list members to judge reach")
+                }
+            }
+            tokio::time::sleep(interval).await;
         }
     }
     loop {
