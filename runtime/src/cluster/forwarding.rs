@@ -97,8 +97,10 @@ pub(super) fn answer_to_result(
                 reason: format!("{node} refused: {detail}"),
             },
             Refusal::Overloaded => remote(ErrorClass::Unavailable, format!("overloaded: {detail}")),
-            // Late on arrival, or while running: the latter may have applied it.
-            Refusal::Expired => remote(ErrorClass::OutcomeUnknown, format!("expired: {detail}")),
+            // Late on arrival: never started, so surely not applied.
+            Refusal::Expired => remote(ErrorClass::Unavailable, format!("expired: {detail}")),
+            // Late while running: it may have applied.
+            Refusal::TimedOut => remote(ErrorClass::OutcomeUnknown, format!("timed out: {detail}")),
             Refusal::UnknownKind
             | Refusal::Malformed
             | Refusal::UnsupportedVersion

@@ -160,7 +160,7 @@ impl Actor for ShardHost {
         tokio::spawn(async move {
             let answer = match tokio::time::timeout(budget, handler.handle(envelope)).await {
                 Ok(answer) => answer,
-                Err(_) => Answer::refused(Refusal::Expired, "deadline passed while handling"),
+                Err(_) => Answer::refused(Refusal::TimedOut, "deadline passed while handling"),
             };
             drop(permit);
             let _ = reply.send(encode(&answer));

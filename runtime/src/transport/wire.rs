@@ -141,8 +141,10 @@ impl Envelope {
 pub enum Refusal {
     UnsupportedVersion,
     Malformed,
-    /// Arrived after its deadline.
+    /// Arrived after its deadline: never handed to the handler (not applied).
     Expired,
+    /// The deadline passed while the handler ran: it may have applied it.
+    TimedOut,
     /// Too many envelopes in flight on the host.
     Overloaded,
     /// The host's node does not hold the shard's lease (for the handler to use).
@@ -410,6 +412,7 @@ mod tests {
             Answer::refused(Refusal::UnsupportedVersion, "\"quoted\"\n"),
             Answer::refused(Refusal::Malformed, "x"),
             Answer::refused(Refusal::Expired, "x"),
+            Answer::refused(Refusal::TimedOut, "x"),
             Answer::refused(Refusal::UnknownKind, "x"),
             Answer::refused(Refusal::Failed, "x"),
         ] {
