@@ -1560,6 +1560,12 @@ mod tests {
             }
             self.inner.list_members().await
         }
+        async fn remove_member(&self, node_id: &str, incarnation: u64) -> Result<bool, StoreError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("outage".to_owned()));
+            }
+            self.inner.remove_member(node_id, incarnation).await
+        }
         async fn claim_lease(
             &self,
             shard: crate::Shard,
