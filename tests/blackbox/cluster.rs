@@ -6,7 +6,8 @@
 //! [`Cluster::assert_carts_hold_exactly_the_acknowledged_writes`]). Measured figures are
 //! printed with `eprintln!` (`--nocapture` shows them).
 //!
-//! On PostgreSQL: everything. On the CQL store too: three nodes, `kill -9`, `SIGSTOP`.
+//! On PostgreSQL: everything. On the CQL store too: three nodes, `kill -9`, `SIGSTOP`, bad
+//! member rows under load.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
