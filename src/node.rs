@@ -239,6 +239,7 @@ async fn start_runtime(
         heartbeat_interval: timings.heartbeat_interval,
         suspect_after: timings.suspect_after,
         dead_after: timings.dead_after,
+        forget_after: timings.forget_after,
     };
     options.crash_confirm = Some(timings.crash_confirm);
     // Checked at load already; checked again here so that no other caller can skip it.

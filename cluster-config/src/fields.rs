@@ -273,6 +273,14 @@ pub(crate) const CRASH_CONFIRM: Field = field(
     Plain,
     "Cluster: a member whose port refuses connections is dead once its row stays unchanged this long [default: heartbeat_interval + 100ms]",
 );
+pub(crate) const FORGET_AFTER: Field = field(
+    "forget_after",
+    "EMPORIUM_FORGET_AFTER",
+    None,
+    Some("1h"),
+    Plain,
+    "Cluster: the row of a member down or dead this long is removed from the store",
+);
 pub(crate) const SCYLLA_USER: Field = field(
     "scylla.user",
     "EMPORIUM_SCYLLA_USER",
@@ -382,6 +390,7 @@ pub(crate) const ALL: &[Field] = &[
     SUSPECT_AFTER,
     DEAD_AFTER,
     CRASH_CONFIRM,
+    FORGET_AFTER,
     SCYLLA_USER,
     SCYLLA_PASSWORD,
     SCYLLA_REPLICATION_FACTOR,

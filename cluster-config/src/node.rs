@@ -107,7 +107,8 @@ pub struct ClusterConfig {
     /// The secret the nodes authenticate each other with (`cluster_secret`).
     pub secret: Secret,
     /// Failure detection (`heartbeat_interval`, `suspect_after`, `dead_after`,
-    /// `crash_confirm`); every node of a cluster must use the same values.
+    /// `crash_confirm`) and forgetting (`forget_after`); every node of a cluster must use
+    /// the same values.
     pub timings: MembershipTimings,
 }
 
@@ -124,11 +125,16 @@ pub struct MembershipTimings {
     /// How long a member whose cluster port refuses connections must stay silent in the
     /// store to be judged crashed (`crash_confirm`; default `heartbeat_interval + 100ms`).
     pub crash_confirm: Duration,
+    /// How long a member must have been down, or judged dead, before its row is removed
+    /// from the store and forgotten (`forget_after`; default 1 h).
+    pub forget_after: Duration,
 }
 
 impl MembershipTimings {
     /// `crash_confirm`'s margin over `heartbeat_interval` when it is not set.
     pub const CRASH_CONFIRM_MARGIN: Duration = Duration::from_millis(100);
+    /// `forget_after` is at least this many times `dead_after` (the runtime's rule).
+    pub const FORGET_AFTER_DEAD_AFTERS: u32 = 3;
 }
 
 impl Default for MembershipTimings {
@@ -139,6 +145,7 @@ impl Default for MembershipTimings {
             suspect_after: Duration::from_secs(2),
             dead_after: Duration::from_secs(5),
             crash_confirm: heartbeat_interval + Self::CRASH_CONFIRM_MARGIN,
+            forget_after: Duration::from_secs(3600),
         }
     }
 }
@@ -313,11 +320,13 @@ fn cluster(r: &Resolved, http_addr: SocketAddr) -> Result<Option<ClusterConfig>,
 
 /// The membership timings, each a positive duration, and the relations between them:
 /// `suspect_after > heartbeat_interval`, `dead_after > suspect_after`,
-/// `dead_after >= 3 × heartbeat_interval`, `heartbeat_interval < crash_confirm < dead_after`.
+/// `dead_after >= 3 × heartbeat_interval`, `heartbeat_interval < crash_confirm < dead_after`,
+/// `forget_after >= 3 × dead_after`.
 fn timings(r: &Resolved) -> Result<MembershipTimings, ConfigError> {
     let heartbeat_interval = r.required(&fields::HEARTBEAT_INTERVAL, values::positive_duration)?;
     let suspect_after = r.required(&fields::SUSPECT_AFTER, values::positive_duration)?;
     let dead_after = r.required(&fields::DEAD_AFTER, values::positive_duration)?;
+    let forget_after = r.required(&fields::FORGET_AFTER, values::positive_duration)?;
     let crash_confirm = r
         .optional(&fields::CRASH_CONFIRM, values::positive_duration)?
         .unwrap_or(heartbeat_interval + MembershipTimings::CRASH_CONFIRM_MARGIN);
@@ -368,11 +377,22 @@ fn timings(r: &Resolved) -> Result<MembershipTimings, ConfigError> {
             d(dead_after),
         ));
     }
+    if forget_after < dead_after * MembershipTimings::FORGET_AFTER_DEAD_AFTERS {
+        return conflict(format!(
+            "{} = {} must be at least {} × {} = {}: a dead member must stay known until its shards have moved and their hand-overs expired",
+            r.describe(&fields::FORGET_AFTER),
+            d(forget_after),
+            MembershipTimings::FORGET_AFTER_DEAD_AFTERS,
+            r.describe(&fields::DEAD_AFTER),
+            d(dead_after),
+        ));
+    }
     Ok(MembershipTimings {
         heartbeat_interval,
         suspect_after,
         dead_after,
         crash_confirm,
+        forget_after,
     })
 }
 
@@ -513,13 +533,14 @@ impl fmt::Display for NodeConfig {
             Some(c) => write!(
                 f,
                 "{} seeds=[{}] cluster_secret=set heartbeat_interval={} suspect_after={} \
-                 dead_after={} crash_confirm={}",
+                 dead_after={} crash_confirm={} forget_after={}",
                 c.addr,
                 c.seeds.join(","),
                 humantime::format_duration(c.timings.heartbeat_interval),
                 humantime::format_duration(c.timings.suspect_after),
                 humantime::format_duration(c.timings.dead_after),
                 humantime::format_duration(c.timings.crash_confirm),
+                humantime::format_duration(c.timings.forget_after),
             ),
         }
     }

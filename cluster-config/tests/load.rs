@@ -658,10 +658,18 @@ fn membership_timings_are_read_and_checked_against_each_other() {
             suspect_after: Duration::from_millis(400),
             dead_after: Duration::from_secs(1),
             crash_confirm: Duration::from_millis(200),
+            forget_after: Duration::from_secs(3600),
         }
     );
     let set = timings(ok(&[], &with(&[("EMPORIUM_CRASH_CONFIRM", "1500ms")])));
     assert_eq!(set.crash_confirm, Duration::from_millis(1500));
+    let set = timings(ok(&[], &with(&[("EMPORIUM_FORGET_AFTER", "15s")])));
+    assert_eq!(set.forget_after, Duration::from_secs(15));
+    let msg = err(&[], &with(&[("EMPORIUM_FORGET_AFTER", "0s")]));
+    assert!(
+        msg.starts_with(r#"invalid EMPORIUM_FORGET_AFTER (forget_after) = "0s""#),
+        "{msg}"
+    );
 
     // A bad value names its field.
     let msg = err(&[], &with(&[("EMPORIUM_DEAD_AFTER", "soon")]));
@@ -709,6 +717,23 @@ fn membership_timings_are_read_and_checked_against_each_other() {
             [
                 "EMPORIUM_DEAD_AFTER (dead_after",
                 "EMPORIUM_SUSPECT_AFTER (suspect_after",
+            ],
+        ),
+        (
+            &[("EMPORIUM_FORGET_AFTER", "14s")][..],
+            [
+                "EMPORIUM_FORGET_AFTER (forget_after",
+                "EMPORIUM_DEAD_AFTER (dead_after",
+            ],
+        ),
+        (
+            &[
+                ("EMPORIUM_DEAD_AFTER", "30s"),
+                ("EMPORIUM_FORGET_AFTER", "1m"),
+            ][..],
+            [
+                "EMPORIUM_FORGET_AFTER (forget_after",
+                "at least 3 × EMPORIUM_DEAD_AFTER (dead_after",
             ],
         ),
     ] {
@@ -844,7 +869,8 @@ fn summary_and_debug_never_show_secrets() {
          idle_timeout=5m max_active_actors=100000 demo=true request_timeout=10s max_body_bytes=65536 \
          log=\"info\" jwt_secret=set admin=admin@example.com redis_url=redis://:***@cache \
          nats_url=nats://***@bus cluster=127.0.0.1:7101 seeds=[127.0.0.1:7102] cluster_secret=set \
-         heartbeat_interval=500ms suspect_after=2s dead_after=5s crash_confirm=600ms"
+         heartbeat_interval=500ms suspect_after=2s dead_after=5s crash_confirm=600ms \
+         forget_after=1h"
     );
 }
 

@@ -24,9 +24,11 @@
 //!   new life is itself dead, leaving, down, or not the shard's owner (a new life that is
 //!   still joining gets its shards back itself a moment later: taking them meanwhile would
 //!   move them twice);
-//! - the holder is not in the view at all, for `dead_after` (a lease written by a node whose
-//!   row this node never saw; a holder merely newer than the view shows up at the next
-//!   refresh, so the wait avoids taking from it).
+//! - the holder is not in the view at all, for `dead_after`: a lease written by a node whose
+//!   row this node never saw, or whose row was removed long after it died or went down
+//!   (see "Forgetting" in [`crate::membership`]). It is then taken like a dead holder's,
+//!   with no hand-over hold-back; the wait only avoids taking from a holder merely newer
+//!   than the view, which shows up at the next refresh.
 //!
 //! A `Suspect` holder keeps its shards: suspicion (a slow heartbeat, a failed probe) stops
 //! new placements on a node, only death or leaving moves what it holds. A claim that loses

@@ -113,6 +113,30 @@
 //! write itself may have been slow), and live in [`Membership::is_healthy`], so a process
 //! that just woke up knows it is stale before its loops run.
 //!
+//! # Forgetting: rows of long-gone members are removed
+//! A member row is one per node id and is never rewritten once its node is gone, so without
+//! clean-up the table (and every node's observations) would grow with every node id that
+//! ever ran. So at each heartbeat, after a successful listing and after writing its own row,
+//! a healthy node removes the rows of other members that have been `Down`, or judged
+//! `Dead` by silence, for at least [`MembershipConfig::forget_after`] (1 h by default) —
+//! counted on **its own monotonic clock**, from the later of the row's last change (plus
+//! `dead_after` for a silent one) and the moment it first saw that life, never from the
+//! writer's wall clock. It never removes its own row. Each removal is
+//! [`StateStore::remove_member`], conditional on the incarnation judged gone, so a newer
+//! life of the same node id is never removed; several nodes removing the same row is
+//! harmless (one wins, the others find nothing). Removals run in the background, at most
+//! 16 per pass and one pass at a time, so they never delay a heartbeat; each is counted
+//! (`emporium_cluster_pruned_members_total`) and logged. A node id that a successful
+//! listing no longer shows is dropped from the observations (and from the unreachable and
+//! crash-evidence maps), whoever removed it.
+//!
+//! **Why it is safe.** `forget_after >= 3 × dead_after` (checked), so the member was dead
+//! (or down) long enough for its shards to have moved and for every hand-over hold-back of
+//! them to have expired; a process of that life that wakes up later fences itself before it
+//! writes anything but `Down`. A lease still naming a forgotten holder is taken like one of
+//! a dead holder, without hand-over, once its holder has been absent from the view for
+//! `dead_after` (see [`crate::leases`]).
+//!
 //! # Direct probes (the seam)
 //! The store only shows that a node can reach the store. [`Membership::report_unreachable`]
 //! lets a direct probe over the cluster transport mark a peer `Suspect` at once (it is then
@@ -121,7 +145,8 @@
 //! every node reaches from the same rows (a refusal is evidence only once the store confirms
 //! it, see "Crash evidence").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -143,6 +168,9 @@ pub struct MembershipConfig {
     pub suspect_after: Duration,
     /// Silence after which a member is `Dead` (its shards move).
     pub dead_after: Duration,
+    /// How long a member must have been `Down`, or judged `Dead`, on this node's own clock
+    /// before its row is removed from the store and forgotten (see "Forgetting").
+    pub forget_after: Duration,
 }
 
 impl Default for MembershipConfig {
@@ -151,6 +179,7 @@ impl Default for MembershipConfig {
             heartbeat_interval: Duration::from_millis(500),
             suspect_after: Duration::from_secs(2),
             dead_after: Duration::from_secs(5),
+            forget_after: Duration::from_secs(3600),
         }
     }
 }
@@ -159,7 +188,8 @@ impl Default for MembershipConfig {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid membership timing {field}: {reason}")]
 pub struct InvalidTimings {
-    /// `heartbeat_interval`, `suspect_after`, `dead_after` or `crash_confirm`.
+    /// `heartbeat_interval`, `suspect_after`, `dead_after`, `crash_confirm` or
+    /// `forget_after`.
     pub field: &'static str,
     pub reason: String,
 }
@@ -177,6 +207,9 @@ impl MembershipConfig {
     /// How much longer than a heartbeat interval the crash path watches a refusing member's
     /// row by default: one write of a live node must have had time to land.
     pub const CRASH_CONFIRM_MARGIN: Duration = Duration::from_millis(100);
+
+    /// `forget_after` is at least this many times `dead_after`.
+    pub const FORGET_AFTER_DEAD_AFTERS: u32 = 3;
 
     /// `heartbeat_interval + 100 ms`.
     pub fn default_crash_confirm(&self) -> Duration {
@@ -196,7 +229,9 @@ impl MembershipConfig {
     ///   before the others can see it dead);
     /// - `heartbeat_interval < crash_confirm < dead_after`: a live node writes at least once
     ///   within `crash_confirm`, so an unchanged row over it is silence, and the crash path
-    ///   is never slower than the time-based one.
+    ///   is never slower than the time-based one;
+    /// - `forget_after >= 3 × dead_after`: a dead member stays known well past the moment
+    ///   its shards moved and every hand-over hold-back of them (`fence_after`) expired.
     pub fn validate_with_crash_confirm(
         &self,
         crash_confirm: Duration,
@@ -255,6 +290,23 @@ impl MembershipConfig {
                     "{} must be shorter than dead_after ({})",
                     ms(crash_confirm),
                     ms(self.dead_after)
+                ),
+            ));
+        }
+        self.validate_forget_after()
+    }
+
+    fn validate_forget_after(&self) -> Result<(), InvalidTimings> {
+        let least = self.dead_after * Self::FORGET_AFTER_DEAD_AFTERS;
+        if self.forget_after < least {
+            return Err(InvalidTimings::new(
+                "forget_after",
+                format!(
+                    "{} ms must be at least {} × dead_after ({} ms): a dead member must stay \
+                     known until its shards have moved and their hand-overs expired",
+                    self.forget_after.as_millis(),
+                    Self::FORGET_AFTER_DEAD_AFTERS,
+                    least.as_millis()
                 ),
             ));
         }
@@ -484,7 +536,13 @@ struct Shared {
     writing: tokio::sync::Mutex<()>,
     view: watch::Sender<Arc<MembershipView>>,
     wake: Arc<Notify>,
+    /// A pass removing long-gone members' rows is running (at most one at a time).
+    pruning: Arc<AtomicBool>,
 }
+
+/// Rows removed per pass at most: a backlog (say, after an upgrade) drains over a few
+/// heartbeats instead of one long burst of writes.
+const MAX_PRUNES_PER_PASS: usize = 16;
 
 /// A node's membership: its heartbeat loop and its view of the others. Cheap to clone; the
 /// loop stops when the last handle is dropped (without writing anything: that is how tests
@@ -558,6 +616,7 @@ impl Membership {
             writing: tokio::sync::Mutex::new(()),
             view,
             wake: Arc::new(Notify::new()),
+            pruning: Arc::new(AtomicBool::new(false)),
         });
         shared.observe(rows, read_started_ms, read_started_wall_ms);
         shared.write_own_row().await?;
@@ -782,7 +841,9 @@ impl Shared {
         self.check_silence();
         let read_started_ms = self.clock.monotonic_ms();
         let read_started_wall_ms = self.clock.now_ms();
-        match self.store.list_members().await {
+        let listed = self.store.list_members().await;
+        let read_ok = listed.is_ok();
+        match listed {
             Ok(rows) => {
                 let crashed = self.observe(rows, read_started_ms, read_started_wall_ms);
                 {
@@ -824,6 +885,10 @@ impl Shared {
             Err(error) => tracing::warn!(%error, "membership: heartbeat failed"),
         }
         self.publish();
+        if read_ok {
+            // After our own write: removing rows must never delay a heartbeat.
+            self.prune();
+        }
         if lock(&self.state).finished {
             Flow::Stop
         } else {
@@ -870,6 +935,41 @@ impl Shared {
         if active && silent_ms >= fence_after_ms {
             expel(state, Expulsion::Silent { silent_ms });
         }
+    }
+
+    /// Remove, in the background, the rows of members gone for `forget_after` (see
+    /// "Forgetting"): one pass at a time, only while this node is a healthy member, and
+    /// judged from its last successful listing.
+    fn prune(&self) {
+        if !self.is_alive_member() {
+            return;
+        }
+        let rows = {
+            let observed = lock(&self.observed);
+            let Some(judged_at_ms) = observed.last_read_started_ms else {
+                return;
+            };
+            forgettable(
+                &observed.members,
+                &self.local.node_id,
+                judged_at_ms,
+                &self.config,
+            )
+        };
+        if rows.is_empty() || self.pruning.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pass = PrunePass {
+            store: Arc::clone(&self.store),
+            running: Arc::clone(&self.pruning),
+            forget_after: self.config.forget_after,
+        };
+        tokio::spawn(pass.run(rows));
+    }
+
+    fn is_alive_member(&self) -> bool {
+        let state = lock(&self.state);
+        state.expelled.is_none() && state.status != MemberStatus::Down
     }
 
     /// Write this node's row with its current status. Serialised; a successful write that
@@ -939,6 +1039,7 @@ impl Shared {
         // offset from ours must lie in: the write happened between that listing's start and
         // the end of this one (`observed - ours`, ms).
         let mut offsets: Vec<(i64, i64)> = Vec::new();
+        let listed: HashSet<String> = rows.iter().map(|row| row.node_id.clone()).collect();
         {
             let mut observed = lock(&self.observed);
             let observed = &mut *observed;
@@ -987,6 +1088,7 @@ impl Shared {
                     }
                 }
             }
+            forget_unlisted(observed, &listed);
             observed.refreshes += 1;
             observed.last_read_started_ms = Some(read_started_ms);
             observed.last_read_started_wall_ms = Some(read_started_wall_ms);
@@ -1209,6 +1311,100 @@ impl Shared {
     }
 }
 
+/// Drop everything known about node ids a successful listing no longer shows: their rows
+/// were removed (see "Forgetting"), so nothing about them may grow without bound here.
+fn forget_unlisted(observed: &mut Observed, listed: &HashSet<String>) {
+    for node_id in observed.members.keys() {
+        if !listed.contains(node_id) {
+            tracing::info!(peer = %node_id, "membership: member row gone from the store; forgotten");
+        }
+    }
+    observed
+        .members
+        .retain(|node_id, _| listed.contains(node_id));
+    observed
+        .unreachable
+        .retain(|node_id, _| listed.contains(node_id));
+    observed
+        .refused
+        .retain(|node_id, _| listed.contains(node_id));
+}
+
+/// The rows `(node id, incarnation)` of other members that have been `Down`, or judged
+/// `Dead` by silence, for at least `forget_after` at `judged_at_ms` (the start of the last
+/// successful listing), at most [`MAX_PRUNES_PER_PASS`] of them.
+///
+/// Time is counted on this node's monotonic clock only: from the later of the row's last
+/// change (plus `dead_after` when not `Down`) and the moment this node first saw that life,
+/// so a first sight back-dated from the writer's wall clock never shortens the wait.
+fn forgettable(
+    members: &HashMap<String, Observation>,
+    local_node_id: &str,
+    judged_at_ms: u64,
+    config: &MembershipConfig,
+) -> Vec<(String, u64)> {
+    let dead_after_ms = duration_ms(config.dead_after) as i64;
+    let forget_after_ms = duration_ms(config.forget_after) as i64;
+    members
+        .values()
+        .filter(|observation| observation.record.node_id != local_node_id)
+        .filter(|observation| {
+            let gone_since_ms = if observation.record.status == MemberStatus::Down {
+                observation.seen_ms
+            } else {
+                observation.seen_ms + dead_after_ms
+            };
+            let gone_since_ms = gone_since_ms.max(observation.first_seen_ms as i64);
+            judged_at_ms as i64 - gone_since_ms >= forget_after_ms
+        })
+        .map(|observation| {
+            let record = &observation.record;
+            (record.node_id.clone(), record.incarnation)
+        })
+        .take(MAX_PRUNES_PER_PASS)
+        .collect()
+}
+
+/// One background pass removing forgettable rows, each only under the incarnation that was
+/// judged gone (a newer life's row is never removed).
+struct PrunePass {
+    store: Arc<dyn StateStore>,
+    running: Arc<AtomicBool>,
+    forget_after: Duration,
+}
+
+impl PrunePass {
+    async fn run(self, rows: Vec<(String, u64)>) {
+        for (node_id, incarnation) in rows {
+            match self.store.remove_member(&node_id, incarnation).await {
+                Ok(true) => {
+                    metrics::counter!("emporium_cluster_pruned_members_total").increment(1);
+                    tracing::info!(
+                        peer = %node_id,
+                        incarnation,
+                        forget_after_ms = duration_ms(self.forget_after),
+                        "membership: removed the row of a member gone for forget_after"
+                    );
+                }
+                // Another node removed it first, or a new life of the id wrote its row.
+                Ok(false) => {}
+                Err(error) => {
+                    // The next heartbeat's listing shows what is left; try again from there.
+                    tracing::warn!(%error, peer = %node_id, "membership: cannot remove a gone member's row");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PrunePass {
+    /// Also when the task is cancelled (the runtime shuts down mid-pass).
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Release);
+    }
+}
+
 /// From per-member offset ranges `(low, high)` (`theirs - ours`, ms): `Some(0)` when some
 /// member may be within `max_ms` of this node, `Some(off)` when every one surely differs by
 /// more (the offset nearest to zero, positive when this node is behind), `None` without data.
@@ -1320,6 +1516,7 @@ mod tests {
             heartbeat_interval: Duration::from_secs(2),
             suspect_after: Duration::from_secs(3),
             dead_after: Duration::from_secs(5),
+            forget_after: Duration::from_secs(3600),
         };
         assert_eq!(slow_beat.validate().unwrap_err().field, "dead_after");
         let quick_suspect = MembershipConfig {
@@ -1327,6 +1524,87 @@ mod tests {
             ..MembershipConfig::default()
         };
         assert_eq!(quick_suspect.validate().unwrap_err().field, "suspect_after");
+    }
+
+    #[test]
+    fn forget_after_must_leave_a_dead_member_known_for_three_dead_afters() {
+        let config = |forget_after_ms: u64| MembershipConfig {
+            forget_after: Duration::from_millis(forget_after_ms),
+            ..MembershipConfig::default()
+        };
+        assert_eq!(
+            MembershipConfig::default().forget_after,
+            Duration::from_secs(3600)
+        );
+        assert!(config(15_000).validate().is_ok());
+        for too_short in [0, 5_000, 14_999] {
+            let error = config(too_short).validate().unwrap_err();
+            assert_eq!(error.field, "forget_after");
+            assert!(
+                error.to_string().contains("3 × dead_after (15000 ms)"),
+                "{error}"
+            );
+        }
+    }
+
+    fn observation(
+        node_id: &str,
+        status: MemberStatus,
+        seen_ms: i64,
+        first_seen_ms: u64,
+    ) -> Observation {
+        Observation {
+            record: MemberRecord {
+                node_id: node_id.to_owned(),
+                incarnation: 7,
+                cluster_addr: String::new(),
+                http_addr: String::new(),
+                status,
+                heartbeat_ms: 1,
+            },
+            seen_ms,
+            first_seen_ms,
+        }
+    }
+
+    /// With `dead_after` 5 s and `forget_after` 15 s: a `Down` row goes 15 s after it was
+    /// seen down, a silent one 20 s after its last change; a back-dated first sight counts
+    /// from when this node first saw it; this node's own row never goes.
+    #[test]
+    fn forgettable_rows_are_judged_on_the_observers_clock() {
+        let config = MembershipConfig {
+            forget_after: Duration::from_secs(15),
+            ..MembershipConfig::default()
+        };
+        let members: HashMap<String, Observation> = [
+            observation("down", MemberStatus::Down, 1_000, 1_000),
+            observation("silent", MemberStatus::Up, 1_000, 1_000),
+            // First seen at 10 s, back-dated to look dead already (writer's clock).
+            observation("ghost", MemberStatus::Up, 5_000, 10_000),
+            observation("ghost-down", MemberStatus::Down, 5_000, 10_000),
+            observation("me", MemberStatus::Down, 0, 0),
+        ]
+        .into_iter()
+        .map(|observation| (observation.record.node_id.clone(), observation))
+        .collect();
+        let at = |judged_at_ms: u64| {
+            let mut ids: Vec<String> = forgettable(&members, "me", judged_at_ms, &config)
+                .into_iter()
+                .map(|(node_id, incarnation)| {
+                    assert_eq!(incarnation, 7);
+                    node_id
+                })
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert!(at(15_999).is_empty());
+        assert_eq!(at(16_000), ["down"]);
+        assert_eq!(at(20_999), ["down"]);
+        assert_eq!(at(21_000), ["down", "silent"]);
+        assert_eq!(at(24_999), ["down", "silent"]);
+        assert_eq!(at(25_000), ["down", "ghost", "ghost-down", "silent"]);
+        assert_eq!(at(1_000_000).len(), 4, "never this node's own row");
     }
 
     #[tokio::test(start_paused = true)]
@@ -1516,11 +1794,13 @@ mod tests {
     }
 
     /// A store whose heartbeat writes (`down`) or member listings (`failing`) can be made to
-    /// fail: a store outage, or an unreadable member table, seen by one node.
+    /// fail: a store outage, or an unreadable member table, seen by one node. `racing` is a
+    /// row written just before the next member removal: a restart landing in that moment.
     struct Outage {
         inner: Arc<MemoryStore>,
         down: std::sync::atomic::AtomicBool,
         failing: std::sync::atomic::AtomicBool,
+        racing: Mutex<Option<MemberRecord>>,
     }
 
     impl Outage {
@@ -1529,6 +1809,7 @@ mod tests {
                 inner,
                 down: std::sync::atomic::AtomicBool::new(false),
                 failing: std::sync::atomic::AtomicBool::new(false),
+                racing: Mutex::new(None),
             }
         }
     }
@@ -1591,6 +1872,16 @@ mod tests {
                 return Err(StoreError::Unavailable("cannot decode".to_owned()));
             }
             self.inner.list_members().await
+        }
+        async fn remove_member(&self, node_id: &str, incarnation: u64) -> Result<bool, StoreError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("outage".to_owned()));
+            }
+            let racing = lock(&self.racing).take();
+            if let Some(row) = racing {
+                self.inner.upsert_member(&row).await?;
+            }
+            self.inner.remove_member(node_id, incarnation).await
         }
         async fn claim_lease(
             &self,
@@ -1656,6 +1947,76 @@ mod tests {
         let row = rows.iter().find(|r| r.node_id == "b").unwrap();
         assert_eq!(row.status, MemberStatus::Down);
         assert_eq!(b.status(), MemberStatus::Down);
+    }
+
+    /// Whoever removed a row, a node forgets everything about its node id at the next
+    /// successful listing: the observation, a probe's verdict, crash evidence.
+    #[tokio::test(start_paused = true)]
+    async fn a_member_whose_row_is_gone_is_forgotten_entirely() {
+        let store = Arc::new(MemoryStore::new());
+        let a = join(&store, "a", 0).await;
+        let b = join(&store, "b", 0).await;
+        let c = join(&store, "c", 0).await;
+        run_for(1_500).await;
+        let (b_life, c_life) = (b.incarnation(), c.incarnation());
+        drop(b);
+        drop(c);
+        for (node_id, life) in [("b", b_life), ("c", c_life)] {
+            a.report_unreachable(node_id);
+            a.report_refused(node_id, life);
+        }
+        {
+            let observed = lock(&a.shared.observed);
+            assert!(observed.members.contains_key("b"));
+            assert!(observed.unreachable.contains_key("b"));
+            assert!(observed.refused.contains_key("b"));
+        }
+        // Another node removed b's row (its life is over); c's row stays.
+        assert!(store.remove_member("b", b_life).await.unwrap());
+        run_for(600).await;
+        let observed = lock(&a.shared.observed);
+        assert!(!observed.members.contains_key("b"));
+        assert!(!observed.unreachable.contains_key("b"));
+        assert!(!observed.refused.contains_key("b"));
+        assert!(observed.members.contains_key("c"));
+        assert!(observed.unreachable.contains_key("c"));
+        drop(observed);
+        assert!(a.view().member("b").is_none());
+        assert!(a.view().member("c").is_some());
+    }
+
+    /// The removal is decided from one listing and applied a moment later: a new life of
+    /// the node id whose first row lands in between keeps it.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_life_racing_the_removal_of_its_former_row_keeps_its_row() {
+        let shared = Arc::new(MemoryStore::new());
+        let racy = Arc::new(Outage::over(Arc::clone(&shared)));
+        let config = MembershipConfig {
+            forget_after: Duration::from_secs(15),
+            ..MembershipConfig::default()
+        };
+        let a = Membership::join(local("a"), config, racy.clone(), clock(0))
+            .await
+            .unwrap();
+        let b = join(&shared, "b", 0).await;
+        run_for(1_500).await;
+        b.stop().await.unwrap();
+        let mut new_life = shared
+            .list_members()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|row| row.node_id == "b")
+            .unwrap();
+        new_life.incarnation += 1_000;
+        new_life.status = MemberStatus::Joining;
+        *lock(&racy.racing) = Some(new_life.clone());
+        run_for(17_000).await;
+        assert!(lock(&racy.racing).is_none(), "a removal was attempted");
+        let rows = shared.list_members().await.unwrap();
+        let row = rows.iter().find(|row| row.node_id == "b");
+        assert_eq!(row, Some(&new_life), "the new life's row was removed");
+        assert!(a.is_healthy());
     }
 
     #[tokio::test(start_paused = true)]

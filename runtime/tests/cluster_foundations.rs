@@ -52,10 +52,23 @@ struct Node {
 
 impl Node {
     async fn start(shared: &Arc<MemoryStore>, id: &str) -> Node {
-        let store = Arc::new(PausableStore::new(
-            Arc::clone(shared),
+        Self::start_with(
+            shared,
+            id,
+            MembershipConfig::default(),
             PauseScope::Everything,
-        ));
+        )
+        .await
+    }
+
+    /// A node with its own membership timings, whose store pauses hold up `scope`.
+    async fn start_with(
+        shared: &Arc<MemoryStore>,
+        id: &str,
+        config: MembershipConfig,
+        scope: PauseScope,
+    ) -> Node {
+        let store = Arc::new(PausableStore::new(Arc::clone(shared), scope));
         let clock = Arc::new(NodeClock {
             started: Instant::now(),
         });
@@ -65,7 +78,7 @@ impl Node {
                 cluster_addr: format!("{id}.cluster:7000"),
                 http_addr: format!("{id}.http:8080"),
             },
-            MembershipConfig::default(),
+            config,
             store.clone(),
             clock,
         )
@@ -643,4 +656,228 @@ async fn a_suspect_keeps_its_shards() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(converged(&store, &all).await);
     assert_eq!(leases(&store).await, before);
+}
+
+// Forgetting long-gone members (`membership`, "Forgetting").
+
+/// `forget_after` as short as allowed with the default `dead_after` (3 × 5 s) plus a margin,
+/// so a test needs seconds of virtual time, not an hour.
+const FORGET_AFTER_MS: u64 = 20_000;
+
+fn forgetful() -> MembershipConfig {
+    MembershipConfig {
+        forget_after: Duration::from_millis(FORGET_AFTER_MS),
+        ..MembershipConfig::default()
+    }
+}
+
+async fn start_forgetful(store: &Arc<MemoryStore>, ids: &[&str], scope: PauseScope) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for id in ids {
+        nodes.push(Node::start_with(store, id, forgetful(), scope).await);
+    }
+    nodes
+}
+
+/// The incarnation of `node_id`'s row in the store, if it has one.
+async fn row_of(store: &MemoryStore, node_id: &str) -> Option<u64> {
+    store
+        .list_members()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|row| row.node_id == node_id)
+        .map(|row| row.incarnation)
+}
+
+/// Run virtual time until `node_id`'s row is gone from the store; return when (ms since
+/// `since`). Fails past `limit_ms`.
+async fn until_row_gone(store: &MemoryStore, node_id: &str, since: Instant, limit_ms: u64) -> u64 {
+    loop {
+        let elapsed = since.elapsed().as_millis() as u64;
+        if row_of(store, node_id).await.is_none() {
+            return elapsed;
+        }
+        assert!(
+            elapsed <= limit_ms,
+            "{node_id}'s row still there after {elapsed} ms"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every survivor's view lacks `node_id` (within one heartbeat of its row going).
+async fn forgotten_by_all(survivors: &[&Node], node_id: &str) {
+    tokio::time::sleep(Duration::from_millis(HEARTBEAT_MS + 50)).await;
+    for node in survivors {
+        assert!(
+            node.membership.view().member(node_id).is_none(),
+            "{} still sees {node_id}",
+            node.id
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_node_is_forgotten_forget_after_after_it_went_down_and_not_before() {
+    let store = Arc::new(MemoryStore::new());
+    let mut nodes = start_forgetful(
+        &store,
+        &["node-1", "node-2", "node-3"],
+        PauseScope::Everything,
+    )
+    .await;
+    until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
+    let leaving = nodes.pop().unwrap();
+    let report = leaving.leases.drain(Duration::from_secs(10)).await;
+    assert!(report.still_held.is_empty(), "{report:?}");
+    let down_at = Instant::now();
+    assert!(leaving.membership.has_finished(), "its Down is written");
+    let gone_after = until_row_gone(&store, "node-3", down_at, 30_000).await;
+    eprintln!("stop: node-3's row removed {gone_after} ms after it went down (virtual)");
+    // Seen down at the survivors' next listing (< 1 heartbeat), removed at the first
+    // listing forget_after after that (< 1 more).
+    assert!(
+        (FORGET_AFTER_MS..=FORGET_AFTER_MS + 2 * HEARTBEAT_MS + 50).contains(&gone_after),
+        "removed {gone_after} ms after going down"
+    );
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    forgotten_by_all(&survivors, "node-3").await;
+    until_converged(&store, &survivors, HEARTBEAT_MS).await;
+    // Nothing else was touched.
+    for node in &survivors {
+        assert!(row_of(&store, &node.id).await.is_some());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crashed_node_is_forgotten_dead_after_plus_forget_after_after_its_last_heartbeat() {
+    let store = Arc::new(MemoryStore::new());
+    let mut nodes = start_forgetful(
+        &store,
+        &["node-1", "node-2", "node-3"],
+        PauseScope::Everything,
+    )
+    .await;
+    until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
+    tokio::time::sleep(Duration::from_millis(1_730)).await;
+    drop(nodes.pop()); // a crash: no Down row
+    let died = Instant::now();
+    let gone_after = until_row_gone(&store, "node-3", died, 40_000).await;
+    eprintln!("crash: node-3's row removed {gone_after} ms after the crash (virtual)");
+    // Its last change was seen within a heartbeat either side of the crash; dead
+    // `dead_after` after that, forgotten `forget_after` later, at a listing.
+    let least = DEAD_AFTER_MS + FORGET_AFTER_MS - HEARTBEAT_MS;
+    assert!(
+        (least..=least + 3 * HEARTBEAT_MS + 50).contains(&gone_after),
+        "removed {gone_after} ms after the crash"
+    );
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    forgotten_by_all(&survivors, "node-3").await;
+    until_converged(&store, &survivors, HEARTBEAT_MS).await;
+}
+
+/// A new life of a node id is never removed, whether it starts before its former life's
+/// row is due, around the moment it is removed, or long after.
+#[tokio::test(start_paused = true)]
+async fn a_new_life_of_a_forgotten_node_id_is_never_removed() {
+    let due_ms = DEAD_AFTER_MS + FORGET_AFTER_MS;
+    for restart_after_ms in [
+        10_000,
+        due_ms - HEARTBEAT_MS,
+        due_ms - 100,
+        due_ms + 100,
+        due_ms + HEARTBEAT_MS,
+        2 * due_ms,
+    ] {
+        let store = Arc::new(MemoryStore::new());
+        let mut nodes = start_forgetful(
+            &store,
+            &["node-1", "node-2", "node-3"],
+            PauseScope::Everything,
+        )
+        .await;
+        until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
+        let old_life = nodes.pop().unwrap();
+        let old_incarnation = old_life.holder().incarnation;
+        drop(old_life);
+        tokio::time::sleep(Duration::from_millis(restart_after_ms)).await;
+        nodes.push(Node::start_with(&store, "node-3", forgetful(), PauseScope::Everything).await);
+        let new_incarnation = nodes[2].holder().incarnation;
+        assert!(new_incarnation > old_incarnation);
+        // Long enough for any row of it to be due twice over, were it gone.
+        tokio::time::sleep(Duration::from_millis(2 * due_ms)).await;
+        assert_eq!(
+            row_of(&store, "node-3").await,
+            Some(new_incarnation),
+            "restarted {restart_after_ms} ms after the crash"
+        );
+        for node in &nodes[..2] {
+            let seen = node.membership.view().member("node-3").cloned().unwrap();
+            assert_eq!(
+                (seen.incarnation, seen.liveness),
+                (new_incarnation, Liveness::Alive),
+                "restarted {restart_after_ms} ms after the crash"
+            );
+        }
+        until_converged(&store, &nodes.iter().collect::<Vec<_>>(), HEARTBEAT_MS).await;
+    }
+}
+
+/// Shards still leased to a holder whose row is gone (the survivors' lease loops were stuck
+/// while it was dead and forgotten) are claimed by the survivors once the loops run again:
+/// like a dead holder's, without a hand-over, once the holder has been absent from their
+/// view for `dead_after` (a holder merely newer than the view would show up before that).
+#[tokio::test(start_paused = true)]
+async fn shards_of_a_forgotten_holder_are_claimed_by_the_survivors() {
+    let store = Arc::new(MemoryStore::new());
+    let mut nodes =
+        start_forgetful(&store, &["node-1", "node-2", "node-3"], PauseScope::Leases).await;
+    until_converged(&store, &nodes.iter().collect::<Vec<_>>(), 5_000).await;
+    let before = leases(&store).await;
+    let crashed = nodes.pop().unwrap();
+    let crashed_holder = crashed.holder().to_string();
+    let orphaned: Vec<Shard> = before
+        .iter()
+        .filter(|(_, lease)| lease.owner == crashed_holder)
+        .map(|(shard, _)| *shard)
+        .collect();
+    assert!(!orphaned.is_empty());
+    for node in &nodes {
+        node.pause(); // lease listings and claims only: the heartbeats go on
+    }
+    drop(crashed);
+    let died = Instant::now();
+    until_row_gone(&store, "node-3", died, 40_000).await;
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    forgotten_by_all(&survivors, "node-3").await;
+    assert_eq!(leases(&store).await, before, "nobody could claim meanwhile");
+
+    for node in &nodes {
+        node.resume();
+    }
+    let resumed = Instant::now();
+    let took = until_converged(&store, &survivors, 3 * DEAD_AFTER_MS).await;
+    eprintln!(
+        "forgotten holder: its {} shards claimed and served {took} ms after the lease loops \
+         resumed (virtual); split {:?}",
+        orphaned.len(),
+        leases_per_node(&store).await
+    );
+    // dead_after from the first round that found the holder unknown, the next round
+    // claims, the other survivor's table catches up at its next refresh.
+    assert!(
+        took <= DEAD_AFTER_MS + 3 * HEARTBEAT_MS,
+        "claimed {took} ms after resuming"
+    );
+    assert!(resumed.elapsed().as_millis() as u64 >= took);
+    let after = leases(&store).await;
+    for (shard, old) in &before {
+        if orphaned.contains(shard) {
+            assert_eq!(after[shard].epoch, old.epoch + 1, "shard {shard}");
+            assert_ne!(after[shard].owner, crashed_holder);
+        } else {
+            assert_eq!(&after[shard], old, "a survivor's shard moved");
+        }
+    }
 }

@@ -144,6 +144,7 @@ fn fast_membership() -> MembershipConfig {
         heartbeat_interval: Duration::from_millis(100),
         suspect_after: Duration::from_millis(400),
         dead_after: Duration::from_secs(1),
+        forget_after: Duration::from_secs(3600),
     }
 }
 
@@ -423,6 +424,7 @@ async fn a_new_owner_waits_until_a_stale_owner_can_no_longer_serve() {
             heartbeat_interval: Duration::from_millis(200),
             suspect_after: Duration::from_secs(1),
             dead_after: Duration::from_secs(3),
+            forget_after: Duration::from_secs(3600),
         };
         let shared = Arc::new(MemoryStore::new());
         let a_store = Arc::new(PausableStore::new(Arc::clone(&shared), PauseScope::Leases));

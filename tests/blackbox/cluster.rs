@@ -6,8 +6,10 @@
 //! [`Cluster::assert_carts_hold_exactly_the_acknowledged_writes`]). Measured figures are
 //! printed with `eprintln!` (`--nocapture` shows them).
 //!
-//! On PostgreSQL: everything. On the CQL store too: three nodes, `kill -9`, `SIGSTOP`.
+//! On PostgreSQL: everything. On the CQL store too: three nodes, `kill -9`, `SIGSTOP`, bad
+//! member rows under load.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use emporium_runtime::store::conformance::service_unavailable;
@@ -21,7 +23,7 @@ use crate::cluster_kit::{
     Balancer, Cluster, Endpoints, Load, LoadPlan, Op, Outcome, PRODUCTS, Placement, SHARD_COUNT,
     describe, next_loopback_host, shards_by_node, sku,
 };
-use crate::stores::TestStore;
+use crate::stores::{Provisioned, TestStore};
 use crate::support::{Answer, NodeProcess, metric_sum};
 
 /// From a silent owner (paused, cut off) to its carts answering on a survivor: the
@@ -1243,4 +1245,153 @@ async fn a_bad_member_row_on_the_cql_store_is_skipped_not_fatal() {
         .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ())
         .await;
     assert_eq!(listed.expect("the listing survives bad rows"), vec![good]);
+}
+
+/// The member rows the next test writes by hand: what no adapter writes, but an operator,
+/// a botched migration or another version might.
+const BAD_MEMBER_ROWS: [(&str, &str); 4] = [
+    // A partial row: only some columns (NULL incarnation, addresses and heartbeat).
+    ("partial", "(node_id, status) VALUES ('partial', 'up')"),
+    (
+        "zombie",
+        "(node_id, incarnation, cluster_addr, http_addr, status, heartbeat_ms) \
+         VALUES ('zombie', 1, '127.0.0.1:1', '127.0.0.1:2', 'undead', 5)",
+    ),
+    (
+        "negative-beat",
+        "(node_id, incarnation, cluster_addr, http_addr, status, heartbeat_ms) \
+         VALUES ('negative-beat', 1, '127.0.0.1:1', '127.0.0.1:2', 'up', -5)",
+    ),
+    (
+        "negative-life",
+        "(node_id, incarnation, cluster_addr, http_addr, status, heartbeat_ms) \
+         VALUES ('negative-life', -1, '127.0.0.1:1', '127.0.0.1:2', 'up', 5)",
+    ),
+];
+
+/// How long the load runs on after the bad rows are in: 16 heartbeats, three times the time
+/// after which a member is judged dead.
+const WITH_BAD_ROWS: Duration = Duration::from_secs(8);
+
+/// The issue: "A bad member row on the CQL store under load: ownership stays stable, no key
+/// answered by two nodes." Three nodes on the CQL store under cart load through a balancer;
+/// member rows no node can read are written into the cluster's own keyspace with plain CQL.
+/// Every node skips them (counted), no member listing fails, no shard changes hands, no
+/// request fails, and every acknowledged write is in its cart, read the same through every
+/// node. It fails when the adapter lets a bad row fail the listing instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_member_rows_on_the_cql_store_under_load_move_no_shard_and_fail_no_request() {
+    let Some(cluster) = Cluster::start(TestStore::Scylla, 3).await else {
+        return;
+    };
+    // Two carts per worker at this pace: each cart's 40 writes take at least 12 s, so the
+    // writes go on for the whole time the bad rows are there.
+    let carts = cluster.carts(16).await;
+    let balancer = cluster.balancer();
+    let mut plan = LoadPlan::new(carts.clone(), LOAD_LINES, Duration::from_secs(30));
+    plan.pace = Duration::from_millis(150);
+    let load = Load::start(&balancer, plan);
+    sleep(Duration::from_secs(2)).await;
+    let before = Ownership::read(&cluster, &carts).await;
+    let list_failures_before =
+        metric_over_nodes(&cluster, "emporium_cluster_member_list_failures_total").await;
+
+    insert_bad_member_rows(&cluster).await;
+    let inserted = Instant::now();
+    sleep(WITH_BAD_ROWS).await;
+    let after = Ownership::read(&cluster, &carts).await;
+    let report = load.stop().await;
+    report.print("bad member rows");
+
+    report.assert_no_failures("bad member rows");
+    assert_written_after(&report.ops, &carts, inserted + WITH_BAD_ROWS * 3 / 4);
+    assert_eq!(before, after, "ownership changed after the bad rows");
+    assert_eq!(
+        metric_over_nodes(&cluster, "emporium_cluster_member_list_failures_total").await,
+        list_failures_before,
+        "a member listing failed"
+    );
+    for index in cluster.running() {
+        let metrics = cluster.api(index).metrics().await;
+        let skipped = metric_sum(&metrics, "emporium_store_skipped_member_rows_total", "");
+        eprintln!(
+            "bad member rows: {} skipped {skipped} rows",
+            cluster.members[index].id
+        );
+        assert!(
+            skipped > 0.0,
+            "{} skipped no row",
+            cluster.members[index].id
+        );
+    }
+    cluster
+        .assert_carts_hold_exactly_the_acknowledged_writes(&report, &[], &[0, 1, 2])
+        .await;
+    cluster.finish().await;
+    report.assert_no_stale_reads("bad member rows");
+}
+
+/// Write [`BAD_MEMBER_ROWS`] into the members table of the cluster's keyspace.
+async fn insert_bad_member_rows(cluster: &Cluster) {
+    let Provisioned::Scylla { nodes, keyspace } = cluster.store() else {
+        panic!("the bad rows are CQL rows: the cluster must run on the CQL store");
+    };
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(nodes)
+        .build()
+        .await
+        .expect("cql session");
+    for (_, row) in BAD_MEMBER_ROWS {
+        session
+            .query_unpaged(format!("INSERT INTO {keyspace}.members {row}"), ())
+            .await
+            .expect("bad member row");
+    }
+}
+
+/// Who owns what, as every running node sees it: per node, the shards each member owns and
+/// the shards nobody owns, no bad row's node id among the members; per cart, its owner and
+/// lease epoch (a shard that changed hands, even back and forth, has a newer epoch); and
+/// the shards gained or lost by every node so far.
+#[derive(Debug, PartialEq)]
+struct Ownership {
+    views: Vec<(BTreeMap<String, u64>, Value)>,
+    carts: Vec<Vec<(Value, Value)>>,
+    ownership_changes: f64,
+}
+
+impl Ownership {
+    async fn read(cluster: &Cluster, carts: &[String]) -> Ownership {
+        let running = cluster.running();
+        let mut views = Vec::new();
+        for &index in &running {
+            let view = cluster.view(index).await;
+            let shards = shards_by_node(&view);
+            for (bad, _) in BAD_MEMBER_ROWS {
+                assert!(!shards.contains_key(bad), "a bad row is a member: {view:#}");
+            }
+            views.push((shards, view["unowned_shards"].clone()));
+        }
+        let mut located = Vec::new();
+        for cart in carts {
+            let mut seen = Vec::new();
+            for &index in &running {
+                let answer = cluster
+                    .admin_get(index, &format!("/v1/admin/actors/cart/{cart}"))
+                    .await;
+                assert_eq!(answer.status, 200, "cart {cart}: {answer:?}");
+                seen.push((
+                    answer.body["owner"].clone(),
+                    answer.body["lease_epoch"].clone(),
+                ));
+            }
+            located.push(seen);
+        }
+        Ownership {
+            views,
+            carts: located,
+            ownership_changes: metric_over_nodes(cluster, "emporium_shard_ownership_changes_total")
+                .await,
+        }
+    }
 }

@@ -115,6 +115,9 @@ impl<G: Send + Sync + 'static> StateStore for Guarded<G> {
     async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
         self.store.list_members().await
     }
+    async fn remove_member(&self, node_id: &str, incarnation: u64) -> Result<bool, StoreError> {
+        self.store.remove_member(node_id, incarnation).await
+    }
     async fn claim_lease(
         &self,
         shard: Shard,
@@ -1064,6 +1067,89 @@ pub async fn members_upsert_and_list(store: &dyn StateStore) {
     assert_eq!(listed[&two.node_id], leaving);
 }
 
+/// Members: a removal applies only to the row that still holds the given incarnation.
+pub async fn members_removed_only_under_their_incarnation(store: &dyn StateStore) {
+    let prefix = format!("conf-gone-{}", unique_suffix());
+    let member = |n: u32, incarnation: u64| MemberRecord {
+        node_id: format!("{prefix}-{n}"),
+        incarnation,
+        cluster_addr: format!("10.0.1.{n}:7000"),
+        http_addr: format!("10.0.1.{n}:8080"),
+        status: MemberStatus::Down,
+        heartbeat_ms: 5_000 + u64::from(n),
+    };
+    let mine = |members: Vec<MemberRecord>| -> BTreeMap<String, MemberRecord> {
+        members
+            .into_iter()
+            .filter(|record| record.node_id.starts_with(&prefix))
+            .map(|record| (record.node_id.clone(), record))
+            .collect()
+    };
+    let gone = member(1, 7);
+    let newer_life = member(2, 1_700_000_000_123);
+    let other = member(3, 3);
+    for record in [&gone, &newer_life, &other] {
+        must(store.upsert_member(record).await, "upsert_member");
+    }
+
+    let removed = must(
+        store.remove_member(&gone.node_id, gone.incarnation).await,
+        "remove_member (matching incarnation)",
+    );
+    assert!(removed, "the row holding the incarnation must be removed");
+    let kept = must(
+        store
+            .remove_member(&newer_life.node_id, newer_life.incarnation - 1)
+            .await,
+        "remove_member (a former incarnation)",
+    );
+    assert!(!kept, "a row of another incarnation must be left alone");
+    let kept = must(
+        store
+            .remove_member(&newer_life.node_id, newer_life.incarnation + 1)
+            .await,
+        "remove_member (a later incarnation)",
+    );
+    assert!(!kept, "a row of another incarnation must be left alone");
+    let again = must(
+        store.remove_member(&gone.node_id, gone.incarnation).await,
+        "remove_member (already removed)",
+    );
+    assert!(!again, "removing a removed row must be Ok(false)");
+    let missing = must(
+        store.remove_member(&format!("{prefix}-never"), 1).await,
+        "remove_member (no such row)",
+    );
+    assert!(!missing, "removing a missing row must be Ok(false)");
+
+    let listed = mine(must(store.list_members().await, "list_members"));
+    assert!(
+        !listed.contains_key(&gone.node_id),
+        "a removed row is still listed"
+    );
+    assert_eq!(listed.get(&newer_life.node_id), Some(&newer_life));
+    assert_eq!(listed.get(&other.node_id), Some(&other));
+    assert_eq!(listed.len(), 2);
+
+    // The node id is free again: its next life's heartbeat lands as usual.
+    let next_life = member(1, 8);
+    must(
+        store.upsert_member(&next_life).await,
+        "upsert_member (after removal)",
+    );
+    let listed = mine(must(store.list_members().await, "list_members"));
+    assert_eq!(listed.get(&gone.node_id), Some(&next_life));
+    for record in [&next_life, &newer_life, &other] {
+        let removed = must(
+            store
+                .remove_member(&record.node_id, record.incarnation)
+                .await,
+            "remove_member (cleanup)",
+        );
+        assert!(removed, "cleanup of {}", record.node_id);
+    }
+}
+
 /// Leases: compare-and-set on the epoch; each claim adds one and names the new owner.
 pub async fn leases_are_compare_and_set(store: &dyn StateStore) {
     let suffix = unique_suffix();
@@ -1201,6 +1287,7 @@ macro_rules! state_store_conformance {
                     reminders_listed_by_shard,
                     large_value_round_trips,
                     members_upsert_and_list,
+                    members_removed_only_under_their_incarnation,
                     leases_are_compare_and_set;
                 by_arc:
                     concurrent_writers_on_one_key;

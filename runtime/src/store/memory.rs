@@ -181,6 +181,18 @@ impl StateStore for MemoryStore {
         Ok(self.lock().members.values().cloned().collect())
     }
 
+    async fn remove_member(&self, node_id: &str, incarnation: u64) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let holds = inner
+            .members
+            .get(node_id)
+            .is_some_and(|member| member.incarnation == incarnation);
+        if holds {
+            inner.members.remove(node_id);
+        }
+        Ok(holds)
+    }
+
     async fn claim_lease(
         &self,
         shard: Shard,

@@ -15,7 +15,9 @@
 //!   ([`StateWrite::reminders`]) and are listed by shard, so the owner of a shard can re-arm
 //!   them after a restart or a failover.
 //! - **Members** and **leases** serve the cluster: a member row is a node's heartbeat, a lease
-//!   row says which node owns a shard under which epoch.
+//!   row says which node owns a shard under which epoch. Member rows of nodes long gone are
+//!   removed by the survivors (conditionally on the incarnation, see
+//!   [`StateStore::remove_member`]); leases are never deleted.
 //!
 //! # Why compare-and-set everywhere
 //! Correctness of single activation comes from the store, not from timing: a stale owner (a
@@ -244,6 +246,21 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Every member row, in no particular order.
     async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError>;
+
+    /// Remove `node_id`'s member row **only if it still holds `incarnation`**, in one
+    /// conditional step (never a read then a delete). Returns whether a row was removed.
+    ///
+    /// - A row holding another incarnation (a newer life that restarted meanwhile, or any
+    ///   other) is left as it is: `Ok(false)`. This is why the removal is conditional while
+    ///   [`upsert_member`](Self::upsert_member) is not: a clean-up that races a restart must
+    ///   never erase the new life's heartbeat.
+    /// - No row for `node_id`: `Ok(false)`, not an error (another node removed it first).
+    /// - After `Ok(true)`, no listing shows the row, until its node writes it again.
+    ///
+    /// Outcome, as for every write: `Unavailable` promises that nothing was removed;
+    /// `OutcomeUnknown` says the removal may have applied. Either way the caller learns the
+    /// truth from its next [`list_members`](Self::list_members); removing again is harmless.
+    async fn remove_member(&self, node_id: &str, incarnation: u64) -> Result<bool, StoreError>;
 
     /// Compare-and-set on a shard's lease: give `shard` to `owner` if its current epoch equals
     /// `expected_epoch` (`0`: the shard has never been leased). On success the lease holds

@@ -109,6 +109,10 @@ impl StateStore for PausableStore {
         self.gate_all().await;
         self.shared.list_members().await
     }
+    async fn remove_member(&self, node_id: &str, incarnation: u64) -> Result<bool, StoreError> {
+        self.gate_all().await;
+        self.shared.remove_member(node_id, incarnation).await
+    }
     async fn claim_lease(
         &self,
         shard: Shard,

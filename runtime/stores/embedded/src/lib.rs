@@ -4,8 +4,9 @@
 //! It is what a single node (or a test) runs without any external service, and it keeps the
 //! port's promises the way a networked store would:
 //! - **Durable**: `Ok` from a write (`save`, `delete`, `outbox_ack`, `upsert_member`,
-//!   `claim_lease`) means its transaction was committed with `Durability::Immediate`, i.e.
-//!   fsynced: it survives `kill -9` and a power cut (as far as the disk honours fsync).
+//!   `remove_member`, `claim_lease`) means its transaction was committed with
+//!   `Durability::Immediate`, i.e. fsynced: it survives `kill -9` and a power cut (as far as
+//!   the disk honours fsync).
 //! - **Fast despite that**: writes go through one writer thread that *group-commits* every
 //!   request queued while the previous fsync ran (see the `writer` module), so throughput
 //!   grows with concurrency instead of stopping at one fsync per write.
@@ -365,6 +366,17 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
+    async fn remove_member(&self, node_id: &str, incarnation: u64) -> Result<bool, StoreError> {
+        let op = Op::RemoveMember {
+            node_id: node_id.to_owned(),
+            incarnation,
+        };
+        match self.submit(op).await? {
+            Done::Removed(removed) => Ok(removed),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn claim_lease(
         &self,
         shard: Shard,
@@ -475,6 +487,46 @@ mod tests {
         let pending = store.outbox_pending(10).await.unwrap();
         let ids: Vec<_> = pending.iter().map(|e| e.entry.event_id.as_str()).collect();
         assert_eq!(ids, ["a-0-5", "a-1-6", "b-0-5"]);
+    }
+
+    /// A conditional removal sees the member writes queued before it in the same batch: a
+    /// newer life upserted first keeps its row.
+    #[tokio::test]
+    async fn a_member_removal_in_a_batch_sees_the_upserts_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
+        let life = |incarnation: u64| Op::UpsertMember {
+            member: MemberRecord {
+                node_id: "b".to_owned(),
+                incarnation,
+                cluster_addr: "b:7000".to_owned(),
+                http_addr: "b:8080".to_owned(),
+                status: MemberStatus::Down,
+                heartbeat_ms: incarnation,
+            },
+        };
+        let remove = |incarnation: u64| Op::RemoveMember {
+            node_id: "b".to_owned(),
+            incarnation,
+        };
+        let outcomes = commit_batch(
+            &store.db,
+            &[life(7), remove(6), remove(7), life(8), remove(7)],
+        )
+        .unwrap();
+        let removed: Vec<Option<bool>> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok(Done::Removed(removed)) => Some(*removed),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(removed, [None, Some(false), Some(true), None, Some(false)]);
+        let members = store.list_members().await.unwrap();
+        assert_eq!(
+            members.iter().map(|m| m.incarnation).collect::<Vec<_>>(),
+            [8]
+        );
     }
 
     #[tokio::test]

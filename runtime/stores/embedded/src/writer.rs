@@ -57,6 +57,10 @@ pub(crate) enum Op {
     UpsertMember {
         member: MemberRecord,
     },
+    RemoveMember {
+        node_id: String,
+        incarnation: u64,
+    },
     ClaimLease {
         shard: Shard,
         owner: String,
@@ -70,6 +74,8 @@ pub(crate) enum Done {
     Version(u64),
     Unit,
     Lease(Lease),
+    /// Whether a conditional removal found its row and removed it.
+    Removed(bool),
 }
 
 pub(crate) type Outcome = Result<Done, StoreError>;
@@ -234,6 +240,10 @@ impl<'txn> Tables<'txn> {
             } => self.delete(id, *expected_version),
             Op::Ack { events } => self.ack(events),
             Op::UpsertMember { member } => self.upsert_member(member),
+            Op::RemoveMember {
+                node_id,
+                incarnation,
+            } => self.remove_member(node_id, *incarnation),
             Op::ClaimLease {
                 shard,
                 owner,
@@ -416,6 +426,20 @@ impl<'txn> Tables<'txn> {
             )
             .map_err(redb_error)?;
         Ok(Ok(Done::Unit))
+    }
+
+    /// Checked and removed inside the batch's transaction, so an upsert of a newer life
+    /// queued before it in the same batch is seen and keeps its row.
+    fn remove_member(&mut self, node_id: &str, incarnation: u64) -> Applied {
+        let holds = self
+            .members
+            .get(node_id)
+            .map_err(redb_error)?
+            .is_some_and(|row| row.value().0 == incarnation);
+        if holds {
+            self.members.remove(node_id).map_err(redb_error)?;
+        }
+        Ok(Ok(Done::Removed(holds)))
     }
 
     fn claim_lease(&mut self, shard: Shard, owner: &str, expected_epoch: u64) -> Applied {

@@ -368,6 +368,16 @@ impl StateStore for PostgresStore {
         )
     }
 
+    async fn remove_member(&self, node_id: &str, incarnation: u64) -> Result<bool, StoreError> {
+        // Not retried here: a retry after a lost answer would report `false` for a row the
+        // first attempt removed. The caller re-lists instead.
+        let sent = AtomicBool::new(false);
+        let removed = run!(self, "remove_member", retry = false, |client| {
+            remove_member_on(&self.sql, &client, node_id, incarnation, &sent)
+        });
+        removed.map_err(|error| unknown_once_committing(error, &sent))
+    }
+
     async fn claim_lease(
         &self,
         shard: Shard,
@@ -446,8 +456,9 @@ async fn write_state<C: GenericClient>(
     Ok(rows == 1)
 }
 
-/// A save that failed for want of an answer after its commit point was sent (the single
-/// statement, or `COMMIT`) may have been applied: the port's contract says so.
+/// A write (a save, a member removal) that failed for want of an answer after its commit
+/// point was sent (the single statement, or `COMMIT`) may have been applied: the port's
+/// contract says so.
 fn unknown_once_committing(error: StoreError, commit_sent: &AtomicBool) -> StoreError {
     match error {
         StoreError::Unavailable(reason) if commit_sent.load(Ordering::Acquire) => {
@@ -701,6 +712,23 @@ async fn upsert_member_on(
         )
         .await?;
     Ok(())
+}
+
+/// One statement, atomic by itself: the row goes only if it still holds `incarnation`.
+async fn remove_member_on(
+    sql: &Sql,
+    client: &Object,
+    node_id: &str,
+    incarnation: u64,
+    sent: &AtomicBool,
+) -> Result<bool, OpError> {
+    let incarnation = u64_to_bits(incarnation);
+    let statement = client.prepare_cached(&sql.remove_member).await?;
+    sent.store(true, Ordering::Release);
+    let rows = client
+        .execute(&statement, &[&node_id, &incarnation])
+        .await?;
+    Ok(rows == 1)
 }
 
 /// Every member row that can be read. A row that cannot (an unknown status, a negative

@@ -203,6 +203,7 @@ pub(crate) struct Sql {
     pub list_reminders: String,
     pub upsert_member: String,
     pub list_members: String,
+    pub remove_member: String,
     pub insert_lease: String,
     pub update_lease: String,
     pub current_epoch: String,
@@ -274,6 +275,8 @@ impl Sql {
                 "SELECT node_id, incarnation, cluster_addr, http_addr, status, heartbeat_ms \
                  FROM {members}"
             ),
+            // Equality on the stored bits: incarnations are compared, never ordered, in SQL.
+            remove_member: format!("DELETE FROM {members} WHERE node_id = $1 AND incarnation = $2"),
             insert_lease: format!(
                 "INSERT INTO {leases} (shard, owner, epoch) VALUES ($1, $2, 1) \
                  ON CONFLICT DO NOTHING"

@@ -717,6 +717,12 @@ impl StateStore for ScyllaStore {
         observed("list_members", started, result)
     }
 
+    async fn remove_member(&self, node_id: &str, incarnation: u64) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let result = self.remove_member_inner(node_id, incarnation).await;
+        observed("remove_member", started, result)
+    }
+
     async fn claim_lease(
         &self,
         shard: Shard,
@@ -1271,6 +1277,40 @@ impl ScyllaStore {
             }
         }
         Ok(members)
+    }
+
+    /// One lightweight transaction, not retried: a retry after a lost answer would report
+    /// `false` for a row the first attempt removed, and the caller re-lists anyway. A
+    /// timeout is [`StoreError::OutcomeUnknown`] (the Paxos round may complete later).
+    ///
+    /// The condition is checked linearizably, so a newer life's heartbeat that was
+    /// acknowledged first keeps its row. Heartbeats are plain writes, though (timestamped
+    /// by their coordinator), and the tombstone carries the Paxos round's timestamp: a
+    /// heartbeat racing the removal and stamped earlier than it (skew between
+    /// coordinators) is hidden until a later heartbeat lands, one interval on. Only a
+    /// restart within the very moment its former life's row is pruned can meet that.
+    async fn remove_member_inner(
+        &self,
+        node_id: &str,
+        incarnation: u64,
+    ) -> Result<bool, StoreError> {
+        match self
+            .session
+            .execute_unpaged(&self.st.remove_member, (node_id, to_db(incarnation)))
+            .await
+        {
+            Ok(result) => {
+                lwt_outcome("remove_member", result, "incarnation").map(|(applied, _)| applied)
+            }
+            Err(error) => {
+                let failure = classify_execution(&error);
+                if failure.outcome_unknown {
+                    Err(ambiguous("remove_member", &failure))
+                } else {
+                    Err(failure.into_store_error("remove_member"))
+                }
+            }
+        }
     }
 
     async fn claim_lease_inner(

@@ -14,7 +14,8 @@
 //!   spread over [`OUTBOX_BUCKETS`] partitions, so `outbox_pending` never scans `actors`.
 //! - `reminder_actors (shard, kind, key)`: the actors of a shard that may have reminders.
 //! - `members (node_id)`, `leases (shard)`: cluster rows; leases change only through
-//!   lightweight transactions (`IF NOT EXISTS` / `IF epoch = ?`).
+//!   lightweight transactions (`IF NOT EXISTS` / `IF epoch = ?`), and a member row is
+//!   removed only by one (`IF incarnation = ?`).
 //!
 //! Every index row carries a `live` column only so that `WRITETIME(live)` can be read: a
 //! stale index row is removed `USING TIMESTAMP` of the write that was read, which cannot
@@ -313,6 +314,7 @@ pub(crate) struct Statements {
 
     pub(crate) upsert_member: PreparedStatement,
     pub(crate) list_members: PreparedStatement,
+    pub(crate) remove_member: PreparedStatement,
 
     pub(crate) create_lease: PreparedStatement,
     pub(crate) move_lease: PreparedStatement,
@@ -557,6 +559,11 @@ impl Statements {
                     "SELECT node_id, incarnation, cluster_addr, http_addr, status, heartbeat_ms \
                      FROM {ks}.members",
                 )
+                .await?,
+            // A lightweight transaction, so the condition is checked linearizably against a
+            // newer life's heartbeat (at the configured serial level, like every LWT here).
+            remove_member: p
+                .prepare(Lwt, "DELETE FROM {ks}.members WHERE node_id = ? IF incarnation = ?")
                 .await?,
 
             create_lease: p

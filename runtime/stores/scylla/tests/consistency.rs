@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use emporium_runtime::store::StateWrite;
 use emporium_runtime::store::conformance::{service_unavailable, unique_suffix};
+use emporium_runtime::store::{MemberRecord, MemberStatus, StateWrite};
 use emporium_runtime::{ActorId, StateStore, StoreError, intern_kind};
 use emporium_store_scylla::{ConsistencyLevel, ScyllaConfig, ScyllaStore, SerialLevel};
 use scylla::client::session::Session;
@@ -210,7 +210,8 @@ async fn a_single_datacenter_keyspace_keeps_the_local_defaults() {
 }
 
 /// Every statement kind at the non-local levels: `EACH_QUORUM` writes and commits (reads at
-/// `QUORUM`), `SERIAL` Paxos, and `QUORUM`/`ALL` on the same records.
+/// `QUORUM`), `SERIAL` Paxos (saves and member removals), and `QUORUM`/`ALL` on the same
+/// records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_local_levels_read_and_write_on_a_single_datacenter_keyspace() {
     let Some(config) = common::config() else {
@@ -258,6 +259,20 @@ async fn non_local_levels_read_and_write_on_a_single_datacenter_keyspace() {
                 .expect("list")
                 .contains(&"k".to_owned())
         );
+        // The member removal is a lightweight transaction too: Paxos at SERIAL.
+        let member = MemberRecord {
+            node_id: format!("{kind}-{consistency}"),
+            incarnation: 7,
+            cluster_addr: "127.0.0.1:7000".to_owned(),
+            http_addr: "127.0.0.1:8080".to_owned(),
+            status: MemberStatus::Down,
+            heartbeat_ms: 1,
+        };
+        store.upsert_member(&member).await.expect("upsert_member");
+        let kept = store.remove_member(&member.node_id, 6).await;
+        assert!(matches!(kept, Ok(false)), "{consistency}: {kept:?}");
+        let removed = store.remove_member(&member.node_id, 7).await;
+        assert!(matches!(removed, Ok(true)), "{consistency}: {removed:?}");
     }
     assert_eq!(version, 3);
 }
