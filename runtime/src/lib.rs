@@ -19,20 +19,20 @@ pub mod cluster;
 mod directory;
 mod error;
 mod identity;
-pub mod leases;
+mod leases;
 mod lifecycle;
 mod majority;
-pub mod membership;
+mod membership;
 mod outcome;
 mod passivation;
 mod placement;
 mod reminders;
-pub mod routing;
+mod routing;
 mod runtime;
-pub mod status;
+mod status;
 pub mod store;
 #[cfg(feature = "cluster")]
-pub mod transport;
+mod transport;
 
 pub use actor::{Turn, VirtualActor};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_runtime::leases::{LeaseConfig, LeaseHolder, Leases};
-use emporium_runtime::membership::{
+use emporium_runtime::cluster::{
     DeathCause, Expulsion, Liveness, LocalMember, Membership, MembershipConfig,
 };
+use emporium_runtime::cluster::{LeaseConfig, LeaseHolder, Leases};
 use emporium_runtime::store::{Lease, MemberStatus, MemoryStore};
 use emporium_runtime::{Clock, Rendezvous, SHARD_COUNT, Shard, StateStore};
 use tokio::time::Instant;

@@ -23,9 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use emporium_runtime::cluster::LeaseConfig;
+use emporium_runtime::cluster::MembershipConfig;
 use emporium_runtime::cluster::{Cluster, ClusterError, ClusterOptions};
-use emporium_runtime::leases::LeaseConfig;
-use emporium_runtime::membership::MembershipConfig;
 use emporium_runtime::store::MemoryStore;
 use emporium_runtime::{
     Rendezvous, Runtime, RuntimeError, SHARD_COUNT, StateStore, Turn, VirtualActor, shard_of,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use emporium_runtime::transport::{
+use emporium_runtime::cluster::{
     Answer, Envelope, EnvelopeHandler, Peer, PeerSource, Refusal, Transport, TransportConfig,
     TransportError,
 };

@@ -30,6 +30,18 @@ mod life;
 mod secret;
 mod status;
 
+// The parts a cluster is assembled from, for the in-process tests that assemble one by hand
+// (a node uses only `Cluster` and `ClusterOptions`).
+pub use crate::leases::{DrainReport, LeaseConfig, LeaseHolder, LeaseStats, LeaseTable, Leases};
+pub use crate::membership::{
+    DeathCause, Expulsion, InvalidTimings, Liveness, LocalMember, MAX_CLOCK_SKEW, MemberState,
+    Membership, MembershipConfig, MembershipView,
+};
+pub use crate::transport::{
+    Answer, DecodeError, Envelope, EnvelopeHandler, MaintenanceHandle, Peer, PeerSource, Refusal,
+    Transport, TransportConfig, TransportError,
+};
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -39,14 +51,12 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::error::RuntimeError;
-use crate::leases::{LeaseConfig, Leases};
-use crate::membership::{Liveness, LocalMember, Membership, MembershipConfig};
 use crate::placement::Shard;
 use crate::routing::{Location, OutgoingCall, Placement};
 use crate::runtime::{Runtime, RuntimeBuilder, WeakRuntime};
 use crate::status::ClusterStatus;
 use crate::store::{MemberStatus, StoreError};
-use crate::transport::{Envelope, EnvelopeHandler, Transport, TransportConfig, TransportError};
+
 use forwarding::{Handler, answer_to_result};
 use life::{Life, LifeRecipe, Lives};
 
