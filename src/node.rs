@@ -255,10 +255,17 @@ async fn start_runtime(
     }
     // Shards claimed from a former life of this node id (a restart right after a crash)
     // are served only once that life can no longer serve: let the start-up steps (catalog
-    // rebuild, accounts) wait for that rather than fail.
+    // rebuild, accounts) wait for that rather than fail. Two lease rounds begun since the
+    // node is `Up` mean one has finished: its claims are in the table (an empty table
+    // would pass the check before anything was claimed).
     let fence_after = cluster.membership().config().fence_after();
     let settle_deadline = fence_after + Duration::from_secs(2);
-    if !poll_until(settle_deadline, || cluster.leases().serves_all_held()).await {
+    let rounds_when_up = cluster.leases().stats().rounds;
+    let settled = || {
+        let leases = cluster.leases();
+        leases.stats().rounds >= rounds_when_up + 2 && leases.serves_all_held()
+    };
+    if !poll_until(settle_deadline, settled).await {
         tracing::warn!("some claimed shards are still handed over; starting anyway");
     }
     tracing::info!(cluster_addr = %cluster_config.addr, "cluster member up");
