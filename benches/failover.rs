@@ -191,7 +191,12 @@ async fn run(store_url: String, rounds: usize) -> bool {
         started.elapsed().as_secs_f64(),
         load_average()
     );
-    check.missing.is_empty()
+    let stale: usize = results
+        .iter()
+        .map(|round| round.load.stale_reads)
+        .sum::<usize>()
+        + rolling.load.stale_reads;
+    check.missing.is_empty() && stale == 0
 }
 
 // ---------------------------------------------------------------------------------------
@@ -390,6 +395,8 @@ struct LoadPlan {
 struct LoadStats {
     reads: usize,
     reads_failed: usize,
+    /// Successful reads that missed an acknowledged write (must stay 0).
+    stale_reads: usize,
     writes_acked: usize,
     writes_refused: usize,
     writes_unknown: usize,
@@ -405,12 +412,13 @@ impl LoadStats {
     }
 
     fn failed(&self) -> usize {
-        self.reads_failed + self.writes_refused + self.writes_unknown
+        self.reads_failed + self.stale_reads + self.writes_refused + self.writes_unknown
     }
 
     fn merge(&mut self, other: LoadStats) {
         self.reads += other.reads;
         self.reads_failed += other.reads_failed;
+        self.stale_reads += other.stale_reads;
         self.writes_acked += other.writes_acked;
         self.writes_refused += other.writes_refused;
         self.writes_unknown += other.writes_unknown;
@@ -430,7 +438,7 @@ impl LoadStats {
 
     fn summary(&self) -> String {
         format!(
-            "{} requests: writes {} acked, {} refused, {} unknown{}; reads {} ({} failed)",
+            "{} requests: writes {} acked, {} refused, {} unknown{}; reads {} ({} failed, {} stale)",
             self.requests(),
             self.writes_acked,
             self.writes_refused,
@@ -442,6 +450,7 @@ impl LoadStats {
             },
             self.reads,
             self.reads_failed,
+            self.stale_reads,
         )
     }
 }
@@ -566,6 +575,12 @@ async fn load_worker(
         if exchange.outcome() != Outcome::Acked {
             stats.reads_failed += 1;
             stats.note_failure(format!("read {id} {}", exchange.describe(since)));
+        } else if let Some(missed) = stale_read(&lock(cart), &exchange) {
+            stats.stale_reads += 1;
+            stats.note_failure(format!(
+                "stale read of {id}: misses {missed} {}",
+                exchange.describe(since)
+            ));
         }
         tokio::select! {
             () = tokio::time::sleep(PACE) => {}
@@ -573,6 +588,23 @@ async fn load_worker(
         }
     }
     stats
+}
+
+/// A successful read that misses a line whose write was acknowledged before the read was
+/// sent: the SKUs it misses, comma-separated.
+fn stale_read(cart: &CartState, read: &Exchange) -> Option<String> {
+    let Reply::Answer { status: 200, body } = &read.reply else {
+        return None;
+    };
+    let lines = lines_of(&serde_json::from_str(body).ok()?);
+    let missed: Vec<&str> = cart
+        .writes
+        .iter()
+        .filter(|write| write.outcome == Outcome::Acked && write.done_at < read.sent_at)
+        .filter(|write| !lines.contains_key(&write.sku))
+        .map(|write| write.sku.as_str())
+        .collect();
+    (!missed.is_empty()).then(|| missed.join(", "))
 }
 
 /// For each cart, how long after `since` a read of it through `probe` first succeeded
@@ -1365,6 +1397,11 @@ fn report_rounds(rounds: &[Round]) {
                 .then(|| metric_means.iter().sum::<f64>() / metric_means.len() as f64)
         ),
         rounds.iter().map(Round::metric_count).sum::<f64>(),
+    );
+    let stale: usize = rounds.iter().map(|round| round.load.stale_reads).sum();
+    println!(
+        "failover: stale reads over the {} rounds: {stale} (must be 0)",
+        rounds.len()
     );
     let rejoins: Vec<f64> = rounds
         .iter()
