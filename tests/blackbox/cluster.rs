@@ -347,6 +347,72 @@ async fn a_frozen_owner_is_fenced_when_it_wakes(store: TestStore) {
     report.assert_no_stale_reads("SIGSTOP");
 }
 
+/// Fresh carts written through their old owner while their shards move: the first node is
+/// paused for 1.2 s while a third node joins and takes about a third of the shards (some
+/// from the paused node, whose hand-over waits for it); carts made just before are written
+/// straight to the paused node (the writes wait in its kernel) and through the others.
+/// Every acknowledged add is visible through every node afterwards, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fresh_carts_written_through_their_old_owner_while_a_node_joins_keep_every_acked_add() {
+    let Some(mut cluster) = Cluster::start(TestStore::Postgres, 2).await else {
+        return;
+    };
+    let carts = cluster.carts(24).await;
+    let balancer = cluster.balancer();
+    let load = Load::start(
+        &balancer,
+        LoadPlan::new(carts.clone(), LOAD_LINES, Duration::from_secs(60)),
+    );
+    sleep(Duration::from_millis(500)).await;
+
+    cluster.members[0].running().freeze();
+    let thawing = cluster.members[0]
+        .running()
+        .thaw_after(Duration::from_millis(1200));
+    let direct = cluster.balancer_to(0);
+    let in_flight: Vec<_> = carts
+        .iter()
+        .take(8)
+        .map(|cart| {
+            let (direct, cart) = (direct.clone(), cart.clone());
+            tokio::spawn(async move { direct.add_line(&cart, &sku(LOAD_LINES)).await })
+        })
+        .collect();
+    let joining = cluster.add_member(Placement::loopback());
+    cluster.start_member(joining).await;
+    thawing.await.expect("thaw");
+    let mut direct_writes = Vec::new();
+    for write in in_flight {
+        direct_writes.push(write.await.expect("a write to the paused node"));
+    }
+    cluster.wait_ready().await;
+    balancer.add(
+        &cluster.members[joining].id,
+        cluster.members[joining].base(),
+    );
+    sleep(Duration::from_secs(2)).await;
+
+    let report = load.stop().await;
+    report.print("fresh carts during a join");
+    for op in &direct_writes {
+        eprintln!("fresh carts: written to the paused node {}", describe(op));
+    }
+    let mut moved = 0;
+    for cart in &carts {
+        let owner = cluster.owner_of(0, "cart", cart).await;
+        moved += usize::from(owner.as_deref() == Some(cluster.members[joining].id.as_str()));
+    }
+    eprintln!(
+        "fresh carts: {moved} of {} moved to the joining node",
+        carts.len()
+    );
+    cluster
+        .assert_carts_hold_exactly_the_acknowledged_writes(&report, &direct_writes, &[0, 1, 2])
+        .await;
+    cluster.finish().await;
+    report.assert_no_stale_reads("fresh carts during a join");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fourth_node_joins_under_load_takes_a_quarter_of_the_shards_and_no_request_fails() {
     let Some(mut cluster) = Cluster::start(TestStore::Postgres, 3).await else {

@@ -130,6 +130,16 @@ impl NodeProcess {
         signal(self.pid(), libc::SIGCONT);
     }
 
+    /// `SIGCONT` after `delay`, from a task of its own (while the test waits on something
+    /// else, e.g. a node joining).
+    pub fn thaw_after(&self, delay: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let pid = self.pid();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            signal(pid, libc::SIGCONT);
+        })
+    }
+
     /// Whether the process has exited (by itself or killed), without waiting.
     pub fn has_exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
