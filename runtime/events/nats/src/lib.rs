@@ -15,6 +15,7 @@ mod errors;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+use async_nats::jetstream::context::ContextBuilder;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, Context};
@@ -45,11 +46,13 @@ pub struct JetStreamSettings {
     pub duplicate_window: Duration,
     /// How long a delivery may stay unacknowledged before it is delivered again.
     pub ack_wait: Duration,
+    /// How long to wait for any JetStream answer: past it, a publish is `Unknown`.
+    pub request_timeout: Duration,
 }
 
 impl JetStreamSettings {
     /// The defaults for `url`: stream `EMPORIUM` on `emporium.>`, 7 days, 1 replica, a 2 min
-    /// duplicate window and a 30 s ack wait.
+    /// duplicate window, a 30 s ack wait and a 5 s request timeout.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -59,6 +62,7 @@ impl JetStreamSettings {
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
             ack_wait: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(5),
         }
     }
 
@@ -95,7 +99,9 @@ impl JetStreamBus {
                 url: settings.url.clone(),
                 reason: error.to_string(),
             })?;
-        let context = jetstream::new(client);
+        let context = ContextBuilder::new()
+            .timeout(settings.request_timeout)
+            .build(client);
         context
             .create_or_update_stream(settings.stream_config())
             .await

@@ -45,3 +45,65 @@ async fn subject_outside_the_stream_is_not_stored() {
     }
     bus.delete_stream().await.expect("delete test stream");
 }
+
+/// An acknowledgement that never comes back is `Unknown`, and re-publishing the same id
+/// afterwards stores it once (the duplicate window at work).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_acknowledgement_is_unknown_and_republishing_stores_once() {
+    let Some(url) = support::test_nats_url() else {
+        return;
+    };
+    let upstream = nats_addr(&url).await;
+    let proxy = emporium_testkit::TcpProxy::start(upstream).await;
+    let via_proxy = format!("nats://{}", proxy.addr);
+    let Some((bus, prefix)) = support::fresh_bus_at(&via_proxy, Duration::from_secs(1)).await
+    else {
+        return;
+    };
+    let envelope = EventEnvelope {
+        id: format!("lost-{prefix}"),
+        subject: format!("{prefix}.lost"),
+        payload: Bytes::from_static(b"once"),
+    };
+
+    // The server stores the message; its acknowledgement arrives after the 1 s timeout.
+    proxy.delay_replies(3_000);
+    let results = bus.publish(std::slice::from_ref(&envelope)).await;
+    assert!(
+        matches!(&results[0], Err(PublishError::Unknown { .. })),
+        "expected Unknown, got {results:?}"
+    );
+    proxy.delay_replies(0);
+    // Let the held answers drain before the next request.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let marker = EventEnvelope {
+        id: format!("marker-{prefix}"),
+        ..envelope.clone()
+    };
+    let results = bus.publish(&[envelope.clone(), marker.clone()]).await;
+    assert_eq!(results, vec![Ok(()), Ok(())]);
+
+    let mut subscription = bus
+        .subscribe("lost-reader", &envelope.subject)
+        .await
+        .expect("subscribe");
+    for expected in [&envelope.id, &marker.id] {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+            .await
+            .expect("a delivery in time")
+            .expect("a delivery");
+        assert_eq!(&delivery.id, expected, "the re-published id is stored once");
+        delivery.ack().await.expect("ack");
+    }
+    bus.delete_stream().await.expect("delete test stream");
+}
+
+/// The socket address of a `nats://host:port` URL.
+async fn nats_addr(url: &str) -> std::net::SocketAddr {
+    let host_port = url.trim_start_matches("nats://");
+    tokio::net::lookup_host(host_port)
+        .await
+        .expect("resolve EMPORIUM_TEST_NATS")
+        .next()
+        .expect("an address for EMPORIUM_TEST_NATS")
+}

@@ -13,9 +13,20 @@ pub const ACK_WAIT: Duration = Duration::from_secs(1);
 /// A bus on its own stream `EMPORIUM_TEST_<suffix>` holding only `conf.<suffix>.>`, or
 /// `None` (skipped) without a server.
 pub async fn fresh_bus() -> Option<(JetStreamBus, String)> {
-    let Ok(url) = std::env::var("EMPORIUM_TEST_NATS") else {
-        return service_unavailable("EMPORIUM_TEST_NATS not set");
-    };
+    let url = test_nats_url()?;
+    fresh_bus_at(&url, Duration::from_secs(5)).await
+}
+
+/// `EMPORIUM_TEST_NATS`, or `None` (skipped).
+pub fn test_nats_url() -> Option<String> {
+    match std::env::var("EMPORIUM_TEST_NATS") {
+        Ok(url) => Some(url),
+        Err(_) => service_unavailable("EMPORIUM_TEST_NATS not set"),
+    }
+}
+
+/// Like [`fresh_bus`], connecting to `url` with JetStream answers awaited `request_timeout`.
+pub async fn fresh_bus_at(url: &str, request_timeout: Duration) -> Option<(JetStreamBus, String)> {
     let suffix = unique_suffix();
     let prefix = format!("conf.{suffix}");
     let settings = JetStreamSettings {
@@ -23,6 +34,7 @@ pub async fn fresh_bus() -> Option<(JetStreamBus, String)> {
         subjects: vec![format!("{prefix}.>")],
         max_age: Duration::from_secs(3600),
         ack_wait: ACK_WAIT,
+        request_timeout,
         ..JetStreamSettings::new(url)
     };
     match JetStreamBus::start(settings).await {
