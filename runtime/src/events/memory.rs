@@ -238,3 +238,60 @@ impl Acknowledge for MemoryAck {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::{MemoryEventBus, MemoryEventBusConfig};
+    use crate::events::{EventBus, EventBusError, EventEnvelope};
+
+    fn envelope(id: &str) -> EventEnvelope {
+        EventEnvelope {
+            id: id.to_owned(),
+            subject: "emporium.test.e".to_owned(),
+            payload: Bytes::from_static(b"{}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_id_is_new_again_after_the_duplicate_window() {
+        let bus = MemoryEventBus::new(MemoryEventBusConfig {
+            ack_wait: Duration::from_secs(30),
+            duplicate_window: Duration::from_secs(60),
+        });
+        let mut subscription = bus
+            .subscribe("reader", "emporium.>")
+            .await
+            .expect("subscribe");
+        bus.publish(&[envelope("a")]).await;
+        tokio::time::advance(Duration::from_secs(59)).await;
+        bus.publish(&[envelope("a"), envelope("b")]).await;
+        tokio::time::advance(Duration::from_secs(2)).await;
+        bus.publish(&[envelope("a")]).await;
+
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let delivery = subscription.next().await.expect("delivery");
+            ids.push(delivery.id.clone());
+            delivery.ack().await.expect("ack");
+        }
+        assert_eq!(
+            ids,
+            ["a", "b", "a"],
+            "inside the window once, after it again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_consumer_keeps_its_filter() {
+        let bus = MemoryEventBus::default();
+        bus.subscribe("reader", "emporium.a.>")
+            .await
+            .expect("subscribe");
+        let refused = bus.subscribe("reader", "emporium.b.>").await.err();
+        assert!(matches!(refused, Some(EventBusError::Refused(_))));
+    }
+}

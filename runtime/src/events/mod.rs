@@ -100,7 +100,8 @@ pub trait EventBus: Send + Sync + 'static {
 /// A stream of deliveries from one durable consumer.
 #[async_trait]
 pub trait Subscription: Send {
-    /// The next delivery, waiting until one is available.
+    /// The next delivery, waiting until one is available. An error ends nothing durable:
+    /// the consumer keeps its position, and subscribing again resumes from it.
     async fn next(&mut self) -> Result<Delivery, EventBusError>;
 }
 
