@@ -2,8 +2,9 @@
 //!
 //! Actors are addressed by identity (`kind`, `key`), activated on their first message from the
 //! state they last committed, run one message at a time, and passivate when idle. Their
-//! state lives behind the [`StateStore`] port. The runtime knows nothing about carts or
-//! orders: the domain plugs in through the [`VirtualActor`] trait.
+//! state lives behind the [`StateStore`] port; domain events leave through the [`EventBus`]
+//! port ([`events`]). The runtime knows nothing about carts or orders: the domain plugs in
+//! through the [`VirtualActor`] trait.
 //!
 //! Start at [`Runtime::builder`]; see `ARCHITECTURE.md` at the repository root for the map.
 
