@@ -26,7 +26,7 @@ use crate::layers::{Layer, Raw};
         EMPORIUM_CONFIG, built-in defaults.\n\n\
         Secrets and the other settings without a flag (EMPORIUM_JWT_SECRET, \
         EMPORIUM_ADMIN_EMAIL/_PASSWORD, EMPORIUM_CLUSTER_SECRET, EMPORIUM_REDIS_URL, \
-        EMPORIUM_NATS_URL, EMPORIUM_SCYLLA_*, EMPORIUM_POSTGRES_POOL_SIZE) go in the \
+        EMPORIUM_NATS_*, EMPORIUM_SCYLLA_*, EMPORIUM_POSTGRES_POOL_SIZE) go in the \
         environment or the file."
 )]
 pub(crate) struct Cli {

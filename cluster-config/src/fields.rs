@@ -217,6 +217,38 @@ pub(crate) const NATS_URL: Field = field(
     Url,
     "NATS for events, nats://... (optional)",
 );
+pub(crate) const NATS_STREAM: Field = field(
+    "nats_stream",
+    "EMPORIUM_NATS_STREAM",
+    None,
+    Some("EMPORIUM"),
+    Plain,
+    "JetStream stream holding the events (created or updated at start)",
+);
+pub(crate) const NATS_MAX_AGE: Field = field(
+    "nats_max_age",
+    "EMPORIUM_NATS_MAX_AGE",
+    None,
+    Some("7d"),
+    Plain,
+    "Events older than this are dropped from the stream",
+);
+pub(crate) const NATS_REPLICAS: Field = field(
+    "nats_replicas",
+    "EMPORIUM_NATS_REPLICAS",
+    None,
+    Some("1"),
+    Plain,
+    "Copies of the stream in the NATS cluster (1..=5)",
+);
+pub(crate) const NATS_DUPLICATE_WINDOW: Field = field(
+    "nats_duplicate_window",
+    "EMPORIUM_NATS_DUPLICATE_WINDOW",
+    None,
+    Some("2m"),
+    Plain,
+    "How long the stream remembers an event id to drop a re-published copy",
+);
 pub(crate) const CLUSTER_ADDR: Field = field(
     "cluster_addr",
     "EMPORIUM_CLUSTER_ADDR",
@@ -383,6 +415,10 @@ pub(crate) const ALL: &[Field] = &[
     RATE_BURST,
     TRUST_FORWARDED_FOR,
     NATS_URL,
+    NATS_STREAM,
+    NATS_MAX_AGE,
+    NATS_REPLICAS,
+    NATS_DUPLICATE_WINDOW,
     CLUSTER_ADDR,
     SEEDS,
     CLUSTER_SECRET,

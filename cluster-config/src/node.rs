@@ -65,6 +65,9 @@ pub struct NodeConfig {
     pub trust_forwarded_for: bool,
     /// `nats://` URL (`nats_url`).
     pub nats_url: Option<String>,
+    /// The JetStream stream of the events (`nats_stream`, `nats_max_age`, `nats_replicas`,
+    /// `nats_duplicate_window`); used only when `nats_url` is set.
+    pub nats_stream: NatsStreamConfig,
     /// Cluster mode: `Some` exactly when `cluster_addr` is set.
     pub cluster: Option<ClusterConfig>,
     /// Stock reservation lifetime (`reservation_ttl`, > 0).
@@ -74,6 +77,36 @@ pub struct NodeConfig {
     /// Shipping rate table (`shipping_rates`): country code, or `*` for the default, to
     /// cents.
     pub shipping_rates: BTreeMap<String, u64>,
+}
+
+/// The JetStream stream the events go to, created or updated at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsStreamConfig {
+    /// Stream name (`nats_stream`).
+    pub name: String,
+    /// Events older than this are dropped (`nats_max_age`, > 0).
+    pub max_age: Duration,
+    /// Copies in the NATS cluster (`nats_replicas`, 1..=5).
+    pub replicas: usize,
+    /// How long an event id is remembered for deduplication (`nats_duplicate_window`,
+    /// > 0 and at most `nats_max_age`, as JetStream requires).
+    pub duplicate_window: Duration,
+}
+
+impl NatsStreamConfig {
+    /// JetStream allows at most this many replicas.
+    pub const MAX_REPLICAS: usize = 5;
+}
+
+impl Default for NatsStreamConfig {
+    fn default() -> Self {
+        NatsStreamConfig {
+            name: "EMPORIUM".to_owned(),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
 }
 
 /// A token bucket: `requests` per `per` on average, up to `burst` at once.
@@ -233,6 +266,7 @@ impl NodeConfig {
             rate_limit: rate_limit(r)?,
             trust_forwarded_for: r.required(&fields::TRUST_FORWARDED_FOR, values::boolean)?,
             nats_url: r.optional(&fields::NATS_URL, |t| values::url_with_scheme(t, &["nats"]))?,
+            nats_stream: nats_stream(r)?,
             cluster: cluster(r, http_addr)?,
             reservation_ttl: r.required(&fields::RESERVATION_TTL, values::positive_duration)?,
             payment_timeout: r.required(&fields::PAYMENT_TIMEOUT, values::positive_duration)?,
@@ -271,6 +305,34 @@ fn rate_limit(r: &Resolved) -> Result<Option<RateLimitConfig>, ConfigError> {
         per,
         burst,
     }))
+}
+
+/// The stream settings, checked even without `nats_url` so a bad file fails at once.
+fn nats_stream(r: &Resolved) -> Result<NatsStreamConfig, ConfigError> {
+    let name = r.required(&fields::NATS_STREAM, values::stream_name)?;
+    let max_age = r.required(&fields::NATS_MAX_AGE, values::positive_duration)?;
+    let replicas = r.required(&fields::NATS_REPLICAS, |t| {
+        values::integer_in(t, 1, NatsStreamConfig::MAX_REPLICAS)
+    })?;
+    let duplicate_window = r.required(&fields::NATS_DUPLICATE_WINDOW, values::positive_duration)?;
+    if duplicate_window > max_age {
+        // JetStream refuses such a stream; say so now rather than at the first publish.
+        return Err(ConfigError::Conflict {
+            message: format!(
+                "{} = {} must not be longer than {} = {}",
+                r.describe(&fields::NATS_DUPLICATE_WINDOW),
+                humantime::format_duration(duplicate_window),
+                r.describe(&fields::NATS_MAX_AGE),
+                humantime::format_duration(max_age),
+            ),
+        });
+    }
+    Ok(NatsStreamConfig {
+        name,
+        max_age,
+        replicas,
+        duplicate_window,
+    })
 }
 
 /// The cluster fields: all or nothing, keyed on `cluster_addr`.
@@ -438,6 +500,7 @@ impl Default for NodeConfig {
             }),
             trust_forwarded_for: false,
             nats_url: None,
+            nats_stream: NatsStreamConfig::default(),
             cluster: None,
             reservation_ttl: Duration::from_secs(15 * 60),
             payment_timeout: Duration::from_secs(5),
@@ -470,6 +533,7 @@ impl fmt::Debug for NodeConfig {
             rate_limit,
             trust_forwarded_for,
             nats_url,
+            nats_stream,
             cluster,
             reservation_ttl,
             payment_timeout,
@@ -494,6 +558,7 @@ impl fmt::Debug for NodeConfig {
             .field("rate_limit", rate_limit)
             .field("trust_forwarded_for", trust_forwarded_for)
             .field("nats_url", &masked(nats_url))
+            .field("nats_stream", nats_stream)
             .field("cluster", cluster)
             .field("reservation_ttl", reservation_ttl)
             .field("payment_timeout", payment_timeout)

@@ -220,6 +220,20 @@ pub(crate) fn word(text: &str) -> Result<String, Expected> {
     }
 }
 
+/// A JetStream stream name: 1 to 64 of `A-Z a-z 0-9 _ -` (NATS forbids `.`, `*`, `>`,
+/// spaces and path separators in stream names; the narrower set is also file-name safe).
+pub(crate) fn stream_name(text: &str) -> Result<String, Expected> {
+    let ok = (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err("a stream name of 1 to 64 letters, digits, _ or -".to_owned())
+    }
+}
+
 /// Masks what in a URL may be a credential: the password of `user:pass@`
 /// (a lone `token@` entirely), and the values of query parameters whose name
 /// mentions a password, secret, token or key. Text without `://` comes back

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use emporium_config::{
-    AdminCredentials, ClusterConfig, ConfigError, NodeConfig, Origin, ScyllaConsistency,
-    ScyllaSerialConsistency, Secret, StoreConfig,
+    AdminCredentials, ClusterConfig, ConfigError, NatsStreamConfig, NodeConfig, Origin,
+    ScyllaConsistency, ScyllaSerialConsistency, Secret, StoreConfig,
 };
 
 const JWT: &str = "0123456789abcdef0123456789abcdef";
@@ -343,6 +343,26 @@ fn every_field_names_itself_in_its_error() {
             r#"invalid EMPORIUM_NATS_URL (nats_url) = "http://bus": expected a URL like nats://..."#,
         ),
         (
+            "EMPORIUM_NATS_STREAM",
+            "emporium.events",
+            r#"invalid EMPORIUM_NATS_STREAM (nats_stream) = "emporium.events": expected a stream name of 1 to 64 letters, digits, _ or -"#,
+        ),
+        (
+            "EMPORIUM_NATS_MAX_AGE",
+            "0s",
+            r#"invalid EMPORIUM_NATS_MAX_AGE (nats_max_age) = "0s": expected a duration like 30s, 5m or 250ms, greater than zero"#,
+        ),
+        (
+            "EMPORIUM_NATS_REPLICAS",
+            "6",
+            r#"invalid EMPORIUM_NATS_REPLICAS (nats_replicas) = "6": expected a whole number from 1 to 5"#,
+        ),
+        (
+            "EMPORIUM_NATS_DUPLICATE_WINDOW",
+            "soon",
+            r#"invalid EMPORIUM_NATS_DUPLICATE_WINDOW (nats_duplicate_window) = "soon": expected a duration like 30s, 5m or 250ms"#,
+        ),
+        (
             "EMPORIUM_CLUSTER_ADDR",
             "node1:7101",
             r#"invalid EMPORIUM_CLUSTER_ADDR (cluster_addr) = "node1:7101": expected a socket address"#,
@@ -486,6 +506,49 @@ fn optional_fields_when_set() {
     );
     assert_eq!(c.redis_url.as_deref(), Some("rediss://:pw@cache:6380"));
     assert_eq!(c.nats_url.as_deref(), Some("nats://bus:4222"));
+}
+
+#[test]
+fn nats_stream_settings() {
+    assert_eq!(
+        ok(&[], &[]).nats_stream,
+        NatsStreamConfig {
+            name: "EMPORIUM".into(),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+        }
+    );
+    let set = ok(
+        &[],
+        &[
+            ("EMPORIUM_NATS_STREAM", "SHOP_EVENTS"),
+            ("EMPORIUM_NATS_MAX_AGE", "30d"),
+            ("EMPORIUM_NATS_REPLICAS", "3"),
+            ("EMPORIUM_NATS_DUPLICATE_WINDOW", "10m"),
+        ],
+    );
+    assert_eq!(
+        set.nats_stream,
+        NatsStreamConfig {
+            name: "SHOP_EVENTS".into(),
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            replicas: 3,
+            duplicate_window: Duration::from_secs(600),
+        }
+    );
+    // JetStream refuses a duplicate window longer than the stream keeps messages.
+    let msg = err(
+        &[],
+        &[
+            ("EMPORIUM_NATS_MAX_AGE", "1m"),
+            ("EMPORIUM_NATS_DUPLICATE_WINDOW", "2m"),
+        ],
+    );
+    assert_eq!(
+        msg,
+        "EMPORIUM_NATS_DUPLICATE_WINDOW (nats_duplicate_window) = 2m must not be longer than EMPORIUM_NATS_MAX_AGE (nats_max_age) = 1m"
+    );
 }
 
 #[test]

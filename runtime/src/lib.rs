@@ -2,8 +2,9 @@
 //!
 //! Actors are addressed by identity (`kind`, `key`), activated on their first message from the
 //! state they last committed, run one message at a time, and passivate when idle. Their
-//! state lives behind the [`StateStore`] port. The runtime knows nothing about carts or
-//! orders: the domain plugs in through the [`VirtualActor`] trait.
+//! state lives behind the [`StateStore`] port; domain events leave through the [`EventBus`]
+//! port ([`events`]). The runtime knows nothing about carts or orders: the domain plugs in
+//! through the [`VirtualActor`] trait.
 //!
 //! Start at [`Runtime::builder`]; see `ARCHITECTURE.md` at the repository root for the map.
 
@@ -18,6 +19,7 @@ mod clock;
 pub mod cluster;
 mod directory;
 mod error;
+pub mod events;
 mod identity;
 mod leases;
 mod lifecycle;
@@ -37,6 +39,7 @@ mod transport;
 pub use actor::{Turn, VirtualActor};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{ErrorClass, RuntimeError};
+pub use events::{EventBus, EventBusError, EventEnvelope, MemoryEventBus, PublishError};
 pub use identity::{ActorId, intern_kind};
 pub use lifecycle::{DeactivationReason, KindSnapshot};
 pub use placement::{Rendezvous, SHARD_COUNT, Shard, owner_of, shard_of, shard_of_id};

@@ -1,0 +1,297 @@
+//! `MemoryEventBus`: the in-process twin of the JetStream adapter, and the embedded default.
+//!
+//! One log of every stored message (a single stream), a map of recently seen ids for the
+//! duplicate window, and per durable consumer a cursor into the log plus the deliveries
+//! awaiting their ack. Durable for the life of the process only: across restarts the
+//! embedded node's events are kept by the outbox, not by this bus.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{
+    Acknowledge, Delivery, EventBus, EventBusError, EventEnvelope, PublishError, Subscription,
+    subject_matches,
+};
+use crate::lock;
+
+/// Settings of a [`MemoryEventBus`].
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryEventBusConfig {
+    /// How long a delivery may stay unacknowledged before it is delivered again.
+    pub ack_wait: Duration,
+    /// How long a published id is remembered for deduplication.
+    pub duplicate_window: Duration,
+}
+
+impl Default for MemoryEventBusConfig {
+    /// JetStream's defaults: 30 s ack wait, 2 min duplicate window.
+    fn default() -> Self {
+        Self {
+            ack_wait: Duration::from_secs(30),
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The in-process [`EventBus`].
+#[derive(Clone)]
+pub struct MemoryEventBus {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: MemoryEventBusConfig,
+    state: Mutex<State>,
+    /// Woken on every publish and every ack, so waiting subscriptions re-check.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    log: Vec<EventEnvelope>,
+    /// id → when it was stored, for the duplicate window.
+    seen: HashMap<String, Instant>,
+    consumers: HashMap<String, Consumer>,
+}
+
+struct Consumer {
+    filter: String,
+    /// Index in the log of the next message never delivered to this consumer.
+    cursor: usize,
+    /// Log index → its delivery awaiting an ack.
+    pending: BTreeMap<usize, Pending>,
+}
+
+struct Pending {
+    redeliver_at: Instant,
+    count: u64,
+}
+
+/// What a subscription should do next, decided under the lock.
+enum Step {
+    Deliver(EventEnvelope, usize, u64),
+    WaitUntil(Option<Instant>),
+}
+
+impl MemoryEventBus {
+    /// An empty bus with `config`.
+    pub fn new(config: MemoryEventBusConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                state: Mutex::new(State::default()),
+                changed: Notify::new(),
+            }),
+        }
+    }
+}
+
+impl Default for MemoryEventBus {
+    fn default() -> Self {
+        Self::new(MemoryEventBusConfig::default())
+    }
+}
+
+impl Shared {
+    fn store(&self, envelope: &EventEnvelope, now: Instant) {
+        let mut state = lock(&self.state);
+        let window = self.config.duplicate_window;
+        // Forget ids older than the window so the map stays bounded by the publish rate.
+        state
+            .seen
+            .retain(|_, stored_at| now.duration_since(*stored_at) < window);
+        if state.seen.contains_key(&envelope.id) {
+            return;
+        }
+        state.seen.insert(envelope.id.clone(), now);
+        state.log.push(envelope.clone());
+    }
+
+    fn step(&self, name: &str, now: Instant) -> Step {
+        let mut guard = lock(&self.state);
+        let State { log, consumers, .. } = &mut *guard;
+        let Some(consumer) = consumers.get_mut(name) else {
+            return Step::WaitUntil(None);
+        };
+        // Redeliveries first, oldest message first.
+        let due = consumer
+            .pending
+            .iter_mut()
+            .find(|(_, pending)| pending.redeliver_at <= now);
+        if let Some((&index, pending)) = due {
+            pending.count += 1;
+            pending.redeliver_at = now + self.config.ack_wait;
+            return Step::Deliver(log[index].clone(), index, pending.count);
+        }
+        while consumer.cursor < log.len() {
+            let index = consumer.cursor;
+            consumer.cursor += 1;
+            if subject_matches(&consumer.filter, &log[index].subject) {
+                let redeliver_at = now + self.config.ack_wait;
+                consumer.pending.insert(
+                    index,
+                    Pending {
+                        redeliver_at,
+                        count: 1,
+                    },
+                );
+                return Step::Deliver(log[index].clone(), index, 1);
+            }
+        }
+        Step::WaitUntil(consumer.pending.values().map(|p| p.redeliver_at).min())
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryEventBus {
+    async fn publish(&self, batch: &[EventEnvelope]) -> Vec<Result<(), PublishError>> {
+        let now = Instant::now();
+        let results = batch
+            .iter()
+            .map(|envelope| {
+                self.shared.store(envelope, now);
+                Ok(())
+            })
+            .collect();
+        self.shared.changed.notify_waiters();
+        results
+    }
+
+    async fn subscribe(
+        &self,
+        consumer: &str,
+        filter: &str,
+    ) -> Result<Box<dyn Subscription>, EventBusError> {
+        let mut state = lock(&self.shared.state);
+        let existing = state
+            .consumers
+            .entry(consumer.to_owned())
+            .or_insert_with(|| Consumer {
+                filter: filter.to_owned(),
+                cursor: 0,
+                pending: BTreeMap::new(),
+            });
+        if existing.filter != filter {
+            return Err(EventBusError::Refused(format!(
+                "consumer {consumer} is bound to filter {}, not {filter}",
+                existing.filter
+            )));
+        }
+        Ok(Box::new(MemorySubscription {
+            shared: Arc::clone(&self.shared),
+            consumer: consumer.to_owned(),
+        }))
+    }
+}
+
+struct MemorySubscription {
+    shared: Arc<Shared>,
+    consumer: String,
+}
+
+#[async_trait]
+impl Subscription for MemorySubscription {
+    async fn next(&mut self) -> Result<Delivery, EventBusError> {
+        loop {
+            // Registered before the check, so a publish between the check and the wait
+            // still wakes us.
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.shared.step(&self.consumer, Instant::now()) {
+                Step::Deliver(envelope, index, count) => {
+                    let acker = MemoryAck {
+                        shared: Arc::clone(&self.shared),
+                        consumer: self.consumer.clone(),
+                        index,
+                    };
+                    return Ok(Delivery::new(envelope, count, Box::new(acker)));
+                }
+                Step::WaitUntil(Some(deadline)) => {
+                    let _ = tokio::time::timeout_at(deadline, changed).await;
+                }
+                Step::WaitUntil(None) => changed.await,
+            }
+        }
+    }
+}
+
+struct MemoryAck {
+    shared: Arc<Shared>,
+    consumer: String,
+    index: usize,
+}
+
+#[async_trait]
+impl Acknowledge for MemoryAck {
+    async fn ack(self: Box<Self>) -> Result<(), EventBusError> {
+        let mut state = lock(&self.shared.state);
+        if let Some(consumer) = state.consumers.get_mut(&self.consumer) {
+            // Acking twice, or after a redelivery was acked, is harmless.
+            consumer.pending.remove(&self.index);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::{MemoryEventBus, MemoryEventBusConfig};
+    use crate::events::{EventBus, EventBusError, EventEnvelope};
+
+    fn envelope(id: &str) -> EventEnvelope {
+        EventEnvelope {
+            id: id.to_owned(),
+            subject: "emporium.test.e".to_owned(),
+            payload: Bytes::from_static(b"{}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_id_is_new_again_after_the_duplicate_window() {
+        let bus = MemoryEventBus::new(MemoryEventBusConfig {
+            ack_wait: Duration::from_secs(30),
+            duplicate_window: Duration::from_secs(60),
+        });
+        let mut subscription = bus
+            .subscribe("reader", "emporium.>")
+            .await
+            .expect("subscribe");
+        bus.publish(&[envelope("a")]).await;
+        tokio::time::advance(Duration::from_secs(59)).await;
+        bus.publish(&[envelope("a"), envelope("b")]).await;
+        tokio::time::advance(Duration::from_secs(2)).await;
+        bus.publish(&[envelope("a")]).await;
+
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let delivery = subscription.next().await.expect("delivery");
+            ids.push(delivery.id.clone());
+            delivery.ack().await.expect("ack");
+        }
+        assert_eq!(
+            ids,
+            ["a", "b", "a"],
+            "inside the window once, after it again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_consumer_keeps_its_filter() {
+        let bus = MemoryEventBus::default();
+        bus.subscribe("reader", "emporium.a.>")
+            .await
+            .expect("subscribe");
+        let refused = bus.subscribe("reader", "emporium.b.>").await.err();
+        assert!(matches!(refused, Some(EventBusError::Refused(_))));
+    }
+}
