@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use emporium_runtime::store::conformance::service_unavailable;
 use emporium_testkit::netns::NetNs;
-use emporium_testkit::unix_proxy::UnixProxy;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
@@ -733,10 +732,14 @@ async fn a_partitioned_node_loses_its_carts_to_the_majority_and_no_acked_write_i
 const LINKS_PARTITION_BOUND: Duration = Duration::from_secs(15);
 
 /// A partition of the cluster links alone: the cut-off node still reaches the store (through
-/// a Unix socket, which no veth carries) and so still heartbeats. It cannot reach a majority,
+/// a second veth that the cut leaves up) and so still heartbeats. It cannot reach a majority,
 /// steps out (its shards are served by the two that reach each other) and rejoins as a new
 /// life once the links are back. Without the majority rule its carts stay unreachable from
 /// every other node for as long as the cut lasts.
+///
+/// PostgreSQL only: the CQL driver dials the address Cassandra advertises for itself
+/// (127.0.0.1, the namespace's own loopback inside it), not the proxy it was given, so the
+/// node in the namespace cannot reach Cassandra through the second veth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partition_of_the_cluster_links_alone_hands_the_cut_off_nodes_shards_over() {
     let Some(mut cluster) = Cluster::provision(TestStore::Postgres).await else {
@@ -746,12 +749,15 @@ async fn a_partition_of_the_cluster_links_alone_hands_the_cut_off_nodes_shards_o
         cluster.finish().await;
         return;
     };
-    let server = cluster.store().server().expect("postgres over tcp");
-    let store_path = UnixProxy::postgres(server).expect("a unix socket to the store");
+    let store_link = ns.second_link().expect("a second veth for the store");
+    let server = cluster.store().server().expect("a store over tcp");
+    let store_path = NetNs::proxy_on(store_link.root_addr, server)
+        .await
+        .expect("a store proxy on the second veth");
     let store_url = cluster
         .store()
-        .url_via_host(&format!("{}:{}", store_path.url_host(), server.port()))
-        .expect("postgres url");
+        .url_via(store_path.addr)
+        .expect("the store's url through the proxy");
     let isolated = start_partitionable_cluster(&mut cluster, &ns, store_url).await;
     let isolated_id = cluster.members[isolated].id.clone();
     let incarnation_before = cluster.incarnation(isolated).await.expect("its life");

@@ -147,12 +147,6 @@ impl Provisioned {
 
     /// The node URL of this test's database (keyspace) reached at `via` (a proxy).
     pub fn url_via(&self, via: SocketAddr) -> Option<String> {
-        self.url_via_host(&via.to_string())
-    }
-
-    /// The node URL of this test's database (keyspace) reached at `host` (`addr:port`, or
-    /// a percent-encoded socket directory with its port for PostgreSQL).
-    pub fn url_via_host(&self, via: &str) -> Option<String> {
         match self {
             Self::Embedded => None,
             Self::Postgres {

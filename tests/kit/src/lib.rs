@@ -14,15 +14,14 @@
 //! dead runs.
 //!
 //! [`netns`] puts a process in its own network namespace behind a veth pair the test can
-//! take down: a real partition. [`unix_proxy`] gives such a process a path to a server that
-//! does not cross the veth (a partition of the cluster links alone).
+//! take down: a real partition; a second veth pair can carry a path (to the store) that a
+//! cut of the first leaves intact (a partition of the cluster links alone).
 
 pub mod cas_bench;
 pub mod hello_world;
 pub mod linearizability;
 pub mod netns;
 pub mod scratch_postgres;
-pub mod unix_proxy;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -33,6 +33,18 @@ use crate::TcpProxy;
 /// The second octet pair of every address this module assigns: `10.231.X.0/24`.
 const SUBNET_PREFIX: [u8; 2] = [10, 231];
 
+/// Links are made one at a time in a process, so that two never pick the same subnet.
+static CREATING: Mutex<()> = Mutex::new(());
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A second veth pair into a namespace (see [`NetNs::second_link`]).
+pub struct SecondLink {
+    /// The root side: where servers the process inside reaches this way must listen.
+    pub root_addr: Ipv4Addr,
+    /// The namespace side.
+    pub ns_addr: Ipv4Addr,
+}
+
 /// A network namespace joined to the root namespace by one veth pair.
 pub struct NetNs {
     name: String,
@@ -48,9 +60,6 @@ impl NetNs {
     /// A fresh namespace named `{prefix}-{pid}-{n}` with `lo` up and a veth pair on a free
     /// `10.231.X.0/24`. Deletes namespaces left by dead test processes with this prefix.
     pub fn create(prefix: &str) -> io::Result<NetNs> {
-        // Creations in one process are serialized so that two never pick the same subnet.
-        static CREATING: Mutex<()> = Mutex::new(());
-        static NEXT: AtomicU32 = AtomicU32::new(0);
         let _creating = CREATING.lock().unwrap_or_else(PoisonError::into_inner);
         remove_stale(prefix);
         let serial = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -111,6 +120,34 @@ impl NetNs {
             .to_vec()
     }
 
+    /// A second veth pair on a subnet of its own, which [`NetNs::cut`] leaves up: a path
+    /// (e.g. to the store, through [`NetNs::proxy_on`]) that survives a partition of the
+    /// first one, the cluster links. Deleted with the namespace.
+    pub fn second_link(&self) -> io::Result<SecondLink> {
+        let _creating = CREATING.lock().unwrap_or_else(PoisonError::into_inner);
+        let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let subnet = free_subnet()?;
+        let (root_link, ns_link) = (format!("ve{pid}r{serial}"), format!("ve{pid}n{serial}"));
+        let link = SecondLink {
+            root_addr: Ipv4Addr::new(SUBNET_PREFIX[0], SUBNET_PREFIX[1], subnet, 1),
+            ns_addr: Ipv4Addr::new(SUBNET_PREFIX[0], SUBNET_PREFIX[1], subnet, 2),
+        };
+        let (root_cidr, ns_cidr) = (
+            format!("{}/24", link.root_addr),
+            format!("{}/24", link.ns_addr),
+        );
+        ip(&[
+            "link", "add", &root_link, "type", "veth", "peer", "name", &ns_link, "netns",
+            &self.name,
+        ])?;
+        ip(&["addr", "add", &root_cidr, "dev", &root_link])?;
+        ip(&["link", "set", &root_link, "up"])?;
+        self.ip_inside(&["addr", "add", &ns_cidr, "dev", &ns_link])?;
+        self.ip_inside(&["link", "set", &ns_link, "up"])?;
+        Ok(link)
+    }
+
     /// Partition: take the veth down. Nothing crosses it until [`NetNs::heal`].
     pub fn cut(&self) -> io::Result<()> {
         ip(&["link", "set", &self.root_link, "down"])
@@ -148,7 +185,13 @@ impl NetNs {
     /// in the root namespace: how a process inside reaches a server that listens on
     /// `127.0.0.1` only, through the veth.
     pub async fn proxy_to(&self, upstream: SocketAddr) -> io::Result<Arc<TcpProxy>> {
-        let listener = TcpListener::bind((self.root_addr, 0)).await?;
+        Self::proxy_on(self.root_addr, upstream).await
+    }
+
+    /// A proxy on `root_addr` (an OS-chosen port) to `upstream`: e.g. on a
+    /// [`SecondLink`]'s root side.
+    pub async fn proxy_on(root_addr: Ipv4Addr, upstream: SocketAddr) -> io::Result<Arc<TcpProxy>> {
+        let listener = TcpListener::bind((root_addr, 0)).await?;
         Ok(TcpProxy::start_on(listener, upstream))
     }
 }
