@@ -204,10 +204,7 @@ pub(super) async fn supervise(inner: Weak<Inner>) {
 async fn wait_for_expulsion(inner: &Weak<Inner>) -> Option<(Arc<Life>, Expulsion)> {
     loop {
         let (life, mut views) = {
-            let inner = inner.upgrade()?;
-            if inner.is_stopping() {
-                return None;
-            }
+            let inner = running(inner)?;
             let life = inner.lives.current();
             if let Some(expulsion) = life.membership.expelled() {
                 return Some((life, expulsion));
@@ -227,6 +224,11 @@ async fn wait_for_expulsion(inner: &Weak<Inner>) -> Option<(Arc<Life>, Expulsion
     }
 }
 
+/// The cluster, while it exists and is not stopping.
+fn running(inner: &Weak<Inner>) -> Option<Arc<Inner>> {
+    inner.upgrade().filter(|inner| !inner.is_stopping())
+}
+
 /// Wait for `ended`'s last write (and, after an isolation, until its probes reach a
 /// majority again), then join again, retrying every heartbeat interval while the store is
 /// away. `None` when the cluster is gone or stopping meanwhile.
@@ -234,17 +236,12 @@ async fn begin_next_life(inner: &Weak<Inner>, ended: &Life, expulsion: &Expulsio
     let interval = ended.membership.config().heartbeat_interval;
     while !ended.membership.has_finished() {
         tokio::time::sleep(interval).await;
-        if inner.upgrade()?.is_stopping() {
-            return None;
-        }
+        running(inner)?;
     }
     if matches!(expulsion, Expulsion::Isolated { .. }) {
         loop {
             let reach = {
-                let inner = inner.upgrade()?;
-                if inner.is_stopping() {
-                    return None;
-                }
+                let inner = running(inner)?;
                 inner.recipe.reach_now().await
             };
             match reach {
@@ -261,10 +258,7 @@ async fn begin_next_life(inner: &Weak<Inner>, ended: &Life, expulsion: &Expulsio
     }
     loop {
         let begun = {
-            let inner = inner.upgrade()?;
-            if inner.is_stopping() {
-                return None;
-            }
+            let inner = running(inner)?;
             inner.recipe.begin().await
         };
         match begun {
