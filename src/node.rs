@@ -400,6 +400,9 @@ fn domain_ports(config: &NodeConfig) -> anyhow::Result<emporium_actors::DomainPo
         shipping,
         reservation_ttl: config.reservation_ttl,
         payment_timeout: config.payment_timeout,
+        cart_abandon_after: config.cart_abandon_after,
+        experiments: emporium_actors::experiments::Experiments::parse(&config.experiments)
+            .context("invalid EMPORIUM_EXPERIMENTS (experiments)")?,
     })
 }
 

@@ -35,6 +35,7 @@ use std::time::Duration;
 use emporium_runtime::{RuntimeError, Turn, VirtualActor};
 use serde::{Deserialize, Serialize};
 
+use crate::events::DomainEvent;
 use crate::values::InvalidValue;
 
 /// Low-stock threshold of a SKU whose admin never set one.
@@ -657,29 +658,17 @@ fn after_change(turn: &mut Turn<InventoryActor>) -> Result<(), RuntimeError> {
         }
         let threshold = state.threshold();
         let sku = turn.key().to_owned();
-        turn.emit(
-            "emporium.inventory.low_stock",
-            &LowStockEvent {
-                sku,
-                available,
-                threshold,
-                at_ms: now_ms,
-            },
-        )?;
+        turn.emit(DomainEvent::StockLow {
+            sku,
+            available,
+            threshold,
+        })?;
     } else if !below && turn.state().low_stock {
         turn.state_mut().low_stock = false;
     }
     prune(turn.state_mut(), now_ms);
     rearm_expiry(turn);
     Ok(())
-}
-
-#[derive(Serialize)]
-struct LowStockEvent {
-    sku: String,
-    available: u64,
-    threshold: u64,
-    at_ms: u64,
 }
 
 fn prune(state: &mut StockState, now_ms: u64) {

@@ -10,6 +10,8 @@
 pub mod cart;
 pub mod catalog;
 pub mod checkout;
+pub mod events;
+pub mod experiments;
 pub mod inventory;
 pub mod order;
 pub mod payment;
@@ -35,16 +37,23 @@ pub struct DomainPorts {
     pub reservation_ttl: Duration,
     /// Deadline of each payment gateway call.
     pub payment_timeout: Duration,
+    /// Inactivity after which a cart with items raises `CartAbandoned`.
+    pub cart_abandon_after: Duration,
+    /// The A/B experiments shoppers are assigned to.
+    pub experiments: experiments::Experiments,
 }
 
 impl Default for DomainPorts {
-    /// The built-in test gateway, `US=500,DE=900,*=1500`, 15 minutes, 5 seconds.
+    /// The built-in test gateway, `US=500,DE=900,*=1500`, 15 minutes, 5 seconds, carts
+    /// abandoned after 1 hour, no experiments.
     fn default() -> Self {
         Self {
             payments: payment::PaymentProvider::Test,
             shipping: shipping::ShippingRates::parse("US=500,DE=900,*=1500").unwrap_or_default(),
             reservation_ttl: Duration::from_secs(15 * 60),
             payment_timeout: Duration::from_secs(5),
+            cart_abandon_after: Duration::from_secs(60 * 60),
+            experiments: experiments::Experiments::default(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! history (`placed`, `paid`, `shipped`, `delivered`, `cancelled`, `refunded`, each with
 //! its time). The current order is derived by folding the history; a command that is not a
 //! valid transition from the current status is refused ([`OrderRejection::InvalidTransition`]).
-//! Each event is also raised with [`Turn::emit`] (topic `emporium.orders.<event>`), committed
+//! Each event is also raised with [`Turn::emit`] (subject `emporium.order.<event>`), committed
 //! with the history in one write: the outbox publishes it later.
 //!
 //! Cancelling (owner or admin, before shipping) returns the stock (committed units go back
@@ -19,6 +19,7 @@ use emporium_runtime::{RuntimeError, Turn, VirtualActor};
 use serde::{Deserialize, Serialize};
 
 use crate::cart::CartLine;
+use crate::events::{DomainEvent, EventLine};
 use crate::inventory::{InventoryActor, StockCommand, StockReply};
 use crate::payment::{PaymentError, PaymentProvider, within};
 use crate::shipping::ShippingAddress;
@@ -406,30 +407,64 @@ fn transition(
 /// Append an event to the history and raise it.
 fn append(turn: &mut Turn<OrderActor>, kind: OrderEventKind) -> Result<(), RuntimeError> {
     let at_ms = turn.now_ms();
-    let status = kind.status();
+    let event = domain_event(turn.key(), &turn.state().events, &kind);
     turn.state_mut().events.push(OrderEvent { at_ms, kind });
-    let order = view(turn)?;
-    turn.emit(
-        &format!("emporium.orders.{}", status.as_str()),
-        &OrderEventPayload {
-            order_id: &order.id,
-            user_id: &order.user_id,
-            status: status.as_str(),
-            at_ms,
-            total_cents: order.total_cents,
-            currency: order.currency.as_str(),
-        },
-    )
+    match event {
+        Some(event) => turn.emit(event),
+        None => Err(RuntimeError::CorruptState {
+            actor: turn.id().clone(),
+            reason: "an order history must start with placed".to_owned(),
+        }),
+    }
 }
 
-#[derive(Serialize)]
-struct OrderEventPayload<'a> {
-    order_id: &'a str,
-    user_id: &'a str,
-    status: &'a str,
-    at_ms: u64,
-    total_cents: i64,
-    currency: &'a str,
+/// The domain event `kind` raises on the order whose history so far is `history`; `None`
+/// when the history does not start with `placed` (and `kind` is not it).
+fn domain_event(
+    order_id: &str,
+    history: &[OrderEvent],
+    kind: &OrderEventKind,
+) -> Option<DomainEvent> {
+    let placed = match (kind, history.first().map(|first| &first.kind)) {
+        (OrderEventKind::Placed(placed), _) | (_, Some(OrderEventKind::Placed(placed))) => placed,
+        _ => return None,
+    };
+    let order_id = order_id.to_owned();
+    let user_id = placed.user_id.clone();
+    let currency = placed.currency.as_str().to_owned();
+    let total_cents = placed.subtotal_cents + placed.shipping_cents;
+    Some(match kind {
+        OrderEventKind::Placed(placed) => DomainEvent::OrderPlaced {
+            order_id,
+            user_id,
+            lines: placed.items.iter().map(EventLine::from).collect(),
+            subtotal_cents: placed.subtotal_cents,
+            shipping_cents: placed.shipping_cents,
+            total_cents,
+            currency,
+            variants: Default::default(),
+        },
+        OrderEventKind::Paid => DomainEvent::OrderPaid {
+            order_id,
+            user_id,
+            total_cents,
+            currency,
+            variants: Default::default(),
+        },
+        OrderEventKind::Shipped => DomainEvent::OrderShipped { order_id, user_id },
+        OrderEventKind::Delivered => DomainEvent::OrderDelivered { order_id, user_id },
+        OrderEventKind::Cancelled { reason } => DomainEvent::OrderCancelled {
+            order_id,
+            user_id,
+            reason: reason.clone(),
+        },
+        OrderEventKind::Refunded { amount_cents } => DomainEvent::OrderRefunded {
+            order_id,
+            user_id,
+            amount_cents: *amount_cents,
+            currency,
+        },
+    })
 }
 
 fn view(turn: &Turn<OrderActor>) -> Result<OrderView, RuntimeError> {
@@ -630,10 +665,10 @@ mod tests {
         assert_eq!(
             topics,
             [
-                "emporium.orders.placed",
-                "emporium.orders.paid",
-                "emporium.orders.shipped",
-                "emporium.orders.delivered"
+                "emporium.order.placed",
+                "emporium.order.paid",
+                "emporium.order.shipped",
+                "emporium.order.delivered"
             ]
         );
         // The state is the history: a fresh activation folds to the same order.

@@ -45,6 +45,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "currency",
     "description",
     "email",
+    "experiments",
     "Idempotency-Key",
     "name",
     "password",

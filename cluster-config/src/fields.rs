@@ -393,6 +393,22 @@ pub(crate) const SHIPPING_RATES: Field = field(
     Plain,
     "Shipping cost by destination country in cents, '*' for the rest: US=500,*=1500",
 );
+pub(crate) const CART_ABANDON_AFTER: Field = field(
+    "cart_abandon_after",
+    "EMPORIUM_CART_ABANDON_AFTER",
+    None,
+    Some("1h"),
+    Plain,
+    "A cart with items left unchanged this long raises CartAbandoned (once per change)",
+);
+pub(crate) const EXPERIMENTS: Field = field(
+    "experiments",
+    "EMPORIUM_EXPERIMENTS",
+    None,
+    Some(""),
+    Plain,
+    "A/B experiments: name=variant[:weight],variant[:weight];name=... (empty: none)",
+);
 
 /// Every setting, in the order of the README table.
 pub(crate) const ALL: &[Field] = &[
@@ -437,6 +453,8 @@ pub(crate) const ALL: &[Field] = &[
     RESERVATION_TTL,
     PAYMENT_TIMEOUT,
     SHIPPING_RATES,
+    CART_ABANDON_AFTER,
+    EXPERIMENTS,
 ];
 
 /// The TOML tables that hold settings (`[scylla]`, `[postgres]`).

@@ -77,6 +77,12 @@ pub struct NodeConfig {
     /// Shipping rate table (`shipping_rates`): country code, or `*` for the default, to
     /// cents.
     pub shipping_rates: BTreeMap<String, u64>,
+    /// Inactivity after which a cart with items raises `CartAbandoned`
+    /// (`cart_abandon_after`, > 0).
+    pub cart_abandon_after: Duration,
+    /// A/B experiments as written (`experiments`); parsed by the domain, which owns the
+    /// syntax, when the node starts.
+    pub experiments: String,
 }
 
 /// The JetStream stream the events go to, created or updated at start.
@@ -271,6 +277,9 @@ impl NodeConfig {
             reservation_ttl: r.required(&fields::RESERVATION_TTL, values::positive_duration)?,
             payment_timeout: r.required(&fields::PAYMENT_TIMEOUT, values::positive_duration)?,
             shipping_rates: r.required(&fields::SHIPPING_RATES, values::shipping_rates)?,
+            cart_abandon_after: r
+                .required(&fields::CART_ABANDON_AFTER, values::positive_duration)?,
+            experiments: r.required(&fields::EXPERIMENTS, |t| Ok(t.trim().to_owned()))?,
             data_dir,
         };
         config.check_cluster_store(r)?;
@@ -508,6 +517,8 @@ impl Default for NodeConfig {
                 .into_iter()
                 .map(|(country, cents)| (country.to_owned(), cents))
                 .collect(),
+            cart_abandon_after: Duration::from_secs(60 * 60),
+            experiments: String::new(),
         }
     }
 }
@@ -538,6 +549,8 @@ impl fmt::Debug for NodeConfig {
             reservation_ttl,
             payment_timeout,
             shipping_rates,
+            cart_abandon_after,
+            experiments,
         } = self;
         let masked = |u: &Option<String>| u.as_deref().map(values::mask_url);
         f.debug_struct("NodeConfig")
@@ -563,6 +576,8 @@ impl fmt::Debug for NodeConfig {
             .field("reservation_ttl", reservation_ttl)
             .field("payment_timeout", payment_timeout)
             .field("shipping_rates", shipping_rates)
+            .field("cart_abandon_after", cart_abandon_after)
+            .field("experiments", experiments)
             .finish()
     }
 }

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RuntimeError;
+use crate::events::{Envelope, Event, EventSource, event_id};
 use crate::identity::ActorId;
 use crate::runtime::Runtime;
 use crate::store::{OutboxEntry, ReminderChange, StateWrite, Versioned};
@@ -224,24 +225,29 @@ impl<A: VirtualActor> Turn<A> {
         &mut self.state
     }
 
-    /// Raise an event, committed atomically with this turn's state and published later by
-    /// the outbox relay. Its id is derived from the actor and the version it commits with,
-    /// so a retried publication is recognisable as the same event.
-    pub fn emit(&mut self, topic: &str, payload: &impl Serialize) -> Result<(), RuntimeError> {
-        let payload = serde_json::to_vec(payload).map_err(|error| RuntimeError::Encode {
+    /// Raise a domain event, committed atomically with this turn's state and published
+    /// later by the outbox relay in its [`Envelope`]. Its id is derived from the actor and the
+    /// version it commits with, so a retried publication is recognisable as the same event.
+    pub fn emit<E: Event>(&mut self, event: E) -> Result<(), RuntimeError> {
+        let version = self.version + 1;
+        let envelope = Envelope {
+            id: event_id(&self.id.kind, &self.id.key, version, self.outbox.len()),
+            source: EventSource {
+                kind: self.id.kind.to_string(),
+                key: self.id.key.clone(),
+            },
+            version,
+            time: self.now_ms(),
+            schema: E::SCHEMA,
+            event,
+        };
+        let payload = serde_json::to_vec(&envelope).map_err(|error| RuntimeError::Encode {
             actor: self.id.clone(),
             reason: error.to_string(),
         })?;
-        let event_id = format!(
-            "{}:{}:{}:{}",
-            self.id.kind,
-            self.id.key,
-            self.version + 1,
-            self.outbox.len()
-        );
         self.outbox.push(OutboxEntry {
-            event_id,
-            topic: topic.to_owned(),
+            event_id: envelope.id,
+            topic: envelope.event.subject().to_owned(),
             payload: Bytes::from(payload),
         });
         Ok(())

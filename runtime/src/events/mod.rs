@@ -24,6 +24,7 @@
 //! - **Subjects** are dot-separated tokens; filters use `*` (one token) and `>` (one or more
 //!   trailing tokens), as NATS does.
 
+mod envelope;
 mod memory;
 
 #[cfg(feature = "conformance")]
@@ -32,6 +33,8 @@ pub mod conformance;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use envelope::{Envelope, Event, EventSource};
+pub(crate) use envelope::{EnvelopeTime, event_id};
 pub use memory::{MemoryEventBus, MemoryEventBusConfig};
 
 /// One event as the bus carries it.
