@@ -231,7 +231,7 @@ impl<A: VirtualActor> Turn<A> {
     pub fn emit<E: Event>(&mut self, event: E) -> Result<(), RuntimeError> {
         let version = self.version + 1;
         let envelope = Envelope {
-            id: event_id(&self.id.kind, &self.id.key, version, self.outbox.len()),
+            id: event_id(self.id.kind, &self.id.key, version, self.outbox.len()),
             source: EventSource {
                 kind: self.id.kind.to_string(),
                 key: self.id.key.clone(),
@@ -303,6 +303,16 @@ impl<A: VirtualActor> Turn<A> {
                 });
             }
         };
+        if !self.outbox.is_empty()
+            && let Err(full) = self.runtime.admit_events()
+        {
+            self.discard = true;
+            return Err(RuntimeError::OutboxFull {
+                actor: self.id.clone(),
+                pending: full.pending,
+                limit: full.limit,
+            });
+        }
         let write = StateWrite {
             expected_version: self.version,
             state: Bytes::from(encoded),
@@ -317,8 +327,16 @@ impl<A: VirtualActor> Turn<A> {
                 ReminderChange::Cancel { .. } => None,
             })
             .collect();
+        let event_ids: Vec<String> = write
+            .outbox
+            .iter()
+            .map(|entry| entry.event_id.clone())
+            .collect();
         match self.runtime.store().save(&self.id, write).await {
             Ok(version) => {
+                if !event_ids.is_empty() {
+                    self.runtime.events_committed(&self.id, &event_ids);
+                }
                 self.version = version;
                 self.dirty = false;
                 self.committed = true;

@@ -55,6 +55,16 @@ pub enum RuntimeError {
         #[source]
         source: Box<RuntimeError>,
     },
+    /// The turn raised events while this node's outbox is at its limit (the event bus has
+    /// been unreachable for a while): nothing was written. Transient.
+    #[error(
+        "{actor} not changed: the event outbox is full ({pending} pending, limit {limit}); retry later"
+    )]
+    OutboxFull {
+        actor: ActorId,
+        pending: usize,
+        limit: usize,
+    },
     /// The owner node answered with an error; `class` keeps what the callers decide on.
     #[error("{actor} on {node}: {message}")]
     Remote {
@@ -92,6 +102,7 @@ impl RuntimeError {
             | Self::ShuttingDown
             | Self::Moved { .. }
             | Self::Expired { .. }
+            | Self::OutboxFull { .. }
             | Self::NotApplied { .. } => true,
             Self::AfterEffects { source, .. } => source.is_unavailable(),
             Self::Remote { class, .. } => *class != ErrorClass::Failed,
@@ -121,9 +132,10 @@ impl RuntimeError {
             Self::Store { source, .. } if source.is_outcome_unknown() => ErrorClass::OutcomeUnknown,
             Self::Store { source, .. } if source.is_unavailable() => ErrorClass::Unavailable,
             Self::Timeout { .. } | Self::Unreachable { .. } => ErrorClass::OutcomeUnknown,
-            Self::ShuttingDown | Self::Expired { .. } | Self::NotApplied { .. } => {
-                ErrorClass::Unavailable
-            }
+            Self::ShuttingDown
+            | Self::Expired { .. }
+            | Self::OutboxFull { .. }
+            | Self::NotApplied { .. } => ErrorClass::Unavailable,
             Self::AfterEffects { .. } => ErrorClass::OutcomeUnknown,
             Self::Moved { .. } => ErrorClass::Moved,
             Self::Remote { class, .. } => *class,

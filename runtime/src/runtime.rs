@@ -24,10 +24,13 @@ use crate::actor::VirtualActor;
 use crate::clock::{SharedClock, SystemClock};
 use crate::directory::{IdleEntry, KindHost};
 use crate::error::RuntimeError;
+use crate::events::EventBus;
+use crate::events::consume::{Consumers, DeadLetterActor};
+use crate::events::relay::{self, OutboxFull, Relay, RelaySettings};
 use crate::identity::ActorId;
 use crate::lifecycle::{DeactivationReason, KindSnapshot, Lifecycle};
 use crate::outcome::{self, AbandonOnDrop, Ticket};
-use crate::placement::{Shard, shard_of};
+use crate::placement::{SHARD_COUNT, Shard, shard_of};
 use crate::reminders::ReminderScheduler;
 use crate::routing::{self, Location, Placement};
 use crate::status::{ActorLocation, ClusterStatus, NodeStatus};
@@ -154,6 +157,10 @@ pub(crate) struct RuntimeInner {
     stopping: watch::Sender<bool>,
     /// Set once when the node runs in a cluster; absent on a single node (all local).
     placement: OnceLock<Arc<dyn Placement>>,
+    /// The outbox relay, when an event bus is configured ([`RuntimeBuilder::events`]).
+    relay: Option<Arc<Relay>>,
+    /// The durable consumers running on this node.
+    consumers: Consumers,
 }
 
 /// A cheap, cloneable handle on the node's runtime.
@@ -171,9 +178,17 @@ pub struct RuntimeBuilder {
     kinds: BTreeMap<&'static str, Registered>,
     by_type: HashMap<TypeId, &'static str>,
     lifecycle: Arc<Lifecycle>,
+    relay: Option<Arc<Relay>>,
 }
 
 impl RuntimeBuilder {
+    /// Publish the actors' outbox entries to `bus` with an outbox relay (see
+    /// [`crate::events::relay`]). Without it, events stay in the outbox.
+    pub fn events(mut self, bus: Arc<dyn EventBus>, settings: RelaySettings) -> Self {
+        self.relay = Some(Arc::new(Relay::new(bus, settings)));
+        self.register(DeadLetterActor)
+    }
+
     pub fn node_id(mut self, node_id: impl Into<String>) -> Self {
         self.node_id = node_id.into();
         self
@@ -212,6 +227,7 @@ impl RuntimeBuilder {
         for reminder in stored {
             runtime.arm_reminder(&reminder.actor, reminder.name, reminder.due_at_ms);
         }
+        runtime.relay_shards(0..SHARD_COUNT);
         Ok(runtime)
     }
 
@@ -233,8 +249,13 @@ impl RuntimeBuilder {
                 capacity: Notify::new(),
                 stopping,
                 placement: OnceLock::new(),
+                relay: self.relay,
+                consumers: Consumers::default(),
             }),
         };
+        if let Some(relay) = &runtime.inner.relay {
+            tokio::spawn(relay::run(runtime.downgrade(), Arc::clone(relay)));
+        }
         tokio::spawn(reminders::run(runtime.downgrade(), reminder_queue));
         tokio::spawn(passivation::run(runtime.downgrade()));
         runtime
@@ -261,6 +282,7 @@ impl Runtime {
             kinds: BTreeMap::new(),
             by_type: HashMap::new(),
             lifecycle: Arc::new(Lifecycle::default()),
+            relay: None,
         }
     }
 
@@ -554,6 +576,9 @@ impl Runtime {
     /// their reminder timers (the new owner arms them). Returns how many were passivated.
     pub(crate) fn release_shards(&self, shards: &BTreeSet<Shard>) -> usize {
         self.inner.reminders.forget(shards.clone());
+        if let Some(relay) = &self.inner.relay {
+            relay.forget(shards);
+        }
         self.hosts().map(|host| host.passivate_shards(shards)).sum()
     }
 
@@ -565,6 +590,49 @@ impl Runtime {
             self.arm_reminder(&reminder.actor, reminder.name, reminder.due_at_ms);
         }
         Ok(count)
+    }
+
+    /// Whether this node serves `shard` now (always outside a cluster).
+    pub(crate) fn serves_shard(&self, shard: Shard) -> bool {
+        self.placement()
+            .is_none_or(|placement| placement.serving_epoch(shard).is_some())
+    }
+
+    /// Have the relay look at `shards`' outboxes (this node gained them).
+    pub(crate) fn relay_shards(&self, shards: impl IntoIterator<Item = Shard>) {
+        if let Some(relay) = &self.inner.relay {
+            relay.mark(shards);
+        }
+    }
+
+    /// Before a commit that raises events: refused while the outbox is full.
+    pub(crate) fn admit_events(&self) -> Result<(), OutboxFull> {
+        self.inner
+            .relay
+            .as_ref()
+            .map_or(Ok(()), |relay| relay.admit())
+    }
+
+    /// A commit of `actor` wrote the outbox entries `ids`.
+    pub(crate) fn events_committed(&self, actor: &ActorId, ids: &[String]) {
+        if let Some(relay) = &self.inner.relay {
+            relay.committed(actor, ids);
+        }
+    }
+
+    /// The event bus the relay publishes to, when one is configured: consumers subscribe
+    /// to it.
+    pub fn event_bus(&self) -> Option<&Arc<dyn EventBus>> {
+        self.inner.relay.as_ref().map(|relay| relay.bus())
+    }
+
+    pub(crate) fn consumers(&self) -> &Consumers {
+        &self.inner.consumers
+    }
+
+    /// Outbox entries known to be pending on this node (0 without a relay).
+    pub fn outbox_pending(&self) -> usize {
+        self.inner.relay.as_ref().map_or(0, |relay| relay.pending())
     }
 
     /// Active actors on this node, all kinds.

@@ -14,6 +14,7 @@ pub mod conformance;
 mod demo;
 mod index;
 mod product;
+mod projection;
 
 pub use changes::{
     CatalogFollower, CatalogLogActor, ChangeLog, ChangeLogCommand, ChangeLogReply,
@@ -26,6 +27,7 @@ pub use product::{
     MAX_ATTRIBUTES, MAX_CATEGORY_CHARS, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PRICE_CENTS,
     Product, ProductActor, ProductCommand, ProductDraft,
 };
+pub use projection::{SearchProjection, search_consumer};
 
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};

@@ -136,6 +136,7 @@ async fn arm_gained(runtime: Runtime, shards: Vec<Shard>) {
         if pass == 1 {
             tokio::time::sleep(REARM_AFTER).await;
         }
+        runtime.relay_shards(shards.iter().copied());
         for shard in &shards {
             if let Err(error) = runtime.arm_shard_reminders(*shard).await {
                 tracing::warn!(shard, %error, "cluster: cannot arm the reminders of a gained shard");

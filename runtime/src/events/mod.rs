@@ -24,8 +24,10 @@
 //! - **Subjects** are dot-separated tokens; filters use `*` (one token) and `>` (one or more
 //!   trailing tokens), as NATS does.
 
+pub mod consume;
 mod envelope;
 mod memory;
+pub mod relay;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -36,6 +38,7 @@ use bytes::Bytes;
 pub use envelope::{Envelope, Event, EventSource};
 pub(crate) use envelope::{EnvelopeTime, event_id};
 pub use memory::{MemoryEventBus, MemoryEventBusConfig};
+pub use relay::RelaySettings;
 
 /// One event as the bus carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -234,6 +234,19 @@ pub trait StateStore: Send + Sync + 'static {
     /// actor (no order is promised across actors).
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError>;
 
+    /// Up to `limit` outbox entries of actors in `shard` (TEMPORARY default: filters the
+    /// global read; replaced by per-adapter indexes).
+    async fn outbox_pending_in(
+        &self,
+        shard: Shard,
+        limit: usize,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        let mut all = self.outbox_pending(usize::MAX / 2).await?;
+        all.retain(|event| crate::placement::shard_of_id(&event.actor) == shard);
+        all.truncate(limit);
+        Ok(all)
+    }
+
     /// Remove published entries. Acknowledging an unknown id is not an error (idempotent).
     async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError>;
 
