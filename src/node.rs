@@ -9,13 +9,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use emporium_actors::Catalog;
-use emporium_actors::catalog::{CatalogFollower, DEFAULT_FOLLOW_INTERVAL};
+use emporium_actors::catalog::search_consumer;
 use emporium_config::{NodeConfig, StoreConfig};
 use emporium_http_edge::auth::TokenKeys;
 use emporium_http_edge::cache::{CATALOG, DEFAULT_PAGE_TTL, ReadCache};
 use emporium_http_edge::limits::{LoginThrottle, Rate, RateLimiter};
 use emporium_http_edge::{AppState, EdgeLimits};
+use emporium_events_nats::{JetStreamBus, JetStreamSettings};
 use emporium_runtime::cluster::MembershipConfig;
+use emporium_runtime::events::consume::spawn_consumer;
+use emporium_runtime::events::{EventBus, MemoryEventBus, RelaySettings};
 use emporium_runtime::cluster::{Cluster, ClusterOptions};
 use emporium_runtime::store::MemoryStore;
 use emporium_runtime::{Runtime, RuntimeBuilder, RuntimeConfig, StateStore};
@@ -49,9 +52,6 @@ pub struct Node {
     limits: EdgeLimits,
     /// `Some` in cluster mode.
     cluster: Option<Cluster>,
-    /// Brings product writes made through other nodes into this node's index while serving.
-    /// `Some` in cluster mode.
-    catalog_follower: Option<CatalogFollower>,
 }
 
 impl Node {
@@ -66,7 +66,13 @@ impl Node {
         let store = open_store(&config.store, &config.data_dir).await?;
         tracing::info!(adapter = store.adapter(), "state store open");
         let ports = domain_ports(config)?;
+        let bus = event_bus(config).await?;
+        let relay = RelaySettings {
+            outbox_limit: config.outbox_limit,
+            ..RelaySettings::default()
+        };
         let builder = emporium_actors::register_with(Runtime::builder(store), &ports)
+            .events(bus, relay)
             .node_id(config.node_id.clone())
             // The runtime's verdict (applied / not applied / unknown) always comes before
             // the edge's request timeout would answer without knowing.
@@ -78,13 +84,6 @@ impl Node {
         let (runtime, cluster) = start_runtime(builder, config, http_addr).await?;
         let index = TantivyIndex::new().context("cannot create the catalog search index")?;
         let catalog = Catalog::new(runtime.clone(), Arc::new(index));
-        // Other nodes' catalog writes reach this node's index through the change log (a single
-        // node sees all of them itself). Positioned before the rebuild, so that it replays
-        // every change stored after it.
-        let catalog_follower = match &cluster {
-            Some(_) => Some(CatalogFollower::at_head(catalog.clone()).await),
-            None => None,
-        };
         let indexed = catalog
             .rebuild_index()
             .await
@@ -111,23 +110,24 @@ impl Node {
         }
         let secret = jwt_secret(config)?;
         let tokens = TokenKeys::new(secret.as_bytes(), TOKEN_TTL);
+        let state = with_edge_services(
+            with_metrics(
+                AppState::new(runtime, catalog, tokens).with_payments(ports.payments),
+                metrics,
+            ),
+            config,
+        )
+        .await?;
+        start_consumers(&state, config);
         Ok(Self {
             listener,
             http_addr,
-            state: with_edge_services(
-                with_metrics(
-                    AppState::new(runtime, catalog, tokens).with_payments(ports.payments),
-                    metrics,
-                ),
-                config,
-            )
-            .await?,
+            state,
             limits: EdgeLimits {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: config.request_timeout,
             },
             cluster,
-            catalog_follower,
         })
     }
 
@@ -148,13 +148,6 @@ impl Node {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
-        let cache = state.cache.clone();
-        let following = self.catalog_follower.map(|follower| {
-            follower.spawn(DEFAULT_FOLLOW_INTERVAL, move || {
-                let cache = cache.clone();
-                async move { cache.invalidate(CATALOG).await }
-            })
-        });
         let router = emporium_http_edge::router(self.state.clone(), &self.limits);
         state.mark_ready();
         let fencing = self.cluster.clone().map(|cluster| {
@@ -198,9 +191,6 @@ impl Node {
         .context("http edge failed")?;
         if let Some(fencing) = fencing {
             fencing.abort();
-        }
-        if let Some(following) = following {
-            following.stop().await;
         }
         state.runtime.shutdown(DRAIN_DEADLINE).await;
         if let Some(cluster) = &self.cluster {
@@ -383,6 +373,44 @@ fn with_metrics(state: AppState, metrics: Option<PrometheusHandle>) -> AppState 
         Some(metrics) => state.with_metrics(metrics),
         None => state,
     }
+}
+
+/// The event bus: NATS JetStream when `events` names a server (the stream is created or
+/// updated now), else the in-process bus (one node).
+async fn event_bus(config: &NodeConfig) -> anyhow::Result<Arc<dyn EventBus>> {
+    let Some(url) = &config.nats_url else {
+        tracing::info!("events: in-process bus");
+        return Ok(Arc::new(MemoryEventBus::default()));
+    };
+    let stream = &config.nats_stream;
+    let settings = JetStreamSettings {
+        stream: stream.name.clone(),
+        max_age: stream.max_age,
+        replicas: stream.replicas,
+        duplicate_window: stream.duplicate_window,
+        subject_prefix: stream.subject_prefix.clone(),
+        ..JetStreamSettings::new(url.as_str())
+    };
+    let bus = JetStreamBus::start(settings)
+        .await
+        .context("cannot start the NATS JetStream event bus (EMPORIUM_EVENTS)")?;
+    tracing::info!(stream = %stream.name, "events: NATS JetStream");
+    Ok(Arc::new(bus))
+}
+
+/// The node's durable consumers: its own search projection (every product change, from
+/// whichever node), then the domain's shared consumers.
+fn start_consumers(state: &AppState, config: &NodeConfig) {
+    let cache = state.cache.clone();
+    let projection = state.catalog.projection(Arc::new(move || {
+        let cache = cache.clone();
+        Box::pin(async move { cache.invalidate(CATALOG).await })
+    }));
+    spawn_consumer(
+        &state.runtime,
+        search_consumer(&config.node_id),
+        Arc::new(projection),
+    );
 }
 
 /// The domain's ports and settings: the built-in test payment gateway (the only one so

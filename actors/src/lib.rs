@@ -69,7 +69,6 @@ pub fn register_with(builder: RuntimeBuilder, ports: &DomainPorts) -> RuntimeBui
     builder
         .register(CartActor)
         .register(ProductActor)
-        .register(catalog::CatalogLogActor::default())
         .register(user::UserActor)
         .register(user::EmailIndexActor)
         .register(inventory::InventoryActor::new(ports.reservation_ttl))

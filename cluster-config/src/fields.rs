@@ -209,13 +209,29 @@ pub(crate) const TRUST_FORWARDED_FOR: Field = field(
     Plain,
     "Take the client address from X-Forwarded-For (only behind a proxy that sets it)",
 );
-pub(crate) const NATS_URL: Field = field(
-    "nats_url",
-    "EMPORIUM_NATS_URL",
+pub(crate) const EVENTS: Field = field(
+    "events",
+    "EMPORIUM_EVENTS",
     None,
-    None,
+    Some("memory"),
     Url,
-    "NATS for events, nats://... (optional)",
+    "Where domain events go: memory (in-process, one node) or nats://host:port (JetStream; required in cluster mode)",
+);
+pub(crate) const NATS_SUBJECT_PREFIX: Field = field(
+    "nats_subject_prefix",
+    "EMPORIUM_NATS_SUBJECT_PREFIX",
+    None,
+    Some(""),
+    Plain,
+    "Namespace on the NATS server: subjects become <prefix>.emporium.>, so deployments can share one server",
+);
+pub(crate) const OUTBOX_LIMIT: Field = field(
+    "outbox_limit",
+    "EMPORIUM_OUTBOX_LIMIT",
+    None,
+    Some("100000"),
+    Plain,
+    "Events waiting for the bus on one node before commits that raise events are refused (503)",
 );
 pub(crate) const NATS_STREAM: Field = field(
     "nats_stream",
@@ -430,7 +446,9 @@ pub(crate) const ALL: &[Field] = &[
     RATE_LIMIT,
     RATE_BURST,
     TRUST_FORWARDED_FOR,
-    NATS_URL,
+    EVENTS,
+    NATS_SUBJECT_PREFIX,
+    OUTBOX_LIMIT,
     NATS_STREAM,
     NATS_MAX_AGE,
     NATS_REPLICAS,

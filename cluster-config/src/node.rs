@@ -63,8 +63,12 @@ pub struct NodeConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// Take the client address from `X-Forwarded-For` (`trust_forwarded_for`).
     pub trust_forwarded_for: bool,
-    /// `nats://` URL (`nats_url`).
+    /// Where domain events go (`events`): the NATS JetStream URL, or `None` for the
+    /// in-process bus (`memory`, single node only).
     pub nats_url: Option<String>,
+    /// Events pending on one node before commits that raise events are refused
+    /// (`outbox_limit`).
+    pub outbox_limit: usize,
     /// The JetStream stream of the events (`nats_stream`, `nats_max_age`, `nats_replicas`,
     /// `nats_duplicate_window`); used only when `nats_url` is set.
     pub nats_stream: NatsStreamConfig,
@@ -97,6 +101,8 @@ pub struct NatsStreamConfig {
     /// How long an event id is remembered for deduplication (`nats_duplicate_window`,
     /// > 0 and at most `nats_max_age`, as JetStream requires).
     pub duplicate_window: Duration,
+    /// Namespace of the subjects on the server (`nats_subject_prefix`; empty: none).
+    pub subject_prefix: String,
 }
 
 impl NatsStreamConfig {
@@ -111,6 +117,7 @@ impl Default for NatsStreamConfig {
             max_age: Duration::from_secs(7 * 24 * 3600),
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
+            subject_prefix: String::new(),
         }
     }
 }
@@ -271,7 +278,10 @@ impl NodeConfig {
             redis_prefix: r.required(&fields::REDIS_PREFIX, values::key_prefix)?,
             rate_limit: rate_limit(r)?,
             trust_forwarded_for: r.required(&fields::TRUST_FORWARDED_FOR, values::boolean)?,
-            nats_url: r.optional(&fields::NATS_URL, |t| values::url_with_scheme(t, &["nats"]))?,
+            nats_url: r.required(&fields::EVENTS, values::events)?,
+            outbox_limit: r.required(&fields::OUTBOX_LIMIT, |t| {
+                values::integer_in(t, 1, 100_000_000)
+            })?,
             nats_stream: nats_stream(r)?,
             cluster: cluster(r, http_addr)?,
             reservation_ttl: r.required(&fields::RESERVATION_TTL, values::positive_duration)?,
@@ -283,7 +293,23 @@ impl NodeConfig {
             data_dir,
         };
         config.check_cluster_store(r)?;
+        config.check_cluster_events(r)?;
         Ok(config)
+    }
+
+    /// Cluster mode needs events every node sees: each node's search index follows every
+    /// product change, and an event must outlive the node that relayed it.
+    fn check_cluster_events(&self, r: &Resolved) -> Result<(), ConfigError> {
+        if self.cluster.is_some() && self.nats_url.is_none() {
+            return Err(ConfigError::Conflict {
+                message: format!(
+                    "cluster mode needs events on NATS JetStream ({} = nats://host:port); the in-process bus is single-node: {} is set",
+                    r.describe(&fields::EVENTS),
+                    r.describe(&fields::CLUSTER_ADDR),
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Cluster mode needs a store every node can reach.
@@ -336,11 +362,13 @@ fn nats_stream(r: &Resolved) -> Result<NatsStreamConfig, ConfigError> {
             ),
         });
     }
+    let subject_prefix = r.required(&fields::NATS_SUBJECT_PREFIX, values::subject_prefix)?;
     Ok(NatsStreamConfig {
         name,
         max_age,
         replicas,
         duplicate_window,
+        subject_prefix,
     })
 }
 
@@ -509,6 +537,7 @@ impl Default for NodeConfig {
             }),
             trust_forwarded_for: false,
             nats_url: None,
+            outbox_limit: 100_000,
             nats_stream: NatsStreamConfig::default(),
             cluster: None,
             reservation_ttl: Duration::from_secs(15 * 60),
@@ -544,6 +573,7 @@ impl fmt::Debug for NodeConfig {
             rate_limit,
             trust_forwarded_for,
             nats_url,
+            outbox_limit,
             nats_stream,
             cluster,
             reservation_ttl,
@@ -571,6 +601,7 @@ impl fmt::Debug for NodeConfig {
             .field("rate_limit", rate_limit)
             .field("trust_forwarded_for", trust_forwarded_for)
             .field("nats_url", &masked(nats_url))
+            .field("outbox_limit", outbox_limit)
             .field("nats_stream", nats_stream)
             .field("cluster", cluster)
             .field("reservation_ttl", reservation_ttl)
@@ -592,7 +623,7 @@ impl fmt::Display for NodeConfig {
             f,
             "node_id={} http_addr={} store={} data_dir={} idle_timeout={} max_active_actors={} \
              demo={} request_timeout={} max_body_bytes={} log={:?} jwt_secret={} admin={} \
-             redis_url={} nats_url={} cluster=",
+             redis_url={} events={} cluster=",
             self.node_id,
             self.http_addr,
             self.store,

@@ -234,6 +234,34 @@ pub(crate) fn stream_name(text: &str) -> Result<String, Expected> {
     }
 }
 
+/// `memory` (the in-process bus): `None`; or a `nats://` URL.
+pub(crate) fn events(text: &str) -> Result<Option<String>, Expected> {
+    if text.trim() == "memory" {
+        return Ok(None);
+    }
+    url_with_scheme(text, &["nats"])
+        .map(Some)
+        .map_err(|_| "memory, or a URL like nats://host:4222".to_owned())
+}
+
+/// A NATS subject prefix: empty, or dot-separated tokens of letters, digits, `_` and `-`.
+pub(crate) fn subject_prefix(text: &str) -> Result<String, Expected> {
+    let text = text.trim();
+    let ok = text.is_empty()
+        || (text.len() <= 64
+            && text.split('.').all(|token| {
+                !token.is_empty()
+                    && token
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            }));
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err("dot-separated tokens of letters, digits, _ or - (at most 64 characters)".to_owned())
+    }
+}
+
 /// Masks what in a URL may be a credential: the password of `user:pass@`
 /// (a lone `token@` entirely), and the values of query parameters whose name
 /// mentions a password, secret, token or key. Text without `://` comes back

@@ -338,9 +338,9 @@ fn every_field_names_itself_in_its_error() {
             r#"invalid EMPORIUM_REDIS_URL (redis_url) = "cache:6379": expected a URL like redis://... or rediss://..."#,
         ),
         (
-            "EMPORIUM_NATS_URL",
+            "EMPORIUM_EVENTS",
             "http://bus",
-            r#"invalid EMPORIUM_NATS_URL (nats_url) = "http://bus": expected a URL like nats://..."#,
+            r#"invalid EMPORIUM_EVENTS (events) = "http://bus": expected memory, or a URL like nats://host:4222"#,
         ),
         (
             "EMPORIUM_NATS_STREAM",
@@ -493,7 +493,7 @@ fn optional_fields_when_set() {
             ("EMPORIUM_ADMIN_EMAIL", "admin@example.com"),
             ("EMPORIUM_ADMIN_PASSWORD", "correct horse"),
             ("EMPORIUM_REDIS_URL", "rediss://:pw@cache:6380"),
-            ("EMPORIUM_NATS_URL", "nats://bus:4222"),
+            ("EMPORIUM_EVENTS", "nats://bus:4222"),
         ],
     );
     assert_eq!(c.jwt_secret.as_ref().map(Secret::expose), Some(JWT));
@@ -517,6 +517,7 @@ fn nats_stream_settings() {
             max_age: Duration::from_secs(7 * 24 * 3600),
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
+            subject_prefix: String::new(),
         }
     );
     let set = ok(
@@ -526,6 +527,7 @@ fn nats_stream_settings() {
             ("EMPORIUM_NATS_MAX_AGE", "30d"),
             ("EMPORIUM_NATS_REPLICAS", "3"),
             ("EMPORIUM_NATS_DUPLICATE_WINDOW", "10m"),
+            ("EMPORIUM_NATS_SUBJECT_PREFIX", "staging.eu-1"),
         ],
     );
     assert_eq!(
@@ -535,6 +537,7 @@ fn nats_stream_settings() {
             max_age: Duration::from_secs(30 * 24 * 3600),
             replicas: 3,
             duplicate_window: Duration::from_secs(600),
+            subject_prefix: "staging.eu-1".into(),
         }
     );
     // JetStream refuses a duplicate window longer than the stream keeps messages.
@@ -660,6 +663,7 @@ fn stores() {
 fn cluster_mode() {
     let pg = ("EMPORIUM_STORE", "postgres://db/shop");
     let secret = ("EMPORIUM_CLUSTER_SECRET", "s3cret");
+    let nats = ("EMPORIUM_EVENTS", "nats://bus:4222");
     let c = ok(
         &[
             "--cluster-addr",
@@ -667,7 +671,7 @@ fn cluster_mode() {
             "--seeds",
             "127.0.0.1:7102,127.0.0.1:7103",
         ],
-        &[pg, secret],
+        &[pg, secret, nats],
     );
     assert_eq!(
         c.cluster,
@@ -681,9 +685,12 @@ fn cluster_mode() {
     // The first node has no seeds.
     let c = ok(
         &[],
-        &[pg, secret, ("EMPORIUM_CLUSTER_ADDR", "127.0.0.1:7101")],
+        &[pg, secret, nats, ("EMPORIUM_CLUSTER_ADDR", "127.0.0.1:7101")],
     );
     assert_eq!(c.cluster.map(|c| c.seeds), Some(vec![]));
+    // Without NATS, cluster mode is refused: the in-process bus serves one node.
+    let msg = err(&[], &[pg, secret, ("EMPORIUM_CLUSTER_ADDR", "127.0.0.1:7101")]);
+    assert!(msg.contains("cluster mode needs events on NATS JetStream"), "{msg}");
 }
 
 #[test]
@@ -693,6 +700,7 @@ fn membership_timings_are_read_and_checked_against_each_other() {
         ("EMPORIUM_STORE", "postgres://db/shop"),
         ("EMPORIUM_CLUSTER_SECRET", "s3cret"),
         ("EMPORIUM_CLUSTER_ADDR", "127.0.0.1:7101"),
+        ("EMPORIUM_EVENTS", "nats://bus:4222"),
     ];
     let with = |extra: &[(&'static str, &'static str)]| {
         let mut env = cluster.to_vec();
@@ -884,6 +892,7 @@ fn cluster_and_http_need_different_ports() {
         &[
             ("EMPORIUM_STORE", "postgres://db/shop"),
             ("EMPORIUM_CLUSTER_SECRET", "s"),
+            ("EMPORIUM_EVENTS", "nats://bus:4222"),
         ],
     );
 }
@@ -907,7 +916,7 @@ fn summary_and_debug_never_show_secrets() {
             ("EMPORIUM_ADMIN_EMAIL", "admin@example.com"),
             ("EMPORIUM_ADMIN_PASSWORD", "admin-pass-4"),
             ("EMPORIUM_REDIS_URL", "redis://:redis-pass-5@cache"),
-            ("EMPORIUM_NATS_URL", "nats://nats-token-6@bus"),
+            ("EMPORIUM_EVENTS", "nats://nats-token-6@bus"),
         ],
     );
     let summary = c.to_string();
@@ -931,7 +940,7 @@ fn summary_and_debug_never_show_secrets() {
         "node_id=node-testhost http_addr=127.0.0.1:8080 store=postgres://app:***@db/shop data_dir=./data \
          idle_timeout=5m max_active_actors=100000 demo=true request_timeout=10s max_body_bytes=65536 \
          log=\"info\" jwt_secret=set admin=admin@example.com redis_url=redis://:***@cache \
-         nats_url=nats://***@bus cluster=127.0.0.1:7101 seeds=[127.0.0.1:7102] cluster_secret=set \
+         events=nats://***@bus cluster=127.0.0.1:7101 seeds=[127.0.0.1:7102] cluster_secret=set \
          heartbeat_interval=500ms suspect_after=2s dead_after=5s crash_confirm=600ms \
          forget_after=1h"
     );

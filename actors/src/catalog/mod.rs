@@ -1,25 +1,20 @@
 //! The catalog: product actors plus the search index that lists them.
 //!
-//! Writes go to the product actor first (the source of truth), then to the change log (see
-//! [`CatalogLogActor`]), then to the node's search index; at start the index is rebuilt from the
-//! stored products. A product write that committed but did not reach the index (a crash in
-//! between) is picked up by that rebuild. Upserts of one SKU are serialized on the node, so
-//! the index never ends up holding an older version than the store. Writes made through
-//! other nodes reach this node's index through its [`CatalogFollower`], within about one
-//! follow interval.
+//! Writes go to the product actor first (the source of truth, which raises
+//! `ProductChanged` in the same commit), then to the node's search index; at start the index
+//! is rebuilt from the stored products. Upserts of one SKU are serialized on the node, so the
+//! index never ends up holding an older version than the store. Every node's index also
+//! follows the `ProductChanged` events ([`SearchProjection`]), so writes made through other
+//! nodes (and one that committed but did not reach the index before a crash) reach it as
+//! soon as the relay has published them.
 
-mod changes;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod demo;
 mod index;
 mod product;
-mod projection;
+pub mod projection;
 
-pub use changes::{
-    CatalogFollower, CatalogLogActor, ChangeLog, ChangeLogCommand, ChangeLogReply,
-    DEFAULT_FOLLOW_INTERVAL, DEFAULT_WINDOW, Followed, Following, LOG_KEY, MAX_CHANGES_PER_REPLY,
-};
 pub use index::{
     MAX_WORD_BYTES, MemoryIndex, SearchError, SearchIndex, SearchPage, SearchQuery, words,
 };
@@ -27,9 +22,8 @@ pub use product::{
     MAX_ATTRIBUTES, MAX_CATEGORY_CHARS, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PRICE_CENTS,
     Product, ProductActor, ProductCommand, ProductDraft,
 };
-pub use projection::{SearchProjection, search_consumer};
+pub use projection::{OnChange, SearchProjection, search_consumer};
 
-use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -77,9 +71,6 @@ pub struct Catalog {
     /// Serialize the store write and the index write of one SKU, so that two concurrent
     /// upserts cannot reach the index in the opposite order to the store.
     upserts: Arc<[Mutex<()>]>,
-    /// SKUs written but not yet recorded in the change log (the append failed): appended
-    /// again by this node's follower before its next read of the log.
-    unlogged: Arc<std::sync::Mutex<BTreeSet<Sku>>>,
 }
 
 impl Catalog {
@@ -88,7 +79,6 @@ impl Catalog {
             runtime,
             index,
             upserts: (0..UPSERT_STRIPES).map(|_| Mutex::new(())).collect(),
-            unlogged: Arc::default(),
         }
     }
 
@@ -113,9 +103,9 @@ impl Catalog {
         Ok(reply?)
     }
 
-    /// Create or replace a product, record the change in the change log, then index it:
-    /// when this returns, this node's listings and search show the new version, and the
-    /// other nodes' within about one follow interval (see [`CatalogFollower`]).
+    /// Create or replace a product, then index it: when this returns, this node's listings
+    /// and search show the new version, and the other nodes' once the relay published its
+    /// `ProductChanged` (see [`SearchProjection`]).
     pub async fn upsert(&self, sku: &Sku, draft: ProductDraft) -> Result<Upserted, CatalogError> {
         draft.validate()?;
         let _serialized = self.stripe(sku).lock().await;
@@ -129,7 +119,6 @@ impl Catalog {
             actor: emporium_runtime::ActorId::new("product", sku.as_str()),
             reason: "upsert answered without the product".to_owned(),
         })?;
-        self.record_change(sku).await;
         self.index.upsert(&product).await?;
         Ok(Upserted { product, created })
     }
@@ -153,6 +142,12 @@ impl Catalog {
                 other => return other,
             }
         }
+    }
+
+    /// This node's search index as a projection of `ProductChanged` events; `on_change`
+    /// runs after each batch that changed the index (to drop cached listings).
+    pub fn projection(&self, on_change: projection::OnChange) -> SearchProjection {
+        SearchProjection::new(Arc::clone(&self.index), on_change)
     }
 
     /// Load every stored product into the index. Returns how many were indexed.

@@ -11,6 +11,8 @@
 //! its index from the store before it consumes.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -40,17 +42,22 @@ fn consumer_safe(name: &str) -> String {
         .collect()
 }
 
+/// Runs after a batch changed the index.
+pub type OnChange = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
 /// Applies `ProductChanged` events to one node's index.
 pub struct SearchProjection {
     index: Arc<dyn SearchIndex>,
+    on_change: OnChange,
     /// SKU → the product version last indexed from an event.
     indexed: Mutex<HashMap<String, u64>>,
 }
 
 impl SearchProjection {
-    pub fn new(index: Arc<dyn SearchIndex>) -> Self {
+    pub fn new(index: Arc<dyn SearchIndex>, on_change: OnChange) -> Self {
         Self {
             index,
+            on_change,
             indexed: Mutex::new(HashMap::new()),
         }
     }
@@ -99,11 +106,14 @@ impl EventHandler for SearchProjection {
             .collect();
         match self.index.upsert_many(&products).await {
             Ok(()) => {
-                let mut indexed = self.indexed.lock().unwrap_or_else(PoisonError::into_inner);
-                for (sku, (version, _, _)) in newest {
-                    let seen = indexed.entry(sku).or_insert(0);
-                    *seen = (*seen).max(version);
+                {
+                    let mut indexed = self.indexed.lock().unwrap_or_else(PoisonError::into_inner);
+                    for (sku, (version, _, _)) in newest {
+                        let seen = indexed.entry(sku).or_insert(0);
+                        *seen = (*seen).max(version);
+                    }
                 }
+                (self.on_change)().await;
             }
             Err(error) => {
                 for (_, _, positions) in newest.values() {

@@ -1,11 +1,15 @@
 //! `MemoryEventBus`: the in-process twin of the JetStream adapter, and the embedded default.
 //!
-//! One log of every stored message (a single stream), a map of recently seen ids for the
+//! One log of the stored messages (a single stream), a map of recently seen ids for the
 //! duplicate window, and per durable consumer a cursor into the log plus the deliveries
 //! awaiting their ack. Durable for the life of the process only: across restarts the
 //! embedded node's events are kept by the outbox, not by this bus.
+//!
+//! Bounded like a JetStream stream with limits retention: past
+//! [`MemoryEventBusConfig::max_messages`] the oldest message is dropped, also for a consumer
+//! that has not read it yet (a consumer that far behind loses it, as on JetStream).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,14 +30,17 @@ pub struct MemoryEventBusConfig {
     pub ack_wait: Duration,
     /// How long a published id is remembered for deduplication.
     pub duplicate_window: Duration,
+    /// Most messages kept; the oldest go first.
+    pub max_messages: usize,
 }
 
 impl Default for MemoryEventBusConfig {
-    /// JetStream's defaults: 30 s ack wait, 2 min duplicate window.
+    /// JetStream's defaults: 30 s ack wait, 2 min duplicate window; 100 000 messages.
     fn default() -> Self {
         Self {
             ack_wait: Duration::from_secs(30),
             duplicate_window: Duration::from_secs(120),
+            max_messages: 100_000,
         }
     }
 }
@@ -53,7 +60,9 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    log: Vec<EventEnvelope>,
+    /// The kept messages; `log[0]` has the absolute index `first`.
+    log: VecDeque<EventEnvelope>,
+    first: usize,
     /// id → when it was stored, for the duplicate window.
     seen: HashMap<String, Instant>,
     consumers: HashMap<String, Consumer>,
@@ -61,7 +70,7 @@ struct State {
 
 struct Consumer {
     filter: String,
-    /// Index in the log of the next message never delivered to this consumer.
+    /// Absolute index of the next message never delivered to this consumer.
     cursor: usize,
     /// Log index → its delivery awaiting an ack.
     pending: BTreeMap<usize, Pending>,
@@ -109,12 +118,27 @@ impl Shared {
             return;
         }
         state.seen.insert(envelope.id.clone(), now);
-        state.log.push(envelope.clone());
+        state.log.push_back(envelope.clone());
+        while state.log.len() > self.config.max_messages.max(1) {
+            state.log.pop_front();
+            state.first += 1;
+        }
+        let first = state.first;
+        for consumer in state.consumers.values_mut() {
+            consumer.cursor = consumer.cursor.max(first);
+            consumer.pending.retain(|index, _| *index >= first);
+        }
     }
 
     fn step(&self, name: &str, now: Instant) -> Step {
         let mut guard = lock(&self.state);
-        let State { log, consumers, .. } = &mut *guard;
+        let State {
+            log,
+            first,
+            consumers,
+            ..
+        } = &mut *guard;
+        let first = *first;
         let Some(consumer) = consumers.get_mut(name) else {
             return Step::WaitUntil(None);
         };
@@ -126,12 +150,13 @@ impl Shared {
         if let Some((&index, pending)) = due {
             pending.count += 1;
             pending.redeliver_at = now + self.config.ack_wait;
-            return Step::Deliver(log[index].clone(), index, pending.count);
+            return Step::Deliver(log[index - first].clone(), index, pending.count);
         }
-        while consumer.cursor < log.len() {
+        consumer.cursor = consumer.cursor.max(first);
+        while consumer.cursor < first + log.len() {
             let index = consumer.cursor;
             consumer.cursor += 1;
-            if subject_matches(&consumer.filter, &log[index].subject) {
+            if subject_matches(&consumer.filter, &log[index - first].subject) {
                 let redeliver_at = now + self.config.ack_wait;
                 consumer.pending.insert(
                     index,
@@ -140,7 +165,7 @@ impl Shared {
                         count: 1,
                     },
                 );
-                return Step::Deliver(log[index].clone(), index, 1);
+                return Step::Deliver(log[index - first].clone(), index, 1);
             }
         }
         Step::WaitUntil(consumer.pending.values().map(|p| p.redeliver_at).min())
@@ -261,6 +286,7 @@ mod tests {
         let bus = MemoryEventBus::new(MemoryEventBusConfig {
             ack_wait: Duration::from_secs(30),
             duplicate_window: Duration::from_secs(60),
+            ..MemoryEventBusConfig::default()
         });
         let mut subscription = bus
             .subscribe("reader", "emporium.>")
@@ -283,6 +309,23 @@ mod tests {
             ["a", "b", "a"],
             "inside the window once, after it again"
         );
+    }
+
+    #[tokio::test]
+    async fn the_oldest_messages_go_past_the_limit() {
+        let bus = MemoryEventBus::new(MemoryEventBusConfig {
+            max_messages: 2,
+            ..MemoryEventBusConfig::default()
+        });
+        let mut subscription = bus.subscribe("reader", "emporium.>").await.expect("subscribe");
+        bus.publish(&[envelope("a"), envelope("b"), envelope("c")]).await;
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let delivery = subscription.next().await.expect("delivery");
+            ids.push(delivery.id.clone());
+            delivery.ack().await.expect("ack");
+        }
+        assert_eq!(ids, ["b", "c"]);
     }
 
     #[tokio::test]

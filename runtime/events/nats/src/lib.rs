@@ -48,6 +48,11 @@ pub struct JetStreamSettings {
     pub ack_wait: Duration,
     /// How long to wait for any JetStream answer: past it, a publish is `Unknown`.
     pub request_timeout: Duration,
+    /// A namespace on the server: when set, every subject is published as
+    /// `<prefix>.<subject>` (and filters and deliveries are mapped the same way), so several
+    /// deployments or test clusters share one NATS server without their streams' subjects
+    /// overlapping. Empty: subjects as they are.
+    pub subject_prefix: String,
 }
 
 impl JetStreamSettings {
@@ -63,13 +68,34 @@ impl JetStreamSettings {
             duplicate_window: Duration::from_secs(120),
             ack_wait: Duration::from_secs(30),
             request_timeout: Duration::from_secs(5),
+            subject_prefix: String::new(),
         }
+    }
+
+    /// `subject` as published on the server.
+    fn on_server(&self, subject: &str) -> String {
+        if self.subject_prefix.is_empty() {
+            subject.to_owned()
+        } else {
+            format!("{}.{subject}", self.subject_prefix)
+        }
+    }
+
+    /// A subject delivered by the server, as the application knows it.
+    fn from_server<'a>(&self, subject: &'a str) -> &'a str {
+        if self.subject_prefix.is_empty() {
+            return subject;
+        }
+        subject
+            .strip_prefix(self.subject_prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or(subject)
     }
 
     fn stream_config(&self) -> jetstream::stream::Config {
         jetstream::stream::Config {
             name: self.stream.clone(),
-            subjects: self.subjects.clone(),
+            subjects: self.subjects.iter().map(|subject| self.on_server(subject)).collect(),
             retention: RetentionPolicy::Limits,
             storage: StorageType::File,
             max_age: self.max_age,
@@ -132,9 +158,10 @@ impl JetStreamBus {
             .get_stream(&self.settings.stream)
             .await
             .map_err(bus_error)?;
+        let filter = self.settings.on_server(filter);
         let config = pull::Config {
             durable_name: Some(name.to_owned()),
-            filter_subject: filter.to_owned(),
+            filter_subject: filter.clone(),
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.settings.ack_wait,
             ..Default::default()
@@ -146,7 +173,7 @@ impl JetStreamBus {
         // An existing durable keeps its own filter: refuse instead of silently reading other
         // subjects, as the in-process twin does.
         let bound = &consumer.cached_info().config.filter_subject;
-        if bound != filter {
+        if *bound != filter {
             return Err(EventBusError::Refused(format!(
                 "consumer {name} is bound to filter {bound}, not {filter}"
             )));
@@ -167,7 +194,7 @@ impl EventBus for JetStreamBus {
                 .message_id(&envelope.id);
             let ack = self
                 .context
-                .send_publish(envelope.subject.clone(), message)
+                .send_publish(self.settings.on_server(&envelope.subject), message)
                 .await
                 .map_err(|error| not_stored(&envelope.id, &error));
             sent.push(ack);
@@ -194,12 +221,16 @@ impl EventBus for JetStreamBus {
     ) -> Result<Box<dyn Subscription>, EventBusError> {
         let consumer = self.consumer(consumer, filter).await?;
         let messages = consumer.messages().await.map_err(bus_error)?;
-        Ok(Box::new(JetStreamSubscription { messages }))
+        Ok(Box::new(JetStreamSubscription {
+            messages,
+            settings: self.settings.clone(),
+        }))
     }
 }
 
 struct JetStreamSubscription {
     messages: pull::Stream,
+    settings: JetStreamSettings,
 }
 
 #[async_trait]
@@ -224,7 +255,7 @@ impl Subscription for JetStreamSubscription {
             );
         let envelope = EventEnvelope {
             id,
-            subject: message.subject.to_string(),
+            subject: self.settings.from_server(&message.subject).to_owned(),
             payload: message.payload.clone(),
         };
         Ok(Delivery::new(

@@ -107,3 +107,38 @@ async fn nats_addr(url: &str) -> std::net::SocketAddr {
         .next()
         .expect("an address for EMPORIUM_TEST_NATS")
 }
+
+/// With a subject prefix, the application's subjects live under it on the server and come
+/// back without it: two deployments with different prefixes share one server.
+#[tokio::test]
+async fn a_subject_prefix_namespaces_the_stream() {
+    let Some(url) = support::test_nats_url() else {
+        return;
+    };
+    let suffix = emporium_runtime::store::conformance::unique_suffix();
+    let settings = JetStreamSettings {
+        stream: format!("EMPORIUM_TEST_{suffix}"),
+        subject_prefix: format!("ns{suffix}"),
+        ack_wait: support::ACK_WAIT,
+        ..JetStreamSettings::new(&url)
+    };
+    let bus = JetStreamBus::start(settings).await.expect("start");
+    let envelope = EventEnvelope {
+        id: format!("prefixed-{suffix}"),
+        subject: "emporium.order.placed".to_owned(),
+        payload: Bytes::from_static(b"{}"),
+    };
+    assert_eq!(bus.publish(std::slice::from_ref(&envelope)).await, vec![Ok(())]);
+    let mut subscription = bus
+        .subscribe("prefixed-reader", "emporium.order.>")
+        .await
+        .expect("subscribe");
+    let delivery = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+        .await
+        .expect("a delivery in time")
+        .expect("a delivery");
+    assert_eq!(delivery.subject, "emporium.order.placed");
+    assert_eq!(delivery.id, envelope.id);
+    delivery.ack().await.expect("ack");
+    bus.delete_stream().await.expect("delete test stream");
+}
