@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use emporium_actors::Catalog;
-use emporium_actors::catalog::search_consumer;
+use emporium_actors::catalog::{SearchIndex, search_consumer};
+use emporium_search_meili::{MeiliIndex, parse_meili_url};
 use emporium_config::{NodeConfig, StoreConfig};
 use emporium_http_edge::auth::TokenKeys;
 use emporium_http_edge::cache::{CATALOG, DEFAULT_PAGE_TTL, ReadCache};
@@ -82,8 +83,7 @@ impl Node {
                 ..RuntimeConfig::within(config.request_timeout)
             });
         let (runtime, cluster) = start_runtime(builder, config, http_addr).await?;
-        let index = TantivyIndex::new().context("cannot create the catalog search index")?;
-        let catalog = Catalog::new(runtime.clone(), Arc::new(index));
+        let catalog = Catalog::new(runtime.clone(), search_index(config).await?);
         let indexed = catalog
             .rebuild_index()
             .await
@@ -373,6 +373,20 @@ fn with_metrics(state: AppState, metrics: Option<PrometheusHandle>) -> AppState 
         Some(metrics) => state.with_metrics(metrics),
         None => state,
     }
+}
+
+/// The catalog's search index: in-process tantivy, or Meilisearch when `search` names one.
+async fn search_index(config: &NodeConfig) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    let Some(address) = &config.search_url else {
+        let index = TantivyIndex::new().context("cannot create the catalog search index")?;
+        return Ok(Arc::new(index));
+    };
+    let settings = parse_meili_url(address).context("invalid EMPORIUM_SEARCH (search)")?;
+    let index = MeiliIndex::from_settings(&settings)
+        .await
+        .context("cannot open the Meilisearch index (EMPORIUM_SEARCH)")?;
+    tracing::info!(index = %settings.index, "search: Meilisearch");
+    Ok(Arc::new(index))
 }
 
 /// The event bus: NATS JetStream when `events` names a server (the stream is created or

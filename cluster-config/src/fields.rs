@@ -217,6 +217,14 @@ pub(crate) const EVENTS: Field = field(
     Url,
     "Where domain events go: memory (in-process, one node) or nats://host:port (JetStream; required in cluster mode)",
 );
+pub(crate) const SEARCH: Field = field(
+    "search",
+    "EMPORIUM_SEARCH",
+    None,
+    Some("tantivy"),
+    Url,
+    "The catalog search index: tantivy (in-process, per node) or meili://host:7700?key=...&index=... (Meilisearch; meilis:// for https)",
+);
 pub(crate) const NATS_SUBJECT_PREFIX: Field = field(
     "nats_subject_prefix",
     "EMPORIUM_NATS_SUBJECT_PREFIX",
@@ -446,6 +454,7 @@ pub(crate) const ALL: &[Field] = &[
     RATE_LIMIT,
     RATE_BURST,
     TRUST_FORWARDED_FOR,
+    SEARCH,
     EVENTS,
     NATS_SUBJECT_PREFIX,
     OUTBOX_LIMIT,

@@ -63,6 +63,8 @@ pub struct NodeConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// Take the client address from `X-Forwarded-For` (`trust_forwarded_for`).
     pub trust_forwarded_for: bool,
+    /// The Meilisearch address (`search`), or `None` for the in-process tantivy index.
+    pub search_url: Option<String>,
     /// Where domain events go (`events`): the NATS JetStream URL, or `None` for the
     /// in-process bus (`memory`, single node only).
     pub nats_url: Option<String>,
@@ -278,6 +280,7 @@ impl NodeConfig {
             redis_prefix: r.required(&fields::REDIS_PREFIX, values::key_prefix)?,
             rate_limit: rate_limit(r)?,
             trust_forwarded_for: r.required(&fields::TRUST_FORWARDED_FOR, values::boolean)?,
+            search_url: r.required(&fields::SEARCH, values::search)?,
             nats_url: r.required(&fields::EVENTS, values::events)?,
             outbox_limit: r.required(&fields::OUTBOX_LIMIT, |t| {
                 values::integer_in(t, 1, 100_000_000)
@@ -536,6 +539,7 @@ impl Default for NodeConfig {
                 burst: 100,
             }),
             trust_forwarded_for: false,
+            search_url: None,
             nats_url: None,
             outbox_limit: 100_000,
             nats_stream: NatsStreamConfig::default(),
@@ -572,6 +576,7 @@ impl fmt::Debug for NodeConfig {
             redis_prefix,
             rate_limit,
             trust_forwarded_for,
+            search_url,
             nats_url,
             outbox_limit,
             nats_stream,
@@ -600,6 +605,7 @@ impl fmt::Debug for NodeConfig {
             .field("redis_prefix", redis_prefix)
             .field("rate_limit", rate_limit)
             .field("trust_forwarded_for", trust_forwarded_for)
+            .field("search_url", &masked(search_url))
             .field("nats_url", &masked(nats_url))
             .field("outbox_limit", outbox_limit)
             .field("nats_stream", nats_stream)

@@ -234,6 +234,17 @@ pub(crate) fn stream_name(text: &str) -> Result<String, Expected> {
     }
 }
 
+/// `tantivy` (the in-process index): `None`; or a `meili://` / `meilis://` URL, whose parts
+/// the Meilisearch adapter checks when the node starts.
+pub(crate) fn search(text: &str) -> Result<Option<String>, Expected> {
+    if text.trim() == "tantivy" {
+        return Ok(None);
+    }
+    url_with_scheme(text, &["meili", "meilis"])
+        .map(Some)
+        .map_err(|_| "tantivy, or a URL like meili://host:7700?key=...&index=...".to_owned())
+}
+
 /// `memory` (the in-process bus): `None`; or a `nats://` URL.
 pub(crate) fn events(text: &str) -> Result<Option<String>, Expected> {
     if text.trim() == "memory" {
