@@ -1849,6 +1849,13 @@ mod tests {
         ) -> Result<Vec<crate::store::PendingEvent>, StoreError> {
             self.inner.outbox_pending(limit).await
         }
+        async fn outbox_pending_in(
+            &self,
+            shard: crate::Shard,
+            limit: usize,
+        ) -> Result<Vec<crate::store::PendingEvent>, StoreError> {
+            self.inner.outbox_pending_in(shard, limit).await
+        }
         async fn outbox_ack(
             &self,
             events: &[crate::store::PendingEvent],

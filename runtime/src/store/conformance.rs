@@ -103,6 +103,13 @@ impl<G: Send + Sync + 'static> StateStore for Guarded<G> {
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
         self.store.outbox_pending(limit).await
     }
+    async fn outbox_pending_in(
+        &self,
+        shard: Shard,
+        limit: usize,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        self.store.outbox_pending_in(shard, limit).await
+    }
     async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
         self.store.outbox_ack(events).await
     }
@@ -805,6 +812,204 @@ pub async fn outbox_order_is_commit_order(store: &dyn StateStore) {
     clean_outbox(store, kind).await;
 }
 
+/// `count` keys of `kind` that all hash to one shard, and that shard.
+fn keys_in_one_shard(kind: &str, count: usize) -> (Shard, Vec<String>) {
+    let mut by_shard: HashMap<Shard, Vec<String>> = HashMap::new();
+    for n in 0u64.. {
+        let key = format!("k{n}");
+        let shard = shard_of(kind, &key);
+        let keys = by_shard.entry(shard).or_default();
+        keys.push(key);
+        if keys.len() == count {
+            return (shard, keys.clone());
+        }
+    }
+    unreachable!("some shard gets {count} keys")
+}
+
+/// Two keys of `kind` in different shards.
+fn keys_in_two_shards(kind: &str) -> (String, String) {
+    let first = "k0".to_owned();
+    let second = (1u64..)
+        .map(|n| format!("k{n}"))
+        .find(|key| shard_of(kind, key) != shard_of(kind, &first))
+        .unwrap_or_default();
+    (first, second)
+}
+
+/// `outbox_pending_in(shard, limit)`, checked against what the port promises of any answer
+/// (at most `limit` entries, all of `shard`), filtered down to the actors of `kind`.
+async fn pending_in_of(
+    store: &dyn StateStore,
+    shard: Shard,
+    kind: &str,
+    limit: usize,
+) -> Vec<PendingEvent> {
+    let pending = must(
+        store.outbox_pending_in(shard, limit).await,
+        &format!("outbox_pending_in({shard}, {limit})"),
+    );
+    assert!(
+        pending.len() <= limit,
+        "outbox_pending_in({shard}, {limit}) returned {} entries",
+        pending.len()
+    );
+    for event in &pending {
+        assert_eq!(
+            shard_of_id(&event.actor),
+            shard,
+            "outbox_pending_in({shard}) returned an entry of {} (another shard)",
+            event.actor
+        );
+    }
+    pending
+        .into_iter()
+        .filter(|event| event.actor.kind == kind)
+        .collect()
+}
+
+/// The event ids per actor of an answer, in the order returned.
+fn ids_by_actor(pending: &[PendingEvent]) -> BTreeMap<String, Vec<String>> {
+    let mut by_actor: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for event in pending {
+        by_actor
+            .entry(event.actor.key.clone())
+            .or_default()
+            .push(event.entry.event_id.clone());
+    }
+    by_actor
+}
+
+/// Save `rounds` turns of each actor in turn, two entries per turn; the ids raised per key.
+async fn interleaved_saves(
+    store: &dyn StateStore,
+    kind: &'static str,
+    keys: &[String],
+    rounds: u64,
+) -> BTreeMap<String, Vec<String>> {
+    let mut raised: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for round in 0..rounds {
+        for key in keys {
+            let mut write = state_write(round, &round.to_be_bytes());
+            for part in 0..2 {
+                let event_id = format!("{kind}-{key}-{round}-{part}");
+                write
+                    .outbox
+                    .push(entry(&event_id, "conf.shard", &round.to_be_bytes()));
+                raised.entry(key.clone()).or_default().push(event_id);
+            }
+            save_ok(store, &ActorId::new(kind, key.as_str()), write).await;
+        }
+    }
+    raised
+}
+
+/// Per shard: each shard lists only its own actors' entries, exactly and in commit order,
+/// and `outbox_pending` still lists them all.
+pub async fn outbox_pending_in_isolates_shards(store: &dyn StateStore) {
+    let kind = unique_kind("shard_iso");
+    let (key_a, key_b) = keys_in_two_shards(kind);
+    let (a, b) = (
+        ActorId::new(kind, key_a.as_str()),
+        ActorId::new(kind, key_b.as_str()),
+    );
+    let raised = interleaved_saves(store, kind, &[key_a.clone(), key_b.clone()], 2).await;
+
+    for (actor, other) in [(&a, &b), (&b, &a)] {
+        let listed = pending_in_of(store, shard_of_id(actor), kind, PENDING_LIMIT).await;
+        let by_actor = ids_by_actor(&listed);
+        assert_eq!(
+            by_actor.get(&actor.key),
+            raised.get(&actor.key),
+            "the shard of {actor} must list exactly its entries, in commit order"
+        );
+        assert!(
+            !by_actor.contains_key(&other.key),
+            "the shard of {actor} listed entries of {other}"
+        );
+    }
+    let empty_shard = (0..SHARD_COUNT)
+        .find(|shard| *shard != shard_of_id(&a) && *shard != shard_of_id(&b))
+        .unwrap_or_default();
+    assert!(
+        pending_in_of(store, empty_shard, kind, PENDING_LIMIT)
+            .await
+            .is_empty(),
+        "a shard without this case's actors listed some"
+    );
+    assert_eq!(
+        pending_of(store, kind).await.len(),
+        8,
+        "outbox_pending must still list every shard's entries"
+    );
+    clean_outbox(store, kind).await;
+}
+
+/// Per shard, with several actors of one shard and interleaved saves: every limit is kept,
+/// each actor's entries come in commit order, and an actor's entry is never returned
+/// without every older entry of that actor before it.
+pub async fn outbox_pending_in_limits_never_skip(store: &dyn StateStore) {
+    let kind = unique_kind("shard_limit");
+    let (shard, keys) = keys_in_one_shard(kind, 3);
+    let raised = interleaved_saves(store, kind, &keys, 3).await;
+    let total: usize = raised.values().map(Vec::len).sum();
+
+    let all = ids_by_actor(&pending_in_of(store, shard, kind, PENDING_LIMIT).await);
+    assert_eq!(all, raised, "every entry of the shard, in commit order");
+    for limit in 0..=total + 1 {
+        let listed = ids_by_actor(&pending_in_of(store, shard, kind, limit).await);
+        for (key, ids) in &listed {
+            let older = &raised[key][..ids.len().min(raised[key].len())];
+            assert_eq!(
+                ids, older,
+                "limit {limit}: the entries of {key} must be its oldest, in commit order"
+            );
+        }
+    }
+    clean_outbox(store, kind).await;
+}
+
+/// Per shard: acknowledged entries and the entries of a deleted actor are gone, the others
+/// stay; an acknowledged prefix leaves the actor's next entry first.
+pub async fn outbox_pending_in_forgets_acked_and_deleted(store: &dyn StateStore) {
+    let kind = unique_kind("shard_gone");
+    let (shard, keys) = keys_in_one_shard(kind, 2);
+    let raised = interleaved_saves(store, kind, &keys, 2).await;
+    let (kept, doomed) = (&keys[0], &keys[1]);
+
+    let listed = pending_in_of(store, shard, kind, PENDING_LIMIT).await;
+    let first_of_kept: Vec<PendingEvent> = listed
+        .iter()
+        .filter(|event| event.actor.key == *kept)
+        .take(3)
+        .cloned()
+        .collect();
+    must(store.outbox_ack(&first_of_kept).await, "outbox_ack");
+    must(
+        store.delete(&ActorId::new(kind, doomed.as_str()), 2).await,
+        "delete",
+    );
+
+    let after = ids_by_actor(&pending_in_of(store, shard, kind, PENDING_LIMIT).await);
+    assert_eq!(
+        after.get(kept),
+        Some(&raised[kept][3..].to_vec()),
+        "acknowledged entries must be gone, the rest kept in order"
+    );
+    assert!(
+        !after.contains_key(doomed),
+        "a deleted actor's entries are still listed: {:?}",
+        after.get(doomed)
+    );
+    let one = pending_in_of(store, shard, kind, 1).await;
+    assert!(
+        one.iter()
+            .all(|event| event.entry.event_id == raised[kept][3]),
+        "after an acknowledged prefix, the actor's next entry comes first: {one:?}"
+    );
+    clean_outbox(store, kind).await;
+}
+
 /// Reminders: set, replace by name, cancel, cancel of an absent one, all with the state.
 pub async fn reminders_set_replace_cancel(store: &dyn StateStore) {
     let kind = unique_kind("remind");
@@ -1283,6 +1488,9 @@ macro_rules! state_store_conformance {
                     outbox_commits_with_state,
                     outbox_ack_is_exact_and_idempotent,
                     outbox_order_is_commit_order,
+                    outbox_pending_in_isolates_shards,
+                    outbox_pending_in_limits_never_skip,
+                    outbox_pending_in_forgets_acked_and_deleted,
                     reminders_set_replace_cancel,
                     reminders_listed_by_shard,
                     large_value_round_trips,

@@ -2,8 +2,11 @@
 //! contract, used by unit tests and the in-process test cluster. Nothing survives the process.
 //!
 //! One mutex guards everything, which makes every operation trivially atomic.
+//!
+//! Costs: `outbox_pending_in` walks an index of `(shard, sequence)` pairs, so it touches only
+//! the shard's pending entries (`O(log n + limit)`); `list_reminders` filters every reminder.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -27,6 +30,8 @@ struct Inner {
     records: BTreeMap<(String, String), Versioned>,
     /// Per actor, entries in commit order; `sequence` orders them across actors.
     outbox: BTreeMap<u64, PendingEvent>,
+    /// `(shard, sequence)` of every `outbox` entry: a shard's entries in commit order.
+    outbox_by_shard: BTreeSet<(Shard, u64)>,
     next_sequence: u64,
     reminders: BTreeMap<(String, String, String), u64>,
     members: HashMap<String, MemberRecord>,
@@ -90,9 +95,11 @@ impl StateStore for MemoryStore {
                 state: write.state,
             },
         );
+        let shard = shard_of_id(id);
         for entry in write.outbox {
             let sequence = inner.next_sequence;
             inner.next_sequence += 1;
+            inner.outbox_by_shard.insert((shard, sequence));
             inner.outbox.insert(
                 sequence,
                 PendingEvent {
@@ -112,7 +119,7 @@ impl StateStore for MemoryStore {
             return Err(conflict(id, expected_version, found));
         }
         inner.records.remove(&record_key(id));
-        inner.outbox.retain(|_, pending| pending.actor != *id);
+        remove_outbox_where(&mut inner, |pending| pending.actor == *id);
         inner
             .reminders
             .retain(|(kind, key, _), _| !(kind == id.kind && *key == id.key));
@@ -143,12 +150,29 @@ impl StateStore for MemoryStore {
 
     async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        inner.outbox.retain(|_, pending| {
-            !events
+        remove_outbox_where(&mut inner, |pending| {
+            events
                 .iter()
                 .any(|acked| acked.entry.event_id == pending.entry.event_id)
         });
         Ok(())
+    }
+
+    async fn outbox_pending_in(
+        &self,
+        shard: Shard,
+        limit: usize,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        let inner = self.lock();
+        // Sequence order within the shard is commit order, so every prefix holds each
+        // actor's older entries before its newer ones.
+        Ok(inner
+            .outbox_by_shard
+            .range((shard, 0)..=(shard, u64::MAX))
+            .filter_map(|(_, sequence)| inner.outbox.get(sequence))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn list_reminders(&self, shard: Shard) -> Result<Vec<Reminder>, StoreError> {
@@ -219,6 +243,20 @@ impl StateStore for MemoryStore {
 
     async fn list_leases(&self) -> Result<Vec<Lease>, StoreError> {
         Ok(self.lock().leases.values().cloned().collect())
+    }
+}
+
+/// Remove the outbox entries `doomed` picks, with their index rows.
+fn remove_outbox_where(inner: &mut Inner, doomed: impl Fn(&PendingEvent) -> bool) {
+    let removed: Vec<(Shard, u64)> = inner
+        .outbox
+        .iter()
+        .filter(|(_, pending)| doomed(pending))
+        .map(|(sequence, pending)| (shard_of_id(&pending.actor), *sequence))
+        .collect();
+    for (shard, sequence) in removed {
+        inner.outbox.remove(&sequence);
+        inner.outbox_by_shard.remove(&(shard, sequence));
     }
 }
 

@@ -10,7 +10,8 @@
 //!   means "absent"; the first successful save makes it `1`, and every save adds one.
 //! - **Outbox entries** belong to one actor and are written in the *same atomic write* as its
 //!   state ([`StateWrite::outbox`]). A relay reads them in commit order and deletes them once
-//!   published.
+//!   published; the relay of a shard's owner reads only that shard's entries
+//!   ([`StateStore::outbox_pending_in`]).
 //! - **Reminders** belong to one actor, are changed in the same atomic write as its state
 //!   ([`StateWrite::reminders`]) and are listed by shard, so the owner of a shard can re-arm
 //!   them after a restart or a failover.
@@ -234,18 +235,21 @@ pub trait StateStore: Send + Sync + 'static {
     /// actor (no order is promised across actors).
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError>;
 
-    /// Up to `limit` outbox entries of actors in `shard` (TEMPORARY default: filters the
-    /// global read; replaced by per-adapter indexes).
+    /// Up to `limit` outbox entries of actors in `shard` (see
+    /// [`shard_of_id`](crate::placement::shard_of_id)) not yet acknowledged, oldest commit
+    /// first within one actor (no order is promised across actors). Entries of one actor are
+    /// never skipped over: if an actor's entry is returned, every older entry of that actor
+    /// is returned before it in the same result (so a relay that publishes the first entry
+    /// per actor keeps per-actor order).
+    ///
+    /// For the relay on the node that owns `shard`: every adapter answers it from an index
+    /// by shard, never by scanning the other shards' entries (each adapter's module docs
+    /// give the cost).
     async fn outbox_pending_in(
         &self,
         shard: Shard,
         limit: usize,
-    ) -> Result<Vec<PendingEvent>, StoreError> {
-        let mut all = self.outbox_pending(usize::MAX / 2).await?;
-        all.retain(|event| crate::placement::shard_of_id(&event.actor) == shard);
-        all.truncate(limit);
-        Ok(all)
-    }
+    ) -> Result<Vec<PendingEvent>, StoreError>;
 
     /// Remove published entries. Acknowledging an unknown id is not an error (idempotent).
     async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError>;

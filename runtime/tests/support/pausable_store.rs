@@ -93,6 +93,14 @@ impl StateStore for PausableStore {
         self.gate_all().await;
         self.shared.outbox_pending(limit).await
     }
+    async fn outbox_pending_in(
+        &self,
+        shard: Shard,
+        limit: usize,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        self.gate_all().await;
+        self.shared.outbox_pending_in(shard, limit).await
+    }
     async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
         self.gate_all().await;
         self.shared.outbox_ack(events).await

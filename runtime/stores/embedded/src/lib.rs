@@ -15,6 +15,13 @@
 //!
 //! The layout on disk is described in the `schema` module.
 //!
+//! **Costs of the listings**: `outbox_pending` reads the first `limit` outbox rows;
+//! `outbox_pending_in(shard, limit)` is one range scan of the `outbox_by_shard` index over
+//! that shard's rows plus one point read per entry returned (`O(limit · log n)`), never
+//! touching other shards' entries; `list_reminders` is one range scan of its shard.
+//! A file written before the `outbox_by_shard` index existed (layout 1) is indexed when it
+//! is opened, in one pass over its pending outbox entries.
+//!
 //! **Invariants**: exactly one thread writes the file; nothing is answered `Ok` before its
 //! commit returned; dropping the store stops the writer after it finished the requests already
 //! queued, then releases the file so it can be reopened.
@@ -37,8 +44,8 @@ use emporium_runtime::store::{
 use emporium_runtime::{ActorId, Shard, StateStore, StoreError, intern_kind};
 
 use crate::schema::{
-    LEASES, MEMBERS, META, OUTBOX, OUTBOX_BY_ACTOR, OUTBOX_BY_EVENT, RECORDS, REMINDERS,
-    SCHEMA_VERSION, SCHEMA_VERSION_KEY, decode_record, redb_error,
+    LEASES, MEMBERS, META, OUTBOX, OUTBOX_BY_ACTOR, OUTBOX_BY_EVENT, OUTBOX_BY_SHARD, RECORDS,
+    REMINDERS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, decode_record, redb_error,
 };
 use crate::writer::{Counters, Done, Op, Outcome, Request};
 
@@ -156,6 +163,21 @@ impl Drop for EmbeddedStore {
     }
 }
 
+/// An `outbox` row as the relay reads it.
+fn pending_event((kind, key, event_id, topic, payload): OutboxRow<'_>) -> PendingEvent {
+    PendingEvent {
+        actor: ActorId::new(intern_kind(kind), key),
+        entry: OutboxEntry {
+            event_id: event_id.to_owned(),
+            topic: topic.to_owned(),
+            payload: bytes::Bytes::copy_from_slice(payload),
+        },
+    }
+}
+
+/// The value of an `outbox` row: `(kind, key, event_id, topic, payload)`.
+type OutboxRow<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [u8]);
+
 fn writer_stopped() -> StoreError {
     StoreError::Unavailable("the embedded store writer has stopped".to_owned())
 }
@@ -164,7 +186,8 @@ fn unexpected(done: Done) -> StoreError {
     StoreError::Other(format!("the embedded store writer answered {done:?}"))
 }
 
-/// Create every table and check (or record) the schema version.
+/// Create every table and check (or record) the schema version, upgrading an older file in
+/// the same transaction.
 fn initialize(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(redb_error)?;
     {
@@ -172,6 +195,7 @@ fn initialize(db: &Database) -> Result<(), StoreError> {
         txn.open_table(OUTBOX).map_err(redb_error)?;
         txn.open_table(OUTBOX_BY_ACTOR).map_err(redb_error)?;
         txn.open_table(OUTBOX_BY_EVENT).map_err(redb_error)?;
+        txn.open_table(OUTBOX_BY_SHARD).map_err(redb_error)?;
         txn.open_table(REMINDERS).map_err(redb_error)?;
         txn.open_table(MEMBERS).map_err(redb_error)?;
         txn.open_table(LEASES).map_err(redb_error)?;
@@ -182,9 +206,19 @@ fn initialize(db: &Database) -> Result<(), StoreError> {
             .map(|value| value.value());
         match stored {
             Some(version) if version == SCHEMA_VERSION => {}
+            Some(version) if version < SCHEMA_VERSION => {
+                schema::upgrade(&txn, version)?;
+                meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)
+                    .map_err(redb_error)?;
+                tracing::info!(
+                    from = version,
+                    to = SCHEMA_VERSION,
+                    "embedded store file upgraded"
+                );
+            }
             Some(version) => {
                 return Err(StoreError::Other(format!(
-                    "embedded store file has schema version {version}, this build reads {SCHEMA_VERSION}"
+                    "embedded store file has schema version {version}, this build reads up to {SCHEMA_VERSION}"
                 )));
             }
             None => {
@@ -281,15 +315,42 @@ impl StateStore for EmbeddedStore {
             let mut pending = Vec::new();
             for row in table.iter().map_err(redb_error)?.take(limit) {
                 let (_, value) = row.map_err(redb_error)?;
-                let (kind, key, event_id, topic, payload) = value.value();
-                pending.push(PendingEvent {
-                    actor: ActorId::new(intern_kind(kind), key),
-                    entry: OutboxEntry {
-                        event_id: event_id.to_owned(),
-                        topic: topic.to_owned(),
-                        payload: bytes::Bytes::copy_from_slice(payload),
-                    },
-                });
+                pending.push(pending_event(value.value()));
+            }
+            Ok(pending)
+        })
+        .await
+    }
+
+    async fn outbox_pending_in(
+        &self,
+        shard: Shard,
+        limit: usize,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read(move |txn| {
+            let index = txn.open_table(OUTBOX_BY_SHARD).map_err(redb_error)?;
+            let outbox = txn.open_table(OUTBOX).map_err(redb_error)?;
+            let lower = (shard, "", "", 0);
+            let rows = match shard.checked_add(1) {
+                Some(next) => index.range(lower..(next, "", "", 0)),
+                None => index.range(lower..),
+            };
+            let mut pending = Vec::new();
+            for row in rows.map_err(redb_error)? {
+                let (index_key, _) = row.map_err(redb_error)?;
+                let (_, _, _, sequence) = index_key.value();
+                let value = outbox.get(sequence).map_err(redb_error)?.ok_or_else(|| {
+                    StoreError::Other(format!(
+                        "embedded store: outbox_by_shard names missing entry {sequence}"
+                    ))
+                })?;
+                pending.push(pending_event(value.value()));
+                if pending.len() == limit {
+                    break;
+                }
             }
             Ok(pending)
         })

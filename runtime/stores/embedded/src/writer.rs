@@ -30,11 +30,12 @@ use tokio::sync::oneshot;
 use emporium_runtime::store::{
     Lease, MemberRecord, PendingEvent, ReminderChange, StateWrite, StoreError,
 };
-use emporium_runtime::{ActorId, Shard, shard_of_id};
+use emporium_runtime::{ActorId, Shard, shard_of, shard_of_id};
 
 use crate::schema::{
     LEASES, MAX_VALUE_BYTES, MEMBERS, META, NEXT_OUTBOX_SEQUENCE_KEY, OUTBOX, OUTBOX_BY_ACTOR,
-    OUTBOX_BY_EVENT, RECORDS, REMINDERS, encode_record, record_version, redb_error,
+    OUTBOX_BY_EVENT, OUTBOX_BY_SHARD, RECORDS, REMINDERS, encode_record, record_version,
+    redb_error,
 };
 
 /// The most requests one transaction commits.
@@ -188,6 +189,7 @@ struct Tables<'txn> {
     >,
     outbox_by_actor: Table<'txn, (&'static str, &'static str, u64), ()>,
     outbox_by_event: Table<'txn, (&'static str, u64), ()>,
+    outbox_by_shard: Table<'txn, (u16, &'static str, &'static str, u64), ()>,
     reminders: Table<'txn, (u16, &'static str, &'static str, &'static str), u64>,
     members: Table<'txn, &'static str, (u64, &'static str, &'static str, &'static str, u64)>,
     leases: Table<'txn, u16, (u64, &'static str)>,
@@ -211,6 +213,7 @@ impl<'txn> Tables<'txn> {
             outbox: txn.open_table(OUTBOX).map_err(redb_error)?,
             outbox_by_actor: txn.open_table(OUTBOX_BY_ACTOR).map_err(redb_error)?,
             outbox_by_event: txn.open_table(OUTBOX_BY_EVENT).map_err(redb_error)?,
+            outbox_by_shard: txn.open_table(OUTBOX_BY_SHARD).map_err(redb_error)?,
             reminders: txn.open_table(REMINDERS).map_err(redb_error)?,
             members: txn.open_table(MEMBERS).map_err(redb_error)?,
             leases: txn.open_table(LEASES).map_err(redb_error)?,
@@ -279,6 +282,7 @@ impl<'txn> Tables<'txn> {
         }
 
         let version = found + 1;
+        let shard = shard_of_id(id);
         self.records
             .insert(
                 (id.kind, id.key.as_str()),
@@ -306,8 +310,10 @@ impl<'txn> Tables<'txn> {
             self.outbox_by_event
                 .insert((entry.event_id.as_str(), sequence), ())
                 .map_err(redb_error)?;
+            self.outbox_by_shard
+                .insert((shard, id.kind, id.key.as_str(), sequence), ())
+                .map_err(redb_error)?;
         }
-        let shard = shard_of_id(id);
         for change in &write.reminders {
             match change {
                 ReminderChange::Set { name, due_at_ms } => {
@@ -366,7 +372,7 @@ impl<'txn> Tables<'txn> {
         Ok(Ok(Done::Unit))
     }
 
-    /// Remove one outbox row and its two index rows.
+    /// Remove one outbox row and its three index rows.
     fn remove_outbox_entry(&mut self, sequence: u64) -> Result<(), StoreError> {
         let Some(removed) = self.outbox.remove(sequence).map_err(redb_error)? else {
             return Ok(());
@@ -379,6 +385,9 @@ impl<'txn> Tables<'txn> {
             .map_err(redb_error)?;
         self.outbox_by_event
             .remove((event_id.as_str(), sequence))
+            .map_err(redb_error)?;
+        self.outbox_by_shard
+            .remove((shard_of(&kind, &key), kind.as_str(), key.as_str(), sequence))
             .map_err(redb_error)?;
         Ok(())
     }

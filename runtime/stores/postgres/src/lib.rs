@@ -26,6 +26,13 @@
 //!   (the single `UPDATE`/`INSERT`, or `COMMIT`) may have been applied by the server; it
 //!   is [`StoreError::OutcomeUnknown`], never `Unavailable` (which promises "not applied").
 //! - **Prepared statements** are cached per connection (`prepare_cached`).
+//!
+//! # Costs of the outbox reads
+//! `outbox_pending(limit)` walks the primary key (`seq`) for `limit` rows.
+//! `outbox_pending_in(shard, limit)` is one range scan of the index
+//! `emporium_outbox_shard (shard, seq)`: it reads `limit` rows of that shard, already in
+//! seq order, and never the other shards' rows. Each save with outbox entries maintains the
+//! index (one more index insert per entry).
 
 mod error;
 mod schema;
@@ -338,6 +345,16 @@ impl StateStore for PostgresStore {
         })
     }
 
+    async fn outbox_pending_in(
+        &self,
+        shard: Shard,
+        limit: usize,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        run!(self, "outbox_pending_in", retry = true, |client| {
+            outbox_pending_in_on(&self.sql, &client, shard, limit)
+        })
+    }
+
     async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -517,11 +534,12 @@ async fn save_in_transaction(
         let event_ids: Vec<&str> = write.outbox.iter().map(|e| e.event_id.as_str()).collect();
         let topics: Vec<&str> = write.outbox.iter().map(|e| e.topic.as_str()).collect();
         let payloads: Vec<&[u8]> = write.outbox.iter().map(|e| &e.payload[..]).collect();
+        let shard = shard_sql(shard_of_id(id))?;
         let statement = transaction.prepare_cached(&sql.insert_outbox).await?;
         transaction
             .execute(
                 &statement,
-                &[&id.kind, &id.key, &event_ids, &topics, &payloads],
+                &[&id.kind, &id.key, &event_ids, &topics, &payloads, &shard],
             )
             .await?;
     }
@@ -645,6 +663,28 @@ async fn outbox_pending_on(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let statement = client.prepare_cached(&sql.outbox_pending).await?;
     let rows = client.query(&statement, &[&limit]).await?;
+    pending_events(rows)
+}
+
+/// Seq order is commit order within one actor (its saves are serialised by the lock on its
+/// state row, and each takes its seqs after the previous one committed), so any prefix of a
+/// shard's rows in seq order holds each actor's older entries before its newer ones.
+async fn outbox_pending_in_on(
+    sql: &Sql,
+    client: &Object,
+    shard: Shard,
+    limit: usize,
+) -> Result<Vec<PendingEvent>, OpError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let statement = client.prepare_cached(&sql.outbox_pending_in).await?;
+    let rows = client
+        .query(&statement, &[&shard_sql(shard)?, &limit])
+        .await?;
+    pending_events(rows)
+}
+
+/// Rows of `(kind, key, event_id, topic, payload)` as pending events.
+fn pending_events(rows: Vec<tokio_postgres::Row>) -> Result<Vec<PendingEvent>, OpError> {
     let mut pending = Vec::with_capacity(rows.len());
     for row in rows {
         pending.push(PendingEvent {

@@ -1,12 +1,22 @@
 //! The adapter's tables, their versioned migrations, and the SQL text of every operation.
 //!
 //! # Migrations
-//! Each migration is a numbered list of statements applied in one transaction together with
-//! its row in `emporium_schema_migrations`. [`migrate`] takes a transaction-scoped advisory
+//! Each migration is a numbered list of steps (SQL statements, or a step of Rust code such
+//! as a backfill that needs [`shard_of`]) applied in one transaction together with its row
+//! in `emporium_schema_migrations`. [`migrate`] takes a transaction-scoped advisory
 //! lock (keyed by the schema name) before it looks at anything, so when several nodes start
 //! at once they run one after the other: the first applies what is missing, the others find
 //! every version recorded and do nothing. Migrations are append-only: never edit a released
 //! one, add the next number.
+//!
+//! | version | what |
+//! |---------|------|
+//! | 1 | the five tables |
+//! | 2 | `emporium_outbox.shard` ([`shard_of`] of the row's actor) and the index `(shard, seq)` for `outbox_pending_in`; rows already there get their shard computed in Rust, [`BACKFILL_BATCH`] rows per round trip |
+//!
+//! A node of a build before version 2 cannot save outbox entries into a migrated schema (the
+//! column is `NOT NULL`): its saves fail loudly rather than leave entries no shard lists.
+//! Upgrade every node.
 //!
 //! # Invariants
 //! - Every SQL text names its tables qualified by the configured schema, so an adapter never
@@ -19,7 +29,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
-use emporium_runtime::StoreError;
+use emporium_runtime::{StoreError, shard_of};
 
 use crate::error::OpError;
 
@@ -27,50 +37,75 @@ use crate::error::OpError;
 /// is `hashtext(schema)`. An arbitrary constant ("emp" in ASCII) shared by every node.
 const MIGRATION_LOCK_CLASS: i32 = 0x0065_6d70;
 
+/// Rows of `emporium_outbox` given their shard per round trip by migration 2.
+pub(crate) const BACKFILL_BATCH: i64 = 1000;
+
+/// One step of a migration.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// SQL text; `{schema}` stands for the quoted schema name.
+    Sql(&'static str),
+    /// Give every `emporium_outbox` row without one its shard (computed in Rust).
+    BackfillOutboxShards,
+}
+
+use Step::{BackfillOutboxShards, Sql as S};
+
 /// Every migration, oldest first. Version numbers are dense from 1.
-const MIGRATIONS: &[(i32, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE {schema}.emporium_actor_state (
+const MIGRATIONS: &[(i32, &[Step])] = &[
+    (
+        1,
+        &[
+            S("CREATE TABLE {schema}.emporium_actor_state (
             kind text COLLATE \"C\" NOT NULL,
             key text COLLATE \"C\" NOT NULL,
             version bigint NOT NULL CHECK (version > 0),
             state bytea NOT NULL,
             CONSTRAINT emporium_actor_state_pkey PRIMARY KEY (kind, key)
-        )",
-        "CREATE TABLE {schema}.emporium_outbox (
+        )"),
+            S("CREATE TABLE {schema}.emporium_outbox (
             seq bigserial PRIMARY KEY,
             kind text COLLATE \"C\" NOT NULL,
             key text COLLATE \"C\" NOT NULL,
             event_id text NOT NULL CONSTRAINT emporium_outbox_event_id_key UNIQUE,
             topic text NOT NULL,
             payload bytea NOT NULL
-        )",
-        "CREATE INDEX emporium_outbox_actor ON {schema}.emporium_outbox (kind, key)",
-        "CREATE TABLE {schema}.emporium_reminders (
+        )"),
+            S("CREATE INDEX emporium_outbox_actor ON {schema}.emporium_outbox (kind, key)"),
+            S("CREATE TABLE {schema}.emporium_reminders (
             shard smallint NOT NULL CHECK (shard >= 0),
             kind text COLLATE \"C\" NOT NULL,
             key text COLLATE \"C\" NOT NULL,
             name text COLLATE \"C\" NOT NULL,
             due_at_ms bigint NOT NULL,
             PRIMARY KEY (shard, kind, key, name)
-        )",
-        "CREATE TABLE {schema}.emporium_members (
+        )"),
+            S("CREATE TABLE {schema}.emporium_members (
             node_id text PRIMARY KEY,
             incarnation bigint NOT NULL,
             cluster_addr text NOT NULL,
             http_addr text NOT NULL,
             status text NOT NULL CHECK (status IN ('joining', 'up', 'leaving', 'down')),
             heartbeat_ms bigint NOT NULL
-        )",
-        "CREATE TABLE {schema}.emporium_leases (
+        )"),
+            S("CREATE TABLE {schema}.emporium_leases (
             shard smallint NOT NULL CHECK (shard >= 0),
             owner text NOT NULL,
             epoch bigint NOT NULL CHECK (epoch > 0),
             CONSTRAINT emporium_leases_pkey PRIMARY KEY (shard)
-        )",
-    ],
-)];
+        )"),
+        ],
+    ),
+    (
+        2,
+        &[
+            S("ALTER TABLE {schema}.emporium_outbox ADD COLUMN shard smallint CHECK (shard >= 0)"),
+            BackfillOutboxShards,
+            S("ALTER TABLE {schema}.emporium_outbox ALTER COLUMN shard SET NOT NULL"),
+            S("CREATE INDEX emporium_outbox_shard ON {schema}.emporium_outbox (shard, seq)"),
+        ],
+    ),
+];
 
 /// The newest migration this build knows.
 pub(crate) const LATEST_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -155,14 +190,22 @@ pub(crate) async fn migrate(
         );
     }
     let mut newly_applied = Vec::new();
-    for (version, statements) in MIGRATIONS {
+    for (version, steps) in MIGRATIONS {
         if applied.contains(version) {
             continue;
         }
-        for statement in *statements {
-            transaction
-                .batch_execute(&statement.replace("{schema}", &quoted))
-                .await?;
+        for step in *steps {
+            match step {
+                Step::Sql(statement) => {
+                    transaction
+                        .batch_execute(&statement.replace("{schema}", &quoted))
+                        .await?;
+                }
+                Step::BackfillOutboxShards => {
+                    let rows = backfill_outbox_shards(&transaction, &quoted).await?;
+                    tracing::info!(schema, rows, "postgres outbox rows given their shard");
+                }
+            }
         }
         transaction
             .execute(
@@ -182,6 +225,42 @@ pub(crate) async fn migrate(
     Ok(newly_applied)
 }
 
+/// Migration 2: set `shard` on every outbox row, [`BACKFILL_BATCH`] rows per round trip,
+/// walking the primary key (`seq`) so each round reads only rows not seen yet. Runs in the
+/// migration's transaction, under its lock, so no row escapes it. Returns the rows updated.
+async fn backfill_outbox_shards<C: GenericClient>(
+    client: &C,
+    quoted: &str,
+) -> Result<u64, OpError> {
+    let outbox = format!("{quoted}.emporium_outbox");
+    let read = format!(
+        "SELECT seq, kind, key FROM {outbox} WHERE seq > $1 ORDER BY seq LIMIT {BACKFILL_BATCH}"
+    );
+    let write = format!(
+        "UPDATE {outbox} AS o SET shard = u.shard \
+         FROM unnest($1::bigint[], $2::smallint[]) AS u(seq, shard) WHERE o.seq = u.seq"
+    );
+    let mut after = i64::MIN;
+    let mut updated = 0;
+    loop {
+        let rows = client.query(&read, &[&after]).await?;
+        let Some(last) = rows.last() else {
+            return Ok(updated);
+        };
+        after = last.try_get(0)?;
+        let mut seqs = Vec::with_capacity(rows.len());
+        let mut shards = Vec::with_capacity(rows.len());
+        for row in &rows {
+            seqs.push(row.try_get::<_, i64>(0)?);
+            let shard = shard_of(row.try_get(1)?, row.try_get(2)?);
+            shards.push(i16::try_from(shard).map_err(|_| {
+                StoreError::Other(format!("shard {shard} does not fit a postgres smallint"))
+            })?);
+        }
+        updated += client.execute(&write, &[&seqs, &shards]).await?;
+    }
+}
+
 /// The SQL text of every operation, qualified by the schema. Built once per store; the
 /// texts double as keys of the per-connection prepared-statement cache.
 #[derive(Debug)]
@@ -199,6 +278,7 @@ pub(crate) struct Sql {
     pub list_keys_first: String,
     pub list_keys_after: String,
     pub outbox_pending: String,
+    pub outbox_pending_in: String,
     pub outbox_ack: String,
     pub list_reminders: String,
     pub upsert_member: String,
@@ -230,8 +310,8 @@ impl Sql {
             current_version: format!("SELECT version FROM {state} WHERE kind = $1 AND key = $2"),
             // WITH ORDINALITY + ORDER BY: seq follows the order of the entries in the write.
             insert_outbox: format!(
-                "INSERT INTO {outbox} (kind, key, event_id, topic, payload) \
-                 SELECT $1::text, $2::text, e.event_id, e.topic, e.payload \
+                "INSERT INTO {outbox} (kind, key, shard, event_id, topic, payload) \
+                 SELECT $1::text, $2::text, $6::smallint, e.event_id, e.topic, e.payload \
                  FROM unnest($3::text[], $4::text[], $5::bytea[]) \
                  WITH ORDINALITY AS e(event_id, topic, payload, n) ORDER BY e.n"
             ),
@@ -258,6 +338,11 @@ impl Sql {
             ),
             outbox_pending: format!(
                 "SELECT kind, key, event_id, topic, payload FROM {outbox} ORDER BY seq LIMIT $1"
+            ),
+            // The index (shard, seq) serves both the filter and the order: one range scan.
+            outbox_pending_in: format!(
+                "SELECT kind, key, event_id, topic, payload FROM {outbox} \
+                 WHERE shard = $1 ORDER BY seq LIMIT $2"
             ),
             outbox_ack: format!("DELETE FROM {outbox} WHERE event_id = ANY($1)"),
             list_reminders: format!(
@@ -307,9 +392,9 @@ mod tests {
 
     #[test]
     fn migrations_are_dense_from_one() {
-        for (index, (version, statements)) in MIGRATIONS.iter().enumerate() {
+        for (index, (version, steps)) in MIGRATIONS.iter().enumerate() {
             assert_eq!(usize::try_from(*version).ok(), Some(index + 1));
-            assert!(!statements.is_empty());
+            assert!(!steps.is_empty());
         }
         assert_eq!(LATEST_VERSION, MIGRATIONS.len() as i32);
     }
@@ -317,7 +402,7 @@ mod tests {
     #[test]
     fn every_sql_text_is_schema_qualified() {
         let text = format!("{:?}", Sql::new("QUOTED"));
-        assert!(text.matches("emporium_").count() >= 21);
+        assert!(text.matches("emporium_").count() >= 22);
         assert_eq!(
             text.matches("emporium_").count(),
             text.matches("QUOTED.emporium_").count(),

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use emporium_runtime::{ActorId, StateStore, StoreError};
+use emporium_runtime::{ActorId, StateStore, StoreError, shard_of, shard_of_id};
 use emporium_store_postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION};
 use support::{SchemaGuard, admin, url};
 use tokio::task::JoinSet;
@@ -212,4 +212,85 @@ async fn an_unreachable_server_is_unavailable_fast() {
         Ok(_) => panic!("connected to a closed port"),
     }
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+}
+
+/// Outbox rows written before migration 2 (no `shard` column) get their shard computed in
+/// Rust when a node of this build starts, across several backfill rounds, and are then
+/// listed by `outbox_pending_in`. The version-1 schema is made by migrating a fresh schema
+/// and undoing migration 2 (drop the column, which drops its index, and forget the row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_rows_older_than_the_shard_column_get_their_shard() {
+    let Some(client) = admin().await else {
+        return;
+    };
+    let guard = SchemaGuard::fresh().await;
+    let schema = &guard.schema;
+    PostgresStore::connect(&url(), guard.options())
+        .await
+        .expect("first start")
+        .close();
+    // 2 500 rows: more than two backfill rounds of 1 000; 40 actors of two kinds.
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE \"{schema}\".emporium_outbox DROP COLUMN shard;
+             DELETE FROM \"{schema}\".emporium_schema_migrations WHERE version >= 2;
+             INSERT INTO \"{schema}\".emporium_outbox (kind, key, event_id, topic, payload)
+             SELECT CASE WHEN n % 2 = 0 THEN 'order' ELSE 'cart' END, 'k' || (n % 40),
+                    'old-' || n, 'emporium.old', '\\x00'::bytea
+             FROM generate_series(1, 2500) AS n;"
+        ))
+        .await
+        .expect("make a version-1 schema with outbox rows");
+
+    let store = PostgresStore::connect(&url(), guard.options())
+        .await
+        .expect("start on a version-1 schema");
+    assert_eq!(migration_rows(&client, schema).await, one_row_per_version());
+    let rows = client
+        .query(
+            &format!("SELECT kind, key, shard FROM \"{schema}\".emporium_outbox"),
+            &[],
+        )
+        .await
+        .expect("read shards");
+    assert_eq!(rows.len(), 2500);
+    for row in &rows {
+        let (kind, key, shard): (String, String, i16) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(
+            i32::from(shard),
+            i32::from(shard_of(&kind, &key)),
+            "{kind}/{key}"
+        );
+    }
+    let indexed = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = 'emporium_outbox_shard'",
+            &[schema],
+        )
+        .await
+        .expect("read indexes");
+    assert_eq!(indexed.get::<_, i64>(0), 1, "the (shard, seq) index exists");
+
+    // Per shard, an actor's old rows come back in seq (commit) order.
+    let actor = ActorId::new("order", "k2");
+    let listed = store
+        .outbox_pending_in(shard_of("order", "k2"), 10_000)
+        .await
+        .expect("outbox_pending_in");
+    let of_actor: Vec<String> = listed
+        .iter()
+        .filter(|event| event.actor == actor)
+        .map(|event| event.entry.event_id.clone())
+        .collect();
+    let expected: Vec<String> = (1..=2500)
+        .filter(|n| n % 2 == 0 && n % 40 == 2)
+        .map(|n| format!("old-{n}"))
+        .collect();
+    assert_eq!(of_actor, expected);
+    assert!(
+        listed
+            .iter()
+            .all(|event| shard_of_id(&event.actor) == shard_of_id(&actor))
+    );
+    store.close();
 }

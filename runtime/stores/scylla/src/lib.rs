@@ -34,6 +34,18 @@
 //! - Costs: `list_keys` reads the `limit` candidates of [`schema::KEY_BUCKETS`] partitions
 //!   (concurrently) and checks each key's record (one point read per key, 32 at a time);
 //!   `outbox_pending` and `list_reminders` read one actor partition per index row.
+//!   `outbox_pending_in(shard, limit)` reads the one `outbox_shards` partition of `shard`
+//!   (the actors of that shard with possibly pending entries, nothing of other shards), then
+//!   one actor partition per mark, 32 at a time, until `limit` entries are found: an actor's
+//!   partition holds all its entries in commit order, so a cut at `limit` never skips an
+//!   older one. A save with outbox entries writes two marks (`outbox_actors` and
+//!   `outbox_shards`, concurrently) before its compare-and-set.
+//! - Keyspaces created before `outbox_shards` existed get the table at connect (creation is
+//!   `IF NOT EXISTS`, only for missing tables) and, once per keyspace, a copy of every
+//!   `outbox_actors` mark into it (recorded in `schema_migrations`). A node of an older
+//!   build still running after that writes no `outbox_shards` marks: its entries are listed
+//!   by `outbox_pending` but not by `outbox_pending_in` until the actor saves again under
+//!   this build. Upgrade every node.
 //!
 //! # Ambiguous outcomes
 //! A lightweight transaction that times out may or may not have applied. Each save carries
@@ -128,7 +140,7 @@ pub use config::{
 };
 
 use crate::error::{Failure, classify_execution, classify_next_row, classify_pager, corrupt};
-use crate::schema::{KEY_BUCKETS, OUTBOX_BUCKETS, Statements, bucket_of};
+use crate::schema::{KEY_BUCKETS, OUTBOX_BUCKETS, OUTBOX_SHARDS_BACKFILL, Statements, bucket_of};
 
 /// How old an index row must be before a reader may delete it as stale. Far longer than
 /// any save takes from its index write to its commit (bounded attempts of a 2 s timeout).
@@ -252,7 +264,7 @@ impl ScyllaStore {
             serial_consistency = %config.serial_consistency,
             "scylla store connected"
         );
-        Ok(Self {
+        let store = Self {
             session,
             st,
             profile,
@@ -263,7 +275,46 @@ impl ScyllaStore {
             serial_consistency: config.serial_consistency,
             max_write_bytes: config.max_write_bytes,
             outbox_cursor: AtomicU16::new(0),
-        })
+        };
+        store.backfill_outbox_shards().await?;
+        Ok(store)
+    }
+
+    /// Once per keyspace: give every actor marked in `outbox_actors` its `outbox_shards`
+    /// mark, for entries saved before that index existed (see
+    /// [`schema::OUTBOX_SHARDS_BACKFILL`]). Reads the 16 `outbox_actors` partitions, which
+    /// list only actors with pending entries, and writes one mark per actor.
+    async fn backfill_outbox_shards(&self) -> Result<(), StoreError> {
+        const OP: &str = "backfill outbox_shards";
+        let done: Option<(String,)> = self
+            .first_row(OP, &self.st.migration_done, (OUTBOX_SHARDS_BACKFILL,))
+            .await?;
+        if done.is_some() {
+            return Ok(());
+        }
+        let mut copied = 0;
+        for bucket in 0..OUTBOX_BUCKETS {
+            let marks: Vec<Marked> = self
+                .rows(OP, &self.st.outbox_marks, (i32::from(bucket),))
+                .await?;
+            for chunk in marks.chunks(FAN_OUT) {
+                try_join_all(chunk.iter().map(|(kind, key, _)| {
+                    let shard = i32::from(shard_of(kind, key));
+                    self.exec(OP, &self.st.mark_outbox_shard, (shard, kind, key))
+                }))
+                .await?;
+                copied += chunk.len();
+            }
+        }
+        let now_ms = now_micros() / 1000;
+        self.exec(
+            OP,
+            &self.st.record_migration,
+            (OUTBOX_SHARDS_BACKFILL, now_ms),
+        )
+        .await?;
+        tracing::info!(keyspace = %self.keyspace, actors = copied, "scylla outbox marks copied to outbox_shards");
+        Ok(())
     }
 
     /// The keyspace holding the adapter's tables.
@@ -370,12 +421,21 @@ impl ScyllaStore {
                 }
                 Mark::Outbox => {
                     let bucket = bucket_of(id.kind, &id.key, OUTBOX_BUCKETS);
-                    self.exec(
-                        "index outbox",
-                        &self.st.mark_outbox,
-                        (bucket, id.kind, &id.key),
+                    let (by_bucket, by_shard) = futures_util::future::join(
+                        self.exec(
+                            "index outbox",
+                            &self.st.mark_outbox,
+                            (bucket, id.kind, &id.key),
+                        ),
+                        self.exec(
+                            "index outbox",
+                            &self.st.mark_outbox_shard,
+                            (shard, id.kind, &id.key),
+                        ),
                     )
-                    .await
+                    .await;
+                    by_bucket?;
+                    by_shard
                 }
                 Mark::Reminders => {
                     self.exec(
@@ -679,6 +739,16 @@ impl StateStore for ScyllaStore {
         observed("outbox_pending", started, result)
     }
 
+    async fn outbox_pending_in(
+        &self,
+        shard: Shard,
+        limit: usize,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        let started = Instant::now();
+        let result = self.outbox_pending_in_inner(shard, limit).await;
+        observed("outbox_pending_in", started, result)
+    }
+
     async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
         let started = Instant::now();
         let result = self.outbox_ack_inner(events).await;
@@ -757,6 +827,9 @@ impl StateStore for ScyllaStore {
 }
 
 type BatchValue = Box<dyn SerializeRow + Send + Sync>;
+
+/// An index row as read: `(kind, key, WRITETIME(live))`.
+type Marked = (String, String, Option<i64>);
 
 impl ScyllaStore {
     async fn save_inner(&self, id: &ActorId, write: StateWrite) -> Result<u64, StoreError> {
@@ -1088,48 +1161,94 @@ impl ScyllaStore {
         let start = self.outbox_cursor.fetch_add(1, Ordering::Relaxed) % OUTBOX_BUCKETS;
         for step in 0..OUTBOX_BUCKETS {
             let bucket = i32::from((start + step) % OUTBOX_BUCKETS);
-            let marks: Vec<(String, String, Option<i64>)> = self
+            let marks: Vec<Marked> = self
                 .rows("outbox_pending", &self.st.outbox_marks, (bucket,))
                 .await?;
-            for chunk in marks.chunks(FAN_OUT) {
-                let outboxes = join_all(
-                    chunk
-                        .iter()
-                        .map(|(kind, key, _)| self.actor_outbox(kind, key)),
-                )
-                .await;
-                for ((kind, key, written_at), entries) in chunk.iter().zip(outboxes) {
-                    let entries = entries?;
-                    if entries.is_empty() {
-                        self.drop_stale_mark(
-                            "outbox_pending",
-                            &self.st.unmark_outbox,
-                            *written_at,
-                            (written_at.unwrap_or(0), bucket, kind, key),
-                        )
-                        .await;
-                        continue;
-                    }
-                    let actor = ActorId {
-                        kind: intern_kind(kind),
-                        key: key.clone(),
-                    };
-                    for entry in entries {
-                        if pending.len() >= limit {
-                            return Ok(pending);
-                        }
-                        pending.push(PendingEvent {
-                            actor: actor.clone(),
-                            entry,
-                        });
-                    }
-                }
-                if pending.len() >= limit {
-                    return Ok(pending);
-                }
+            let unmark = (&self.st.unmark_outbox, bucket);
+            self.collect_outbox("outbox_pending", &marks, unmark, limit, &mut pending)
+                .await?;
+            if pending.len() >= limit {
+                break;
             }
         }
         Ok(pending)
+    }
+
+    /// One partition of `outbox_shards` names the actors of the shard that may have pending
+    /// entries; each one's partition is read (the truth), as `outbox_pending` does per bucket.
+    async fn outbox_pending_in_inner(
+        &self,
+        shard: Shard,
+        limit: usize,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        let mut pending = Vec::new();
+        if limit == 0 {
+            return Ok(pending);
+        }
+        let shard_db = i32::from(shard);
+        let marks: Vec<Marked> = self
+            .rows(
+                "outbox_pending_in",
+                &self.st.outbox_shard_marks,
+                (shard_db,),
+            )
+            .await?;
+        let unmark = (&self.st.unmark_outbox_shard, shard_db);
+        self.collect_outbox("outbox_pending_in", &marks, unmark, limit, &mut pending)
+            .await?;
+        Ok(pending)
+    }
+
+    /// Append the pending entries of the marked actors to `pending` until it holds `limit`,
+    /// each actor's in commit order (so a cut at `limit` keeps every actor's oldest ones).
+    /// A mark whose actor has no entry left is removed once stale, through `unmark`: its
+    /// statement and the partition (bucket or shard) of the mark.
+    async fn collect_outbox(
+        &self,
+        op: &str,
+        marks: &[Marked],
+        (unmark, partition): (&PreparedStatement, i32),
+        limit: usize,
+        pending: &mut Vec<PendingEvent>,
+    ) -> Result<(), StoreError> {
+        for chunk in marks.chunks(FAN_OUT) {
+            let outboxes = join_all(
+                chunk
+                    .iter()
+                    .map(|(kind, key, _)| self.actor_outbox(kind, key)),
+            )
+            .await;
+            for ((kind, key, written_at), entries) in chunk.iter().zip(outboxes) {
+                let entries = entries?;
+                if entries.is_empty() {
+                    self.drop_stale_mark(
+                        op,
+                        unmark,
+                        *written_at,
+                        (written_at.unwrap_or(0), partition, kind, key),
+                    )
+                    .await;
+                    continue;
+                }
+                let actor = ActorId {
+                    kind: intern_kind(kind),
+                    key: key.clone(),
+                };
+                for entry in entries {
+                    if pending.len() >= limit {
+                        return Ok(());
+                    }
+                    pending.push(PendingEvent {
+                        actor: actor.clone(),
+                        entry,
+                    });
+                }
+            }
+            if pending.len() >= limit {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     async fn outbox_ack_inner(&self, events: &[PendingEvent]) -> Result<(), StoreError> {

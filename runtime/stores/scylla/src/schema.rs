@@ -12,7 +12,12 @@
 //!   hot, unbounded partition.
 //! - `outbox_actors (bucket, kind, key)`: the actors that may have pending outbox entries,
 //!   spread over [`OUTBOX_BUCKETS`] partitions, so `outbox_pending` never scans `actors`.
+//! - `outbox_shards (shard, kind, key)`: the actors of a shard that may have pending outbox
+//!   entries, so `outbox_pending_in` reads one partition of marks, never the other shards'.
+//!   Written with the `outbox_actors` mark, by the same protocol.
 //! - `reminder_actors (shard, kind, key)`: the actors of a shard that may have reminders.
+//! - `schema_migrations (name)`: data migrations done on the keyspace, one row each, written
+//!   once the migration completed (see [`OUTBOX_SHARDS_BACKFILL`]).
 //! - `members (node_id)`, `leases (shard)`: cluster rows; leases change only through
 //!   lightweight transactions (`IF NOT EXISTS` / `IF epoch = ?`), and a member row is
 //!   removed only by one (`IF incarnation = ?`).
@@ -54,6 +59,13 @@ pub const KEY_BUCKETS: u16 = 16;
 /// the write load of a busy cluster over more replicas.
 pub const OUTBOX_BUCKETS: u16 = 16;
 
+/// The `schema_migrations` row of the copy of every `outbox_actors` mark into
+/// `outbox_shards`, done once on a keyspace created before `outbox_shards` existed (its
+/// pending entries have no shard mark yet). Written only after the copy finished, so a
+/// node that crashed half-way leaves the copy to the next one that connects; copying twice
+/// is harmless (a mark is an idempotent upsert).
+pub const OUTBOX_SHARDS_BACKFILL: &str = "outbox_shards_backfill";
+
 /// The index bucket of an actor: derived from its shard, which is stable by contract.
 pub fn bucket_of(kind: &str, key: &str, buckets: u16) -> i32 {
     i32::from(shard_of(kind, key) % buckets)
@@ -81,6 +93,17 @@ const TABLES: &[(&str, &str)] = &[
         "CREATE TABLE IF NOT EXISTS {ks}.outbox_actors (
             bucket int, kind text, key text, live boolean,
             PRIMARY KEY (bucket, kind, key))",
+    ),
+    (
+        "outbox_shards",
+        "CREATE TABLE IF NOT EXISTS {ks}.outbox_shards (
+            shard int, kind text, key text, live boolean,
+            PRIMARY KEY (shard, kind, key))",
+    ),
+    (
+        "schema_migrations",
+        "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (
+            name text PRIMARY KEY, applied_at_ms bigint)",
     ),
     (
         "reminder_actors",
@@ -307,6 +330,12 @@ pub(crate) struct Statements {
     pub(crate) mark_outbox: PreparedStatement,
     pub(crate) outbox_marks: PreparedStatement,
     pub(crate) unmark_outbox: PreparedStatement,
+    pub(crate) mark_outbox_shard: PreparedStatement,
+    pub(crate) outbox_shard_marks: PreparedStatement,
+    pub(crate) unmark_outbox_shard: PreparedStatement,
+
+    pub(crate) migration_done: PreparedStatement,
+    pub(crate) record_migration: PreparedStatement,
 
     pub(crate) mark_reminders: PreparedStatement,
     pub(crate) reminder_marks: PreparedStatement,
@@ -522,6 +551,36 @@ impl Statements {
                     Write,
                     "DELETE FROM {ks}.outbox_actors USING TIMESTAMP ? \
                      WHERE bucket = ? AND kind = ? AND key = ?",
+                )
+                .await?,
+
+            mark_outbox_shard: p
+                .prepare(
+                    Write,
+                    "INSERT INTO {ks}.outbox_shards (shard, kind, key, live) VALUES (?, ?, ?, true)",
+                )
+                .await?,
+            outbox_shard_marks: p
+                .prepare(
+                    Read,
+                    "SELECT kind, key, WRITETIME(live) FROM {ks}.outbox_shards WHERE shard = ?",
+                )
+                .await?,
+            unmark_outbox_shard: p
+                .prepare(
+                    Write,
+                    "DELETE FROM {ks}.outbox_shards USING TIMESTAMP ? \
+                     WHERE shard = ? AND kind = ? AND key = ?",
+                )
+                .await?,
+
+            migration_done: p
+                .prepare(Read, "SELECT name FROM {ks}.schema_migrations WHERE name = ?")
+                .await?,
+            record_migration: p
+                .prepare(
+                    Write,
+                    "INSERT INTO {ks}.schema_migrations (name, applied_at_ms) VALUES (?, ?)",
                 )
                 .await?,
 

@@ -133,17 +133,24 @@ async fn dangling_outbox_and_reminder_rows_are_skipped_and_removed() {
         (bucket, kind, key, long_ago()),
     )
     .await;
-    cql(
-        &store,
-        format!(
-            "INSERT INTO {ks}.reminder_actors (shard, kind, key, live) VALUES (?, ?, ?, true) \
-             USING TIMESTAMP ?"
-        ),
-        (shard, kind, key, long_ago()),
-    )
-    .await;
+    for table in ["reminder_actors", "outbox_shards"] {
+        cql(
+            &store,
+            format!(
+                "INSERT INTO {ks}.{table} (shard, kind, key, live) VALUES (?, ?, ?, true) \
+                 USING TIMESTAMP ?"
+            ),
+            (shard, kind, key, long_ago()),
+        )
+        .await;
+    }
 
     let pending = store.outbox_pending(100_000).await.unwrap();
+    assert!(pending.iter().all(|event| event.actor.kind != kind));
+    let pending = store
+        .outbox_pending_in(shard_of(kind, key), 100_000)
+        .await
+        .unwrap();
     assert!(pending.iter().all(|event| event.actor.kind != kind));
     let reminders = store.list_reminders(shard_of(kind, key)).await.unwrap();
     assert!(reminders.iter().all(|reminder| reminder.actor.kind != kind));
@@ -160,11 +167,97 @@ async fn dangling_outbox_and_reminder_rows_are_skipped_and_removed() {
         (shard, kind, key),
     )
     .await;
+    let shard_rows = count(
+        &store,
+        format!("SELECT key FROM {ks}.outbox_shards WHERE shard = ? AND kind = ? AND key = ?"),
+        (shard, kind, key),
+    )
+    .await;
     assert_eq!(
-        (outbox_rows, reminder_rows),
-        (0, 0),
+        (outbox_rows, reminder_rows, shard_rows),
+        (0, 0, 0),
         "old dangling rows are removed"
     );
+}
+
+/// A keyspace written before `outbox_shards` existed: connecting creates the missing tables
+/// (and nothing else) and copies the outbox marks, so pending entries saved before are
+/// listed per shard; a second connect copies nothing again. The old keyspace is made by
+/// dropping the two new tables of a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyspace_without_outbox_shards_gets_them_at_connect() {
+    let Some(config) = common::config_of_case("upgrade") else {
+        return;
+    };
+    let Some(store) = common::open_with(config.clone()).await else {
+        return;
+    };
+    let ks = store.keyspace().to_owned();
+    let kind = kind("upgrade");
+    let actors: Vec<ActorId> = (0..5)
+        .map(|n| ActorId::new(kind, format!("k{n}")))
+        .collect();
+    for actor in &actors {
+        let mut saved = write(0, b"old");
+        for n in 0..2 {
+            saved.outbox.push(OutboxEntry {
+                event_id: format!("{}-{n}", actor.key),
+                topic: "emporium.old".to_owned(),
+                payload: Bytes::new(),
+            });
+        }
+        store.save(actor, saved).await.unwrap();
+    }
+    for table in ["outbox_shards", "schema_migrations"] {
+        cql(&store, format!("DROP TABLE {ks}.{table}"), ()).await;
+    }
+    drop(store);
+
+    let store = common::open_with(config.clone()).await.expect("reconnect");
+    for actor in &actors {
+        let listed = store
+            .outbox_pending_in(shard_of(actor.kind, &actor.key), 100)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = listed
+            .iter()
+            .filter(|event| event.actor == *actor)
+            .map(|event| event.entry.event_id.as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            [format!("{}-0", actor.key), format!("{}-1", actor.key)],
+            "entries of {actor} saved before the upgrade"
+        );
+    }
+    let recorded = count(
+        &store,
+        format!("SELECT name FROM {ks}.schema_migrations WHERE name = 'outbox_shards_backfill'"),
+        (),
+    )
+    .await;
+    assert_eq!(recorded, 1, "the copy is recorded once done");
+
+    // Recorded: a further connect copies nothing (a mark removed now stays removed).
+    let first = &actors[0];
+    cql(
+        &store,
+        format!("DELETE FROM {ks}.outbox_shards WHERE shard = ? AND kind = ? AND key = ?"),
+        (
+            i32::from(shard_of(first.kind, &first.key)),
+            first.kind,
+            first.key.as_str(),
+        ),
+    )
+    .await;
+    drop(store);
+    let store = common::open_with(config).await.expect("reconnect");
+    let listed = store
+        .outbox_pending_in(shard_of(first.kind, &first.key), 100)
+        .await
+        .unwrap();
+    assert!(listed.iter().all(|event| event.actor != *first));
+    store.drop_keyspace().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,14 @@ pub fn config() -> Option<ScyllaConfig> {
     Some(ScyllaConfig::new(nodes()?, keyspace).expect("a valid test config"))
 }
 
+/// The configuration of a keyspace of one case, `emp_test_<pid>_<case>` (swept like the
+/// process's keyspace when the process is gone; the case drops it when done).
+#[allow(dead_code)]
+pub fn config_of_case(case: &str) -> Option<ScyllaConfig> {
+    let keyspace = format!("{PREFIX}{}_{case}", std::process::id());
+    Some(ScyllaConfig::new(nodes()?, keyspace).expect("a valid test config"))
+}
+
 /// A store on this process's test keyspace, `None` when the cluster is not configured.
 #[allow(dead_code)]
 pub async fn open_scylla() -> Option<ScyllaStore> {
@@ -83,7 +91,9 @@ async fn drop_leftover_keyspaces(store: &ScyllaStore) {
         .filter_map(Result::ok)
         .map(|(name,)| name)
         .filter(|name| {
+            // `emp_test_<pid>` or `emp_test_<pid>_<case>` (a case's own keyspace).
             name.strip_prefix(PREFIX)
+                .and_then(|rest| rest.split('_').next())
                 .and_then(|pid| pid.parse::<u32>().ok())
                 .is_some_and(|pid| {
                     pid != std::process::id()
