@@ -35,6 +35,17 @@
 //!
 //! Deadlocks: this actor asks cart, inventory, payment, order and user-orders actors; none
 //! of them ever asks a checkout.
+//!
+//! # Events
+//! - `CheckoutStarted` (with the user's experiment variants) in the checkpoint that records
+//!   the start (step 1). That commit happens once per checkout: a retry or the recovery of
+//!   a started saga finds the fingerprint and never starts again, and a start whose commit
+//!   failed left nothing behind (its retry mints a new checkout id and raises its own).
+//! - `PaymentCaptured` in the commit that records the capture as done (the roll-forward's
+//!   `follow_up.capture` turning false after the gateway answered a captured payment).
+//!   The checkout is the one actor whose commit records a capture whatever the gateway:
+//!   the built-in test gateway's `payment` actors stand in for an external processor and
+//!   raise nothing. A capture the gateway refused (the payment was voided) raises nothing.
 
 use std::time::Duration;
 
@@ -43,6 +54,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cart::{CartActor, CartCommand, CartLine, CartRejection, subtotal_cents};
+use crate::events::DomainEvent;
+use crate::experiments::Experiments;
 use crate::inventory::{InventoryActor, StockCommand, StockRejection, StockReply};
 use crate::order::{
     NewOrder, OrderActor, OrderCommand, OrderView, UserOrdersActor, UserOrdersCommand,
@@ -279,11 +292,12 @@ impl CheckoutState {
     }
 }
 
-/// The checkout actor kind, with its ports.
+/// The checkout actor kind, with its ports and the experiments its events report.
 pub struct CheckoutActor {
     payments: PaymentProvider,
     shipping: ShippingRates,
     payment_timeout: Duration,
+    experiments: Experiments,
 }
 
 impl CheckoutActor {
@@ -291,11 +305,13 @@ impl CheckoutActor {
         payments: PaymentProvider,
         shipping: ShippingRates,
         payment_timeout: Duration,
+        experiments: Experiments,
     ) -> Self {
         Self {
             payments,
             shipping,
             payment_timeout,
+            experiments,
         }
     }
 }
@@ -381,6 +397,13 @@ impl CheckoutActor {
         state.cart_id = request.cart_id.as_str().to_owned();
         state.shipping_address = Some(request.shipping_address.clone());
         state.started_at_ms = now_ms;
+        let started = DomainEvent::CheckoutStarted {
+            checkout_id: state.checkout_id.clone(),
+            cart_id: state.cart_id.clone(),
+            user_id: state.user_id.clone(),
+            variants: self.experiments.variants_for(&request.user_id),
+        };
+        turn.emit(started)?;
         turn.set_reminder(RECOVER_REMINDER, recover_at);
         turn.commit().await
     }
@@ -611,6 +634,13 @@ impl CheckoutActor {
             match captured {
                 Ok(record) if record.status != PaymentStatus::Authorized => {
                     follow_up.capture = false;
+                    turn.emit(DomainEvent::PaymentCaptured {
+                        order_id: state.order_id.clone(),
+                        user_id: state.user_id.clone(),
+                        reference: record.reference,
+                        amount_cents: record.captured_cents,
+                        currency: record.currency.as_str().to_owned(),
+                    })?;
                 }
                 Ok(_) => {}
                 Err(PaymentError::Refused(reason)) => {
@@ -779,7 +809,10 @@ mod tests {
 
     struct Shop {
         runtime: Runtime,
+        store: Arc<dyn StateStore>,
     }
+
+    const EXPERIMENTS: &str = "button=control,green";
 
     async fn shop(payment_timeout: Duration) -> Shop {
         let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
@@ -797,13 +830,14 @@ mod tests {
     ) -> Shop {
         let ports = DomainPorts {
             payment_timeout,
+            experiments: Experiments::parse(EXPERIMENTS).unwrap(),
             ..DomainPorts::default()
         };
         let runtime = register_with(Runtime::builder(store.clone()).clock(clock), &ports)
             .build()
             .await
             .unwrap();
-        let shop = Shop { runtime };
+        let shop = Shop { runtime, store };
         for (sku, price) in [("SKU-A", 1_000), ("SKU-B", 250)] {
             shop.runtime
                 .actor::<ProductActor>(sku)
@@ -883,6 +917,12 @@ mod tests {
                 .ask(CheckoutCommand::Run(Box::new(request(user, cart, token))))
                 .await
                 .unwrap()
+        }
+
+        /// What the checkout `user`/`key` raised, in order.
+        async fn events(&self, user: &str, key: &str) -> Vec<DomainEvent> {
+            let key = checkout_key(user, &IdempotencyKey::parse(key).unwrap());
+            crate::events::emitted::events(self.store.as_ref(), "checkout", &key).await
         }
 
         async fn payment(&self, reference: &str) -> Option<PaymentRecord> {
@@ -1281,5 +1321,74 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    fn started(checkout_id: &str, user: &str) -> DomainEvent {
+        DomainEvent::CheckoutStarted {
+            checkout_id: checkout_id.to_owned(),
+            cart_id: "cart-1".to_owned(),
+            user_id: user.to_owned(),
+            variants: Experiments::parse(EXPERIMENTS).unwrap().variants_for(user),
+        }
+    }
+
+    fn captured(order: &OrderView) -> DomainEvent {
+        DomainEvent::PaymentCaptured {
+            order_id: order.id.clone(),
+            user_id: order.user_id.clone(),
+            reference: order.payment_reference.clone(),
+            amount_cents: order.total_cents,
+            currency: order.currency.as_str().to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkout_raises_started_then_captured_once() {
+        let shop = shop(Duration::from_secs(5)).await;
+        shop.set_stock("SKU-A", 10).await;
+        shop.cart("cart-1", &[("SKU-A", 2)]).await.unwrap();
+        let order = placed(shop.checkout("u-1", "k-1", "cart-1", "tok_visa").await);
+        // Retried, or the key reused with another request: nothing more.
+        placed(shop.checkout("u-1", "k-1", "cart-1", "tok_visa").await);
+        let reused = shop
+            .checkout("u-1", "k-1", "cart-1", "tok_chargeDeclined")
+            .await;
+        assert_eq!(reused, Err(CheckoutRejection::KeyReused));
+        assert_eq!(
+            shop.events("u-1", "k-1").await,
+            [started(&order.checkout_id, "u-1"), captured(&order)]
+        );
+        assert_eq!(order.total_cents, 2_900, "2 x 1000 + DE shipping");
+
+        // A declined checkout did start, and captured nothing.
+        shop.cart("cart-1", &[("SKU-A", 1)]).await.unwrap();
+        failed(
+            shop.checkout("u-1", "k-2", "cart-1", "tok_chargeDeclined")
+                .await,
+        );
+        let events = shop.events("u-1", "k-2").await;
+        assert!(
+            matches!(events.as_slice(), [DomainEvent::CheckoutStarted { user_id, .. }] if user_id == "u-1"),
+            "{events:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_recovered_saga_never_starts_again_and_captures_once() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let shop = shop_on(store.clone(), Duration::from_secs(5)).await;
+        shop.set_stock("SKU-A", 5).await;
+        shop.cart("cart-1", &[("SKU-A", 2)]).await.unwrap();
+        // Its start (and CheckoutStarted) was committed by the life that died.
+        dead_saga(&shop, &store, "pivoted", Step::Committed, None).await;
+        let order = placed(shop.checkout("u-1", "pivoted", "cart-1", "tok_visa").await);
+        placed(shop.checkout("u-1", "pivoted", "cart-1", "tok_visa").await);
+        assert_eq!(shop.events("u-1", "pivoted").await, [captured(&order)]);
+
+        // Before the pivot: compensated, nothing raised.
+        shop.cart("cart-1", &[("SKU-A", 2)]).await.unwrap();
+        dead_saga(&shop, &store, "early", Step::Authorized, None).await;
+        failed(shop.checkout("u-1", "early", "cart-1", "tok_visa").await);
+        assert!(shop.events("u-1", "early").await.is_empty());
     }
 }

@@ -213,6 +213,46 @@ pub mod subjects {
     pub const PRODUCT_CHANGED: &str = "emporium.product.changed";
 }
 
+/// Test support: what actors left in the outbox, decoded.
+#[cfg(test)]
+pub(crate) mod emitted {
+    use emporium_runtime::StateStore;
+    use emporium_runtime::events::Event;
+
+    use super::{DomainEnvelope, DomainEvent};
+
+    /// Every pending outbox envelope of the actor `kind`/`key`, in commit order; checks that
+    /// each entry's topic is its event's subject.
+    pub(crate) async fn envelopes(
+        store: &dyn StateStore,
+        kind: &str,
+        key: &str,
+    ) -> Vec<DomainEnvelope> {
+        store
+            .outbox_pending(10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|pending| pending.actor.kind == kind && pending.actor.key == key)
+            .map(|pending| {
+                let envelope = DomainEvent::decode(&pending.entry.payload).unwrap();
+                assert_eq!(pending.entry.topic, envelope.event.subject());
+                assert_eq!(pending.entry.event_id, envelope.id);
+                envelope
+            })
+            .collect()
+    }
+
+    /// The events alone, see [`envelopes`].
+    pub(crate) async fn events(store: &dyn StateStore, kind: &str, key: &str) -> Vec<DomainEvent> {
+        envelopes(store, kind, key)
+            .await
+            .into_iter()
+            .map(|envelope| envelope.event)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

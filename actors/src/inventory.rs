@@ -27,6 +27,18 @@
 //! idempotent; committed ones are kept until they are returned ([`StockCommand::Release`]
 //! on a cancelled order) or settled ([`StockCommand::Settle`], sent when the order ships),
 //! at most [`COMMITTED_RETENTION_MS`].
+//!
+//! # Events
+//! Raised in the commit of the change they report.
+//! - `StockChanged { sku, on_hand, available }` when a turn changes `on_hand` (summed over
+//!   warehouses): a `SetStock` to another value, the commit of a reservation (units sold),
+//!   the release of a committed reservation (units back on the shelf). `available` is the
+//!   value after that turn. Holds and their releases or expiries change only `available`
+//!   and raise nothing: they are many per sale and undone within the reservation TTL, so a
+//!   consumer wanting live availability would be flooded with noise; what a shopper can
+//!   still buy is asked of the actor. A `SetStock` to the same value raises nothing.
+//! - `StockLow { sku, available, threshold }` when `available` falls below the threshold
+//!   (once, until it rises back to it), after the `StockChanged` of the same turn.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -412,6 +424,7 @@ impl VirtualActor for InventoryActor {
             .map(|(id, _)| id.clone())
             .collect();
         if !due.is_empty() {
+            let on_hand_before = turn.state().on_hand();
             let state = turn.state_mut();
             for id in &due {
                 if let Some(mut reservation) = state.reservations.remove(id) {
@@ -426,7 +439,7 @@ impl VirtualActor for InventoryActor {
                 expired = due.len(),
                 "reservations expired"
             );
-            after_change(turn)?;
+            after_change(turn, on_hand_before)?;
         } else {
             rearm_expiry(turn);
         }
@@ -459,13 +472,14 @@ fn set_stock(
             reserved,
         }));
     }
+    let on_hand_before = turn.state().on_hand();
     let state = turn.state_mut();
     state.created = true;
     state.warehouses.entry(warehouse).or_default().on_hand = on_hand;
     if low_stock_threshold.is_some() {
         state.low_stock_threshold = low_stock_threshold;
     }
-    after_change(turn)?;
+    after_change(turn, on_hand_before)?;
     Ok(Ok(view(turn)))
 }
 
@@ -506,6 +520,7 @@ fn reserve(
     }
     let now_ms = turn.now_ms();
     let expires_at_ms = now_ms.saturating_add(ttl_ms);
+    let on_hand_before = turn.state().on_hand();
     let state = turn.state_mut();
     let Some(allocations) = state.allocate(units) else {
         return Ok(Err(StockRejection::Insufficient {
@@ -522,7 +537,7 @@ fn reserve(
     };
     let answer = receipt(&id, &reservation);
     state.reservations.insert(id, reservation);
-    after_change(turn)?;
+    after_change(turn, on_hand_before)?;
     Ok(Ok(answer))
 }
 
@@ -537,6 +552,7 @@ fn commit(
         }));
     };
     let now_ms = turn.now_ms();
+    let on_hand_before = turn.state().on_hand();
     match existing.status {
         ReservationStatus::Committed => Ok(Ok(receipt(&id, &existing))),
         ReservationStatus::Held { .. } => {
@@ -549,7 +565,7 @@ fn commit(
             };
             let answer = receipt(&id, &reservation);
             state.reservations.insert(id, reservation);
-            after_change(turn)?;
+            after_change(turn, on_hand_before)?;
             Ok(Ok(answer))
         }
         ReservationStatus::Expired => {
@@ -572,7 +588,7 @@ fn commit(
             };
             let answer = receipt(&id, &reservation);
             state.reservations.insert(id, reservation);
-            after_change(turn)?;
+            after_change(turn, on_hand_before)?;
             Ok(Ok(answer))
         }
         status => Ok(Err(StockRejection::Closed {
@@ -588,6 +604,7 @@ fn release(
     id: String,
 ) -> Result<Result<ReservationReceipt, StockRejection>, RuntimeError> {
     let now_ms = turn.now_ms();
+    let on_hand_before = turn.state().on_hand();
     let existing = turn.state().reservations.get(&id).cloned();
     let Some(existing) = existing else {
         let tombstone = Reservation {
@@ -598,7 +615,7 @@ fn release(
         };
         let answer = receipt(&id, &tombstone);
         turn.state_mut().reservations.insert(id, tombstone);
-        after_change(turn)?;
+        after_change(turn, on_hand_before)?;
         return Ok(Ok(answer));
     };
     let status = match existing.status {
@@ -619,7 +636,7 @@ fn release(
     };
     let answer = receipt(&id, &reservation);
     turn.state_mut().reservations.insert(id, reservation);
-    after_change(turn)?;
+    after_change(turn, on_hand_before)?;
     Ok(Ok(answer))
 }
 
@@ -641,10 +658,20 @@ fn settle(
     }
 }
 
-/// After any change of stock: low-stock alerts, pruning, the expiry reminder.
-fn after_change(turn: &mut Turn<InventoryActor>) -> Result<(), RuntimeError> {
+/// After any change of stock (`on_hand` was `on_hand_before` when the turn began): its
+/// events, low-stock alerts, pruning, the expiry reminder.
+fn after_change(turn: &mut Turn<InventoryActor>, on_hand_before: u64) -> Result<(), RuntimeError> {
     let now_ms = turn.now_ms();
     let available = turn.state().available();
+    let on_hand = turn.state().on_hand();
+    if on_hand != on_hand_before {
+        let sku = turn.key().to_owned();
+        turn.emit(DomainEvent::StockChanged {
+            sku,
+            on_hand,
+            available,
+        })?;
+    }
     let below = available < turn.state().threshold();
     if below && !turn.state().low_stock {
         let state = turn.state_mut();
@@ -1036,5 +1063,92 @@ mod tests {
         // A late commit of an expired reservation still sells if the units are there.
         run(&sku, commit("abandoned")).await.unwrap();
         assert_eq!(get(&sku).await.on_hand, 5);
+    }
+
+    fn changed(on_hand: u64, available: u64) -> DomainEvent {
+        DomainEvent::StockChanged {
+            sku: "SKU-1".to_owned(),
+            on_hand,
+            available,
+        }
+    }
+
+    #[tokio::test]
+    async fn stock_changed_is_raised_when_on_hand_changes_and_only_then() {
+        let (store, clock) = setup();
+        let runtime = runtime(store.clone(), clock.clone()).await;
+        let sku = runtime.actor::<InventoryActor>("SKU-1");
+        let events = || crate::events::emitted::events(store.as_ref(), "inventory", "SKU-1");
+        set(&sku, "east", 10).await;
+        set(&sku, "east", 10).await; // the same value: nothing
+        set(&sku, "west", 0).await; // a new warehouse, no units: nothing
+        assert_eq!(events().await, [changed(10, 10)]);
+
+        // Holds, their releases and refusals change no on-hand stock.
+        run(&sku, reserve("r1", 3)).await.unwrap();
+        run(&sku, reserve("r2", 2)).await.unwrap();
+        run(&sku, release("r2")).await.unwrap();
+        run(&sku, reserve("big", 99)).await.unwrap_err();
+        run(&sku, commit("unknown")).await.unwrap_err();
+        let refused = sku
+            .ask(StockCommand::SetStock {
+                warehouse: wh("east"),
+                on_hand: 1,
+                low_stock_threshold: None,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            refused,
+            StockReply::Set(Err(StockRejection::BelowReserved { .. }))
+        ));
+        assert_eq!(events().await.len(), 1);
+
+        // Sold: on hand drops (and stays 7 on a repeated commit); returned: it rises.
+        run(&sku, commit("r1")).await.unwrap();
+        run(&sku, commit("r1")).await.unwrap();
+        run(&sku, reserve("r3", 2)).await.unwrap(); // available 5: not below 5
+        run(&sku, release("r1")).await.unwrap();
+        run(&sku, release("r1")).await.unwrap();
+        assert_eq!(
+            events().await,
+            [changed(10, 10), changed(7, 7), changed(10, 8)],
+            "available is the value after the change"
+        );
+
+        // Below the threshold (5) in the same turn: StockChanged first, then StockLow.
+        set(&sku, "east", 6).await;
+        let envelopes =
+            crate::events::emitted::envelopes(store.as_ref(), "inventory", "SKU-1").await;
+        let last: Vec<_> = envelopes[3..].iter().map(|e| e.event.clone()).collect();
+        assert_eq!(
+            last,
+            [
+                changed(6, 4),
+                DomainEvent::StockLow {
+                    sku: "SKU-1".to_owned(),
+                    available: 4,
+                    threshold: DEFAULT_LOW_STOCK_THRESHOLD,
+                }
+            ]
+        );
+        assert_eq!(envelopes[3].version, envelopes[4].version, "one commit");
+        assert_eq!(
+            envelopes[4].id,
+            format!("inventory:SKU-1:{}:1", envelopes[4].version)
+        );
+
+        // An expiry gives back held units only: nothing.
+        clock.advance_ms(TTL.as_millis() as u64 + 1);
+        let mut expired = false;
+        for _ in 0..100 {
+            if get(&sku).await.reserved == 0 {
+                expired = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(expired);
+        assert_eq!(events().await.len(), 5);
     }
 }

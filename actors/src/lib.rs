@@ -67,7 +67,10 @@ pub fn register(builder: RuntimeBuilder) -> RuntimeBuilder {
 /// Register every domain actor kind with the runtime, wired to `ports`.
 pub fn register_with(builder: RuntimeBuilder, ports: &DomainPorts) -> RuntimeBuilder {
     builder
-        .register(CartActor)
+        .register(CartActor::new(
+            ports.experiments.clone(),
+            ports.cart_abandon_after,
+        ))
         .register(ProductActor)
         .register(user::UserActor)
         .register(user::EmailIndexActor)
@@ -76,11 +79,13 @@ pub fn register_with(builder: RuntimeBuilder, ports: &DomainPorts) -> RuntimeBui
         .register(order::OrderActor::new(
             ports.payments.clone(),
             ports.payment_timeout,
+            ports.experiments.clone(),
         ))
         .register(order::UserOrdersActor)
         .register(checkout::CheckoutActor::new(
             ports.payments.clone(),
             ports.shipping.clone(),
             ports.payment_timeout,
+            ports.experiments.clone(),
         ))
 }

@@ -3,7 +3,8 @@
 //! its time). The current order is derived by folding the history; a command that is not a
 //! valid transition from the current status is refused ([`OrderRejection::InvalidTransition`]).
 //! Each event is also raised with [`Turn::emit`] (subject `emporium.order.<event>`), committed
-//! with the history in one write: the outbox publishes it later.
+//! with the history in one write: the outbox publishes it later. `placed` and `paid` carry
+//! the user's experiment variants (see [`crate::experiments`]).
 //!
 //! Cancelling (owner or admin, before shipping) returns the stock (committed units go back
 //! to `on_hand`) and gives the money back (a refund when paid, a void when only
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cart::CartLine;
 use crate::events::{DomainEvent, EventLine};
+use crate::experiments::Experiments;
 use crate::inventory::{InventoryActor, StockCommand, StockReply};
 use crate::payment::{PaymentError, PaymentProvider, within};
 use crate::shipping::ShippingAddress;
@@ -209,17 +211,24 @@ pub enum OrderRejection {
 
 pub type OrderReply = Result<OrderView, OrderRejection>;
 
-/// The order actor kind, with the ports a cancellation needs.
+/// The order actor kind, with the ports a cancellation needs and the experiments its
+/// funnel events report.
 pub struct OrderActor {
     payments: PaymentProvider,
     payment_timeout: Duration,
+    experiments: Experiments,
 }
 
 impl OrderActor {
-    pub fn new(payments: PaymentProvider, payment_timeout: Duration) -> Self {
+    pub fn new(
+        payments: PaymentProvider,
+        payment_timeout: Duration,
+        experiments: Experiments,
+    ) -> Self {
         Self {
             payments,
             payment_timeout,
+            experiments,
         }
     }
 }
@@ -240,7 +249,7 @@ impl VirtualActor for OrderActor {
         command: OrderCommand,
     ) -> Result<OrderReply, RuntimeError> {
         if let OrderCommand::Place(new) = command {
-            return place(turn, new);
+            return place(turn, new, &self.experiments);
         }
         let Some(current) = fold(turn.key(), &turn.state().events) else {
             return Ok(Err(OrderRejection::NotFound));
@@ -251,10 +260,11 @@ impl VirtualActor for OrderActor {
                 if current.has_been(OrderStatus::Paid) {
                     return Ok(Ok(current));
                 }
-                transition(turn, &current, OrderEventKind::Paid)
+                transition(turn, &current, OrderEventKind::Paid, &self.experiments)
             }
             OrderCommand::Ship => {
-                let shipped = transition(turn, &current, OrderEventKind::Shipped)?;
+                let shipped =
+                    transition(turn, &current, OrderEventKind::Shipped, &self.experiments)?;
                 if shipped.is_ok() {
                     // Shipped orders are never returned to stock: the SKUs may forget them.
                     for line in &current.items {
@@ -268,9 +278,16 @@ impl VirtualActor for OrderActor {
                 }
                 Ok(shipped)
             }
-            OrderCommand::Deliver => transition(turn, &current, OrderEventKind::Delivered),
+            OrderCommand::Deliver => {
+                transition(turn, &current, OrderEventKind::Delivered, &self.experiments)
+            }
             OrderCommand::Cancel { reason } => {
-                let cancelled = transition(turn, &current, OrderEventKind::Cancelled { reason })?;
+                let cancelled = transition(
+                    turn,
+                    &current,
+                    OrderEventKind::Cancelled { reason },
+                    &self.experiments,
+                )?;
                 if cancelled.is_err() {
                     return Ok(cancelled);
                 }
@@ -338,7 +355,11 @@ impl OrderActor {
         if let Some(amount_cents) = refunded
             && !order.has_been(OrderStatus::Refunded)
         {
-            append(turn, OrderEventKind::Refunded { amount_cents })?;
+            append(
+                turn,
+                OrderEventKind::Refunded { amount_cents },
+                &self.experiments,
+            )?;
         }
         if pending.stock || pending.money {
             turn.state_mut().undo = Some(pending);
@@ -376,7 +397,11 @@ impl OrderActor {
     }
 }
 
-fn place(turn: &mut Turn<OrderActor>, new: Box<NewOrder>) -> Result<OrderReply, RuntimeError> {
+fn place(
+    turn: &mut Turn<OrderActor>,
+    new: Box<NewOrder>,
+    experiments: &Experiments,
+) -> Result<OrderReply, RuntimeError> {
     if let Some(existing) = fold(turn.key(), &turn.state().events) {
         return Ok(if existing.checkout_id == new.checkout_id {
             Ok(existing)
@@ -384,7 +409,7 @@ fn place(turn: &mut Turn<OrderActor>, new: Box<NewOrder>) -> Result<OrderReply, 
             Err(OrderRejection::AlreadyExists(turn.key().to_owned()))
         });
     }
-    append(turn, OrderEventKind::Placed(new))?;
+    append(turn, OrderEventKind::Placed(new), experiments)?;
     Ok(Ok(view(turn)?))
 }
 
@@ -392,6 +417,7 @@ fn transition(
     turn: &mut Turn<OrderActor>,
     current: &OrderView,
     event: OrderEventKind,
+    experiments: &Experiments,
 ) -> Result<OrderReply, RuntimeError> {
     let to = event.status();
     if !allowed(current.status, to) {
@@ -400,14 +426,18 @@ fn transition(
             to,
         }));
     }
-    append(turn, event)?;
+    append(turn, event, experiments)?;
     Ok(Ok(view(turn)?))
 }
 
 /// Append an event to the history and raise it.
-fn append(turn: &mut Turn<OrderActor>, kind: OrderEventKind) -> Result<(), RuntimeError> {
+fn append(
+    turn: &mut Turn<OrderActor>,
+    kind: OrderEventKind,
+    experiments: &Experiments,
+) -> Result<(), RuntimeError> {
     let at_ms = turn.now_ms();
-    let event = domain_event(turn.key(), &turn.state().events, &kind);
+    let event = domain_event(turn.key(), &turn.state().events, &kind, experiments);
     turn.state_mut().events.push(OrderEvent { at_ms, kind });
     match event {
         Some(event) => turn.emit(event),
@@ -424,6 +454,7 @@ fn domain_event(
     order_id: &str,
     history: &[OrderEvent],
     kind: &OrderEventKind,
+    experiments: &Experiments,
 ) -> Option<DomainEvent> {
     let placed = match (kind, history.first().map(|first| &first.kind)) {
         (OrderEventKind::Placed(placed), _) | (_, Some(OrderEventKind::Placed(placed))) => placed,
@@ -442,14 +473,14 @@ fn domain_event(
             shipping_cents: placed.shipping_cents,
             total_cents,
             currency,
-            variants: Default::default(),
+            variants: experiments.variants_for(&placed.user_id),
         },
         OrderEventKind::Paid => DomainEvent::OrderPaid {
+            variants: experiments.variants_for(&user_id),
             order_id,
             user_id,
             total_cents,
             currency,
-            variants: Default::default(),
         },
         OrderEventKind::Shipped => DomainEvent::OrderShipped { order_id, user_id },
         OrderEventKind::Delivered => DomainEvent::OrderDelivered { order_id, user_id },
@@ -815,6 +846,68 @@ mod tests {
             .unwrap();
         assert_eq!(record.status, crate::payment::PaymentStatus::Voided);
         assert_eq!(stock(&runtime).await.on_hand, 10);
+    }
+
+    #[tokio::test]
+    async fn placed_and_paid_carry_the_users_variants() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let experiments = crate::experiments::Experiments::parse("button=control,green").unwrap();
+        let ports = crate::DomainPorts {
+            experiments: experiments.clone(),
+            ..crate::DomainPorts::default()
+        };
+        let runtime = crate::register_with(Runtime::builder(store.clone()), &ports)
+            .build()
+            .await
+            .unwrap();
+        let order = runtime.actor::<OrderActor>("o-1");
+        ask(&order, OrderCommand::Place(Box::new(new_order("c-1"))))
+            .await
+            .unwrap();
+        // Refused or repeated: nothing raised.
+        refused(
+            &ask(&order, OrderCommand::Deliver).await,
+            OrderStatus::Placed,
+            OrderStatus::Delivered,
+        );
+        ask(&order, OrderCommand::Place(Box::new(new_order("c-1"))))
+            .await
+            .unwrap();
+        ask(&order, OrderCommand::MarkPaid).await.unwrap();
+        ask(&order, OrderCommand::MarkPaid).await.unwrap();
+        let variants = experiments.variants_for("u-1");
+        assert_eq!(variants.len(), 1);
+        let envelopes = crate::events::emitted::envelopes(store.as_ref(), "order", "o-1").await;
+        let events: Vec<DomainEvent> = envelopes.iter().map(|e| e.event.clone()).collect();
+        assert_eq!(
+            events,
+            [
+                DomainEvent::OrderPlaced {
+                    order_id: "o-1".to_owned(),
+                    user_id: "u-1".to_owned(),
+                    lines: vec![EventLine {
+                        sku: "SKU-1".to_owned(),
+                        quantity: 2,
+                        unit_price_cents: 1_000,
+                    }],
+                    subtotal_cents: 2_000,
+                    shipping_cents: 500,
+                    total_cents: 2_500,
+                    currency: "USD".to_owned(),
+                    variants: variants.clone(),
+                },
+                DomainEvent::OrderPaid {
+                    order_id: "o-1".to_owned(),
+                    user_id: "u-1".to_owned(),
+                    total_cents: 2_500,
+                    currency: "USD".to_owned(),
+                    variants,
+                },
+            ]
+        );
+        assert_eq!(envelopes[0].version, 1);
+        assert_eq!(envelopes[1].version, 2);
+        assert_eq!(envelopes[1].source.kind, "order");
     }
 
     #[tokio::test]

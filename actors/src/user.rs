@@ -117,6 +117,15 @@ impl Users {
         }
     }
 
+    /// Record a successful login of `user_id` (its password already verified): the user
+    /// actor raises `UserLoggedIn`, in one commit. An unknown user records nothing.
+    pub async fn record_login(&self, user_id: &str) -> Result<(), UserError> {
+        match self.ask_user(user_id, UserCommand::RecordLogin).await? {
+            UserReply::Found(_) => Ok(()),
+            other => Err(unexpected("record login", &other)),
+        }
+    }
+
     /// Make `email` an admin account with `password`: create it, or set the password and
     /// add the admin role to the existing account.
     pub async fn ensure_admin(

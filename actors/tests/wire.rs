@@ -292,6 +292,7 @@ fn user_commands_and_replies_round_trip() {
             guest: Some(CartId::parse("guest-1").unwrap()),
         },
         UserCommand::OpenCart { guest: None },
+        UserCommand::RecordLogin,
     ] {
         round_trip(&command);
     }

@@ -3,12 +3,18 @@
 //! Products are written by admins and read by everyone (carts price their lines with the
 //! price found here at add time). Listing and search do not go through these actors: the
 //! [`super::Catalog`] keeps a search index fed by every successful upsert.
+//!
+//! # Events
+//! `ProductChanged { sku, product }` in the commit of every upsert that creates or changes
+//! the product. Re-upserting an identical product is a no-op: nothing is written, nothing
+//! is raised (the reply is the same).
 
 use std::collections::BTreeMap;
 
 use emporium_runtime::{RuntimeError, Turn, VirtualActor};
 use serde::{Deserialize, Serialize};
 
+use crate::events::DomainEvent;
 use crate::values::{Currency, InvalidValue, Sku};
 
 /// A product as the catalog knows it (also its stored form).
@@ -140,9 +146,75 @@ impl VirtualActor for ProductActor {
                     Err(invalid) => return Ok(Err(invalid)),
                 };
                 let product = draft.into_product(sku);
-                *turn.state_mut() = Some(product.clone());
+                if turn.state().as_ref() != Some(&product) {
+                    turn.emit(DomainEvent::ProductChanged {
+                        sku: product.sku.to_string(),
+                        product: product.clone(),
+                    })?;
+                    *turn.state_mut() = Some(product.clone());
+                }
                 Ok(Ok(Some(product)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use emporium_runtime::store::MemoryStore;
+    use emporium_runtime::{ActorId, Runtime, StateStore};
+
+    use super::*;
+    use crate::events::emitted;
+
+    fn draft(price_cents: i64) -> ProductDraft {
+        ProductDraft {
+            name: " Mug ".to_owned(),
+            description: "A mug".to_owned(),
+            price_cents,
+            currency: Currency::default(),
+            category: "kitchen".to_owned(),
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn product_changed_is_raised_by_each_upsert_that_changes_the_product() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let runtime = Runtime::builder(store.clone())
+            .register(ProductActor)
+            .build()
+            .await
+            .unwrap();
+        let mug = runtime.actor::<ProductActor>("MUG");
+        let upsert = |draft| mug.ask(ProductCommand::Upsert(draft));
+        let first = upsert(draft(1_200)).await.unwrap().unwrap().unwrap();
+        assert_eq!(first.name, "Mug");
+        let id = ActorId::new("product", "MUG");
+        let version = store.load(&id).await.unwrap().unwrap().version;
+        // The same draft again (the name trims to the same): nothing written or raised.
+        assert_eq!(upsert(draft(1_200)).await.unwrap(), Ok(Some(first.clone())));
+        let again = store.load(&id).await.unwrap().unwrap().version;
+        assert_eq!(again, version, "an identical upsert writes nothing");
+        // Invalid: refused, nothing raised.
+        assert!(upsert(draft(0)).await.unwrap().is_err());
+        let second = upsert(draft(1_500)).await.unwrap().unwrap().unwrap();
+
+        let events = emitted::events(store.as_ref(), "product", "MUG").await;
+        assert_eq!(
+            events,
+            [
+                DomainEvent::ProductChanged {
+                    sku: "MUG".to_owned(),
+                    product: first,
+                },
+                DomainEvent::ProductChanged {
+                    sku: "MUG".to_owned(),
+                    product: second,
+                },
+            ]
+        );
     }
 }

@@ -3,6 +3,13 @@
 //!
 //! It asks cart actors (to create the user's cart and to merge a guest cart into it) and
 //! is asked by the e-mail index; it never asks the index back.
+//!
+//! # Events
+//! - `UserRegistered` in the commit that creates the account (never for a repeated
+//!   `Create`).
+//! - `UserLoggedIn` on [`UserCommand::RecordLogin`], which the login path sends once the
+//!   password was verified (verification runs outside the actor, on the blocking pool).
+//!   It writes nothing but the event: one commit per login, no growing state.
 
 use emporium_runtime::{ActorId, Runtime, RuntimeError, Turn, VirtualActor};
 use serde::{Deserialize, Serialize};
@@ -11,6 +18,7 @@ use super::merge::MergeReport;
 use super::password::PasswordHash;
 use super::values::{Email, Role, UserName};
 use crate::cart::{CartActor, CartCommand, CartView};
+use crate::events::DomainEvent;
 use crate::values::CartId;
 
 /// What callers see of a user: never the password hash.
@@ -73,6 +81,9 @@ pub enum UserCommand {
     OpenCart {
         guest: Option<CartId>,
     },
+    /// A login succeeded (its password was verified): raise `UserLoggedIn`. Answered with
+    /// [`UserReply::Found`]; an unknown user raises nothing.
+    RecordLogin,
 }
 
 /// What happened to the guest cart given at login.
@@ -137,6 +148,11 @@ impl VirtualActor for UserActor {
                     });
                 }
                 let created_at_ms = turn.now_ms();
+                turn.emit(DomainEvent::UserRegistered {
+                    user_id: turn.key().to_owned(),
+                    email: account.email.as_str().to_owned(),
+                    name: account.name.as_str().to_owned(),
+                })?;
                 turn.state_mut().account = Some(Account {
                     email: account.email,
                     name: account.name,
@@ -170,6 +186,14 @@ impl VirtualActor for UserActor {
                 Ok(UserReply::Found(user(turn)))
             }
             UserCommand::OpenCart { guest } => open_cart(turn, guest).await,
+            UserCommand::RecordLogin => {
+                let user = user(turn);
+                if user.is_some() {
+                    let user_id = turn.key().to_owned();
+                    turn.emit(DomainEvent::UserLoggedIn { user_id })?;
+                }
+                Ok(UserReply::Found(user))
+            }
         }
     }
 }

@@ -512,3 +512,69 @@ async fn demo_accounts_are_made_once() {
     );
     assert!(users.bootstrap(None, false).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn registration_and_each_login_raise_their_events_once() {
+    use crate::events::{DomainEvent, emitted};
+    use emporium_runtime::{ActorId, StateStore};
+
+    let store = Arc::new(MemoryStore::new());
+    let runtime = runtime_on(store.clone()).await;
+    let users = Users::new(runtime.clone());
+    let user = users
+        .sign_up(
+            email("Ada@Example.com"),
+            name("Ada"),
+            &password("analytical"),
+        )
+        .await
+        .unwrap();
+    // Refused or repeated: nothing more.
+    let taken = users
+        .sign_up(
+            email("ada@example.com"),
+            name("Ada"),
+            &password("analytical"),
+        )
+        .await;
+    assert!(matches!(taken, Err(UserError::EmailTaken)));
+    let hash = password::hash(&password("whatever-1")).await.unwrap();
+    let mut retried = account(&user.id, "ada@example.com", hash);
+    retried.name = name("Ada");
+    runtime
+        .actor::<UserActor>(user.id.as_str())
+        .ask(UserCommand::Create(retried))
+        .await
+        .unwrap();
+    // A login: verified outside the actor, then recorded; its cart is the cart's business.
+    for _ in 0..2 {
+        let found = users
+            .authenticate(Some(&user.email), &Password::presented("analytical"))
+            .await
+            .unwrap()
+            .unwrap();
+        users.open_cart(&found.id, None).await.unwrap();
+        users.record_login(&found.id).await.unwrap();
+    }
+    let registered = DomainEvent::UserRegistered {
+        user_id: user.id.clone(),
+        email: "ada@example.com".to_owned(),
+        name: "Ada".to_owned(),
+    };
+    let logged_in = DomainEvent::UserLoggedIn {
+        user_id: user.id.clone(),
+    };
+    assert_eq!(
+        emitted::events(store.as_ref(), "user", &user.id).await,
+        [registered, logged_in.clone(), logged_in]
+    );
+    // An unknown user records nothing, and is not created by trying.
+    users.record_login("ghost").await.unwrap();
+    assert!(
+        emitted::events(store.as_ref(), "user", "ghost")
+            .await
+            .is_empty()
+    );
+    let ghost = store.load(&ActorId::new("user", "ghost")).await.unwrap();
+    assert!(ghost.is_none());
+}

@@ -95,6 +95,7 @@ pub async fn login(
         .open_cart(&user.id, guest)
         .await?
         .ok_or_else(wrong_credentials)?;
+    users.record_login(&user.id).await?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|error| ApiError::Internal(format!("the clock is before 1970: {error}")))?
