@@ -7,6 +7,7 @@
 //!
 //! Start with [`register`], which adds every actor kind to a runtime builder.
 
+pub mod analytics;
 pub mod cart;
 pub mod catalog;
 pub mod checkout;
@@ -67,6 +68,7 @@ pub fn register(builder: RuntimeBuilder) -> RuntimeBuilder {
 /// Register every domain actor kind with the runtime, wired to `ports`.
 pub fn register_with(builder: RuntimeBuilder, ports: &DomainPorts) -> RuntimeBuilder {
     builder
+        .register(analytics::AnalyticsActor::default())
         .register(CartActor::new(
             ports.experiments.clone(),
             ports.cart_abandon_after,

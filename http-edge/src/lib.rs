@@ -15,6 +15,8 @@ mod observe;
 mod problem;
 mod routes;
 mod state;
+#[cfg(test)]
+mod testing;
 mod wire;
 
 use std::future::Future;

@@ -7,6 +7,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use emporium_actors::analytics::UnknownWindow;
 use emporium_actors::checkout::{CheckoutFailure, CheckoutRejection};
 use emporium_actors::inventory::StockRejection;
 use emporium_actors::order::OrderRejection;
@@ -86,6 +87,10 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     /// Unsupported media type.
+    /// A query or path parameter that is missing or not one of the accepted values; the
+    /// problem names it in `field`.
+    #[error("{detail}")]
+    BadParameter { field: &'static str, detail: String },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -138,6 +143,15 @@ impl From<CatalogError> for ApiError {
     }
 }
 
+impl From<UnknownWindow> for ApiError {
+    fn from(error: UnknownWindow) -> Self {
+        Self::BadParameter {
+            field: UnknownWindow::FIELD,
+            detail: error.to_string(),
+        }
+    }
+}
+
 impl From<UserError> for ApiError {
     fn from(error: UserError) -> Self {
         match error {
@@ -157,6 +171,13 @@ impl ApiError {
                 "Malformed request",
                 detail.clone(),
             ),
+            Self::BadParameter { field, detail } => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-parameter",
+                "Invalid parameter",
+                detail.clone(),
+            )
+            .with("field", *field),
             Self::UnsupportedMediaType(detail) => Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",

@@ -1,9 +1,11 @@
-//! What every handler can reach: the runtime, the catalog and the metrics handle.
+//! What every handler can reach: the runtime, the catalog, the experiments and the metrics
+//! handle.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use emporium_actors::Catalog;
+use emporium_actors::experiments::Experiments;
 use emporium_actors::payment::PaymentProvider;
 use emporium_runtime::Runtime;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -31,6 +33,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The payment gateway (the built-in test gateway unless set).
     pub payments: PaymentProvider,
+    /// The A/B experiments (none unless set); the node passes the ones the domain uses.
+    pub experiments: Experiments,
     ready: Arc<AtomicBool>,
     /// The node fenced itself (cluster mode: it lost the store or was paused) and refuses
     /// every call until it has rejoined.
@@ -49,6 +53,7 @@ impl AppState {
             cache: ReadCache::off(),
             metrics: None,
             payments: PaymentProvider::default(),
+            experiments: Experiments::default(),
             ready: Arc::new(AtomicBool::new(false)),
             fenced: Arc::new(AtomicBool::new(false)),
         }
@@ -57,6 +62,13 @@ impl AppState {
     /// The gateway the domain was wired to (the node passes the same one to the actors).
     pub fn with_payments(mut self, payments: PaymentProvider) -> Self {
         self.payments = payments;
+        self
+    }
+
+    /// The experiments the domain was wired to, so that an assignment the edge answers is
+    /// the one the funnel events carry.
+    pub fn with_experiments(mut self, experiments: Experiments) -> Self {
+        self.experiments = experiments;
         self
     }
 

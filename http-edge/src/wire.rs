@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use emporium_actors::analytics::{Funnel, Summary};
 use emporium_actors::inventory::StockView;
 use emporium_actors::order::OrderView;
 use emporium_actors::payment::PaymentRecord;
@@ -324,4 +325,113 @@ impl<'a> From<&'a PaymentRecord> for PaymentJson<'a> {
                 .collect(),
         }
     }
+}
+
+/// `GET /v1/admin/analytics/summary`.
+#[derive(Serialize)]
+pub struct AnalyticsSummaryJson<'a> {
+    pub window: &'static str,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub orders_placed: u64,
+    pub revenue_cents: &'a BTreeMap<String, i64>,
+    pub average_order_value_cents: &'a BTreeMap<String, i64>,
+    pub orders_paid: u64,
+    pub orders_cancelled: u64,
+    pub orders_refunded: u64,
+    pub carts_abandoned: u64,
+    pub funnel: FunnelJson,
+    /// Experiment → variant → funnel.
+    pub variants: BTreeMap<&'a str, BTreeMap<&'a str, FunnelJson>>,
+    pub top_products: Vec<TopProductJson<'a>>,
+    pub low_stock: Vec<LowStockJson<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct FunnelJson {
+    pub carts_created: u64,
+    pub checkouts_started: u64,
+    pub orders_paid: u64,
+}
+
+#[derive(Serialize)]
+pub struct TopProductJson<'a> {
+    pub sku: &'a str,
+    pub units: u64,
+    pub revenue_cents: &'a BTreeMap<String, i64>,
+}
+
+#[derive(Serialize)]
+pub struct LowStockJson<'a> {
+    pub sku: &'a str,
+    pub available: u64,
+    pub threshold: u64,
+    pub at_ms: u64,
+}
+
+impl From<&Funnel> for FunnelJson {
+    fn from(funnel: &Funnel) -> Self {
+        Self {
+            carts_created: funnel.carts_created,
+            checkouts_started: funnel.checkouts_started,
+            orders_paid: funnel.orders_paid,
+        }
+    }
+}
+
+impl<'a> From<&'a Summary> for AnalyticsSummaryJson<'a> {
+    fn from(summary: &'a Summary) -> Self {
+        let variants = summary
+            .variants
+            .iter()
+            .map(|(experiment, variants)| {
+                let funnels = variants
+                    .iter()
+                    .map(|(variant, funnel)| (variant.as_str(), FunnelJson::from(funnel)))
+                    .collect();
+                (experiment.as_str(), funnels)
+            })
+            .collect();
+        Self {
+            window: summary.window.as_str(),
+            from_ms: summary.from_ms,
+            to_ms: summary.to_ms,
+            orders_placed: summary.orders_placed,
+            revenue_cents: &summary.revenue_cents,
+            average_order_value_cents: &summary.average_order_value_cents,
+            orders_paid: summary.orders_paid,
+            orders_cancelled: summary.orders_cancelled,
+            orders_refunded: summary.orders_refunded,
+            carts_abandoned: summary.carts_abandoned,
+            funnel: FunnelJson::from(&summary.funnel),
+            variants,
+            top_products: summary
+                .top_products
+                .iter()
+                .map(|product| TopProductJson {
+                    sku: &product.sku,
+                    units: product.units,
+                    revenue_cents: &product.revenue_cents,
+                })
+                .collect(),
+            low_stock: summary
+                .low_stock
+                .iter()
+                .map(|(sku, low)| LowStockJson {
+                    sku,
+                    available: low.available,
+                    threshold: low.threshold,
+                    at_ms: low.at_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `GET /v1/experiments/{name}/assignment`.
+#[derive(Serialize)]
+pub struct AssignmentJson<'a> {
+    pub experiment: &'a str,
+    pub variant: &'a str,
+    pub key: &'a str,
 }

@@ -4,9 +4,11 @@
 
 pub mod admin_cluster;
 pub mod admin_products;
+pub mod analytics;
 pub mod auth;
 pub mod carts;
 pub mod checkout;
+pub mod experiments;
 pub mod health;
 pub mod inventory;
 pub mod orders;
@@ -30,4 +32,6 @@ pub fn all() -> Router<AppState> {
         .merge(inventory::router())
         .merge(checkout::router())
         .merge(orders::router())
+        .merge(analytics::router())
+        .merge(experiments::router())
 }
