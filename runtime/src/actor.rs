@@ -231,7 +231,7 @@ impl<A: VirtualActor> Turn<A> {
     pub fn emit<E: Event>(&mut self, event: E) -> Result<(), RuntimeError> {
         let version = self.version + 1;
         let envelope = Envelope {
-            id: event_id(&self.id.kind, &self.id.key, version, self.outbox.len()),
+            id: event_id(self.id.kind, &self.id.key, version, self.outbox.len()),
             source: EventSource {
                 kind: self.id.kind.to_string(),
                 key: self.id.key.clone(),

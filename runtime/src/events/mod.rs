@@ -34,6 +34,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use envelope::{Envelope, Event, EventSource};
+#[allow(unused_imports)] // EnvelopeTime: for the outbox relay, not wired yet
 pub(crate) use envelope::{EnvelopeTime, event_id};
 pub use memory::{MemoryEventBus, MemoryEventBusConfig};
 
