@@ -14,6 +14,7 @@ pub mod checkout;
 pub mod events;
 pub mod experiments;
 pub mod inventory;
+pub mod notification;
 pub mod order;
 pub mod payment;
 pub mod shipping;

@@ -54,7 +54,6 @@ impl<E: Event> Envelope<E> {
 
 /// The part of an envelope the relay reads (for its lag), whatever the event type.
 #[derive(Deserialize)]
-#[allow(dead_code)] // read by the outbox relay, not written yet
 pub(crate) struct EnvelopeTime {
     pub time: u64,
 }

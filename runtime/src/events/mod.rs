@@ -36,7 +36,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use envelope::{Envelope, Event, EventSource};
-#[allow(unused_imports)] // `EnvelopeTime` is for the outbox relay, not written yet
 pub(crate) use envelope::{EnvelopeTime, event_id};
 pub use memory::{MemoryEventBus, MemoryEventBusConfig};
 pub use relay::RelaySettings;

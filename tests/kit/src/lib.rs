@@ -13,6 +13,9 @@
 //! [`scratch_postgres`] names a fresh PostgreSQL database per process and drops those of
 //! dead runs.
 //!
+//! [`smtp_sink`] and [`webhook_sink`] are recording servers (SMTP, HTTP/1.1) the
+//! notification adapters deliver to, with injectable failures.
+//!
 //! [`netns`] puts a process in its own network namespace behind a veth pair the test can
 //! take down: a real partition; a second veth pair can carry a path (to the store) that a
 //! cut of the first leaves intact (a partition of the cluster links alone).
@@ -22,6 +25,8 @@ pub mod hello_world;
 pub mod linearizability;
 pub mod netns;
 pub mod scratch_postgres;
+pub mod smtp_sink;
+pub mod webhook_sink;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
