@@ -64,6 +64,7 @@ const SKU: &str = "SKU-MUG";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    emporium::install_crypto_provider();
     let Some(database) = ScratchDatabase::create("cluster", "emp_bench_cluster_").await else {
         return;
     };

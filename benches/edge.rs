@@ -26,6 +26,7 @@ const WINDOW: Duration = Duration::from_secs(3);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    emporium::install_crypto_provider();
     let hello = emporium_testkit::hello_world::start()
         .await
         .expect("hello-world server");

@@ -118,6 +118,7 @@ const DATABASE_PREFIX: &str = "emp_bench_failover_";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    emporium::install_crypto_provider();
     let rounds = match std::env::var("FAILOVER_ROUNDS") {
         Err(_) => DEFAULT_ROUNDS,
         Ok(value) => match value.trim().parse::<usize>() {

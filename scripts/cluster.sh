@@ -28,6 +28,8 @@
 #        EMPORIUM_CLUSTER_NET (node k on ${EMPORIUM_CLUSTER_NET}k, default 127.0.0.1),
 #        EMPORIUM_CLUSTER_WAIT (seconds per wait, default 90),
 #        EMPORIUM_CLUSTER_LOG (node log filter, default info),
+#        EMPORIUM_CLUSTER_NATS (events, default nats://127.0.0.1:4222 of the test services),
+#        EMPORIUM_CLUSTER_STREAM (its stream name and subject prefix),
 #        EMPORIUM_BIN (the binary, default $CARGO_TARGET_DIR or target/, then release/emporium).
 set -euo pipefail
 
@@ -193,6 +195,9 @@ start_node() {
   EMPORIUM_JWT_SECRET="$JWT_SECRET" EMPORIUM_CLUSTER_SECRET="$CLUSTER_SECRET" \
   EMPORIUM_ADMIN_EMAIL="$ADMIN_EMAIL" EMPORIUM_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
   EMPORIUM_RATE_LIMIT=off EMPORIUM_LOG="$NODE_LOG" NO_COLOR=1 \
+  EMPORIUM_EVENTS="${EMPORIUM_CLUSTER_NATS:-nats://127.0.0.1:4222}" \
+  EMPORIUM_NATS_STREAM="${EMPORIUM_CLUSTER_STREAM:-EMPORIUM_LOCAL_CLUSTER}" \
+  EMPORIUM_NATS_SUBJECT_PREFIX="${EMPORIUM_CLUSTER_STREAM:-local-cluster}" \
     setsid nohup "$BIN" --node-id "node$k" --data-dir "$dir/data" --store "$STORE_URL" \
       --http-addr "$ip:$HTTP_PORT" --cluster-addr "$(cluster_addr "$k")" ${seeds:+--seeds "$seeds"} --demo \
       9>&- </dev/null >"$dir/node.log" 2>&1 &

@@ -3,3 +3,11 @@
 //! nodes through it.
 
 pub mod node;
+
+/// Install aws-lc-rs as the process's TLS crypto provider (once; later calls do nothing).
+/// Every HTTP client of the process (notification webhooks, the Meilisearch client, the
+/// tests' clients) is built without a provider of its own and takes this one.
+pub fn install_crypto_provider() {
+    // An error means one is installed already: fine.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Err(error) => error.exit(),
     };
     init_tracing(&config.log);
+    emporium::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -10,19 +10,19 @@ use std::time::Duration;
 use anyhow::Context;
 use emporium_actors::Catalog;
 use emporium_actors::catalog::{SearchIndex, search_consumer};
-use emporium_search_meili::{MeiliIndex, parse_meili_url};
 use emporium_config::{NodeConfig, StoreConfig};
+use emporium_events_nats::{JetStreamBus, JetStreamSettings};
 use emporium_http_edge::auth::TokenKeys;
 use emporium_http_edge::cache::{CATALOG, DEFAULT_PAGE_TTL, ReadCache};
 use emporium_http_edge::limits::{LoginThrottle, Rate, RateLimiter};
 use emporium_http_edge::{AppState, EdgeLimits};
-use emporium_events_nats::{JetStreamBus, JetStreamSettings};
 use emporium_runtime::cluster::MembershipConfig;
+use emporium_runtime::cluster::{Cluster, ClusterOptions};
 use emporium_runtime::events::consume::spawn_consumer;
 use emporium_runtime::events::{EventBus, MemoryEventBus, RelaySettings};
-use emporium_runtime::cluster::{Cluster, ClusterOptions};
 use emporium_runtime::store::MemoryStore;
 use emporium_runtime::{Runtime, RuntimeBuilder, RuntimeConfig, StateStore};
+use emporium_search_meili::{MeiliIndex, parse_meili_url};
 use emporium_search_tantivy::TantivyIndex;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -112,7 +112,10 @@ impl Node {
         let tokens = TokenKeys::new(secret.as_bytes(), TOKEN_TTL);
         let state = with_edge_services(
             with_metrics(
-                AppState::new(runtime, catalog, tokens).with_payments(ports.payments),
+                AppState::new(runtime, catalog, tokens)
+                    .with_payments(ports.payments)
+                    .with_experiments(ports.experiments)
+                    .with_notification_sink(Arc::clone(ports.notifications.dev_sink())),
                 metrics,
             ),
             config,
@@ -425,6 +428,23 @@ fn start_consumers(state: &AppState, config: &NodeConfig) {
         search_consumer(&config.node_id),
         Arc::new(projection),
     );
+    emporium_actors::consumers::start(&state.runtime);
+}
+
+/// Where notifications go: the configured SMTP server and webhooks, every other channel to
+/// `sink` (the development sink the admin route reads).
+fn notification_router(
+    config: &NodeConfig,
+    sink: Arc<emporium_actors::notification::DevSink>,
+) -> anyhow::Result<emporium_actors::notification::ChannelRouter> {
+    let settings = emporium_notify::NotifySettings {
+        smtp_url: config.smtp_url.clone(),
+        sms_webhook: config.sms_webhook.clone(),
+        push_webhook: config.push_webhook.clone(),
+        ..emporium_notify::NotifySettings::default()
+    };
+    emporium_notify::router_from_settings(&settings, sink)
+        .context("invalid notification channel settings")
 }
 
 /// The domain's ports and settings: the built-in test payment gateway (the only one so
@@ -445,6 +465,12 @@ fn domain_ports(config: &NodeConfig) -> anyhow::Result<emporium_actors::DomainPo
         cart_abandon_after: config.cart_abandon_after,
         experiments: emporium_actors::experiments::Experiments::parse(&config.experiments)
             .context("invalid EMPORIUM_EXPERIMENTS (experiments)")?,
+        notifications: notification_router(config, Arc::default())?,
+        notification_admins: config
+            .admin
+            .iter()
+            .filter_map(|admin| emporium_actors::Email::parse(&admin.email).ok())
+            .collect(),
     })
 }
 

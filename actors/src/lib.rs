@@ -11,6 +11,7 @@ pub mod analytics;
 pub mod cart;
 pub mod catalog;
 pub mod checkout;
+pub mod consumers;
 pub mod events;
 pub mod experiments;
 pub mod inventory;
@@ -43,6 +44,10 @@ pub struct DomainPorts {
     pub cart_abandon_after: Duration,
     /// The A/B experiments shoppers are assigned to.
     pub experiments: experiments::Experiments,
+    /// Where notifications go, per channel (a development sink unless configured).
+    pub notifications: notification::ChannelRouter,
+    /// Who gets the admins' notifications (low stock).
+    pub notification_admins: Vec<Email>,
 }
 
 impl Default for DomainPorts {
@@ -56,6 +61,8 @@ impl Default for DomainPorts {
             payment_timeout: Duration::from_secs(5),
             cart_abandon_after: Duration::from_secs(60 * 60),
             experiments: experiments::Experiments::default(),
+            notifications: notification::ChannelRouter::default(),
+            notification_admins: Vec::new(),
         }
     }
 }
@@ -75,6 +82,10 @@ pub fn register_with(builder: RuntimeBuilder, ports: &DomainPorts) -> RuntimeBui
             ports.cart_abandon_after,
         ))
         .register(ProductActor)
+        .register(notification::NotificationActor::new(
+            ports.notifications.clone(),
+            ports.notification_admins.clone(),
+        ))
         .register(user::UserActor)
         .register(user::EmailIndexActor)
         .register(inventory::InventoryActor::new(ports.reservation_ttl))

@@ -106,6 +106,19 @@ pub fn node_command(spec: &NodeSpec<'_>) -> Command {
         .env("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL)
         .env("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("EMPORIUM_RATE_LIMIT", "off")
+        // Cluster mode needs NATS: the test services' server, a stream per bench run.
+        .env(
+            "EMPORIUM_EVENTS",
+            std::env::var("EMPORIUM_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+        )
+        .env(
+            "EMPORIUM_NATS_STREAM",
+            format!("BENCH_{}", std::process::id()),
+        )
+        .env(
+            "EMPORIUM_NATS_SUBJECT_PREFIX",
+            format!("bench{}", std::process::id()),
+        )
         .env("EMPORIUM_LOG", "warn,emporium_runtime::cluster=info")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())

@@ -425,6 +425,30 @@ pub(crate) const CART_ABANDON_AFTER: Field = field(
     Plain,
     "A cart with items left unchanged this long raises CartAbandoned (once per change)",
 );
+pub(crate) const SMTP_URL: Field = field(
+    "smtp_url",
+    "EMPORIUM_SMTP_URL",
+    None,
+    None,
+    Url,
+    "E-mail notifications over SMTP: smtp://[user:pass@]host:port?from=shop@example.com (unset: the development sink)",
+);
+pub(crate) const SMS_WEBHOOK: Field = field(
+    "sms_webhook",
+    "EMPORIUM_SMS_WEBHOOK",
+    None,
+    None,
+    Url,
+    "SMS notifications: POSTed as JSON to this http:// URL (unset: the development sink)",
+);
+pub(crate) const PUSH_WEBHOOK: Field = field(
+    "push_webhook",
+    "EMPORIUM_PUSH_WEBHOOK",
+    None,
+    None,
+    Url,
+    "Push notifications: POSTed as JSON to this http:// URL (unset: the development sink)",
+);
 pub(crate) const EXPERIMENTS: Field = field(
     "experiments",
     "EMPORIUM_EXPERIMENTS",
@@ -482,6 +506,9 @@ pub(crate) const ALL: &[Field] = &[
     SHIPPING_RATES,
     CART_ABANDON_AFTER,
     EXPERIMENTS,
+    SMTP_URL,
+    SMS_WEBHOOK,
+    PUSH_WEBHOOK,
 ];
 
 /// The TOML tables that hold settings (`[scylla]`, `[postgres]`).

@@ -86,6 +86,11 @@ pub struct NodeConfig {
     /// Inactivity after which a cart with items raises `CartAbandoned`
     /// (`cart_abandon_after`, > 0).
     pub cart_abandon_after: Duration,
+    /// Notification channels (`smtp_url`, `sms_webhook`, `push_webhook`); an unset one goes
+    /// to the development sink.
+    pub smtp_url: Option<String>,
+    pub sms_webhook: Option<String>,
+    pub push_webhook: Option<String>,
     /// A/B experiments as written (`experiments`); parsed by the domain, which owns the
     /// syntax, when the node starts.
     pub experiments: String,
@@ -293,6 +298,13 @@ impl NodeConfig {
             cart_abandon_after: r
                 .required(&fields::CART_ABANDON_AFTER, values::positive_duration)?,
             experiments: r.required(&fields::EXPERIMENTS, |t| Ok(t.trim().to_owned()))?,
+            smtp_url: r.optional(&fields::SMTP_URL, |t| {
+                values::url_with_scheme(t, &["smtp", "smtps"])
+            })?,
+            sms_webhook: r.optional(&fields::SMS_WEBHOOK, |t| values::url_with_scheme(t, &["http"]))?,
+            push_webhook: r.optional(&fields::PUSH_WEBHOOK, |t| {
+                values::url_with_scheme(t, &["http"])
+            })?,
             data_dir,
         };
         config.check_cluster_store(r)?;
@@ -552,6 +564,9 @@ impl Default for NodeConfig {
                 .collect(),
             cart_abandon_after: Duration::from_secs(60 * 60),
             experiments: String::new(),
+            smtp_url: None,
+            sms_webhook: None,
+            push_webhook: None,
         }
     }
 }
@@ -586,6 +601,9 @@ impl fmt::Debug for NodeConfig {
             shipping_rates,
             cart_abandon_after,
             experiments,
+            smtp_url,
+            sms_webhook,
+            push_webhook,
         } = self;
         let masked = |u: &Option<String>| u.as_deref().map(values::mask_url);
         f.debug_struct("NodeConfig")
@@ -615,6 +633,9 @@ impl fmt::Debug for NodeConfig {
             .field("shipping_rates", shipping_rates)
             .field("cart_abandon_after", cart_abandon_after)
             .field("experiments", experiments)
+            .field("smtp_url", &masked(smtp_url))
+            .field("sms_webhook", &masked(sms_webhook))
+            .field("push_webhook", &masked(push_webhook))
             .finish()
     }
 }

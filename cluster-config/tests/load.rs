@@ -685,12 +685,23 @@ fn cluster_mode() {
     // The first node has no seeds.
     let c = ok(
         &[],
-        &[pg, secret, nats, ("EMPORIUM_CLUSTER_ADDR", "127.0.0.1:7101")],
+        &[
+            pg,
+            secret,
+            nats,
+            ("EMPORIUM_CLUSTER_ADDR", "127.0.0.1:7101"),
+        ],
     );
     assert_eq!(c.cluster.map(|c| c.seeds), Some(vec![]));
     // Without NATS, cluster mode is refused: the in-process bus serves one node.
-    let msg = err(&[], &[pg, secret, ("EMPORIUM_CLUSTER_ADDR", "127.0.0.1:7101")]);
-    assert!(msg.contains("cluster mode needs events on NATS JetStream"), "{msg}");
+    let msg = err(
+        &[],
+        &[pg, secret, ("EMPORIUM_CLUSTER_ADDR", "127.0.0.1:7101")],
+    );
+    assert!(
+        msg.contains("cluster mode needs events on NATS JetStream"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use emporium_actors::Catalog;
 use emporium_actors::experiments::Experiments;
+use emporium_actors::notification::{DevSink, Notifications};
 use emporium_actors::payment::PaymentProvider;
 use emporium_runtime::Runtime;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -35,6 +36,11 @@ pub struct AppState {
     pub payments: PaymentProvider,
     /// The A/B experiments (none unless set); the node passes the ones the domain uses.
     pub experiments: Experiments,
+    /// The notification actors (preferences, recipients' logs).
+    pub notifications: Notifications,
+    /// The development sink of unconfigured notification channels (the node passes the
+    /// one its channel router uses).
+    pub notification_sink: Arc<DevSink>,
     ready: Arc<AtomicBool>,
     /// The node fenced itself (cluster mode: it lost the store or was paused) and refuses
     /// every call until it has rejoined.
@@ -44,6 +50,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(runtime: Runtime, catalog: Catalog, tokens: TokenKeys) -> Self {
         Self {
+            notifications: Notifications::new(runtime.clone()),
             runtime,
             catalog,
             tokens,
@@ -54,6 +61,7 @@ impl AppState {
             metrics: None,
             payments: PaymentProvider::default(),
             experiments: Experiments::default(),
+            notification_sink: Arc::new(DevSink::default()),
             ready: Arc::new(AtomicBool::new(false)),
             fenced: Arc::new(AtomicBool::new(false)),
         }
@@ -69,6 +77,12 @@ impl AppState {
     /// the one the funnel events carry.
     pub fn with_experiments(mut self, experiments: Experiments) -> Self {
         self.experiments = experiments;
+        self
+    }
+
+    /// The development sink the domain's channel router sends to.
+    pub fn with_notification_sink(mut self, sink: Arc<DevSink>) -> Self {
+        self.notification_sink = sink;
         self
     }
 

@@ -19,7 +19,7 @@ fn spec(dir: &std::path::Path) -> NodeSpec {
 }
 
 /// The admin account and settings of these tests, on a node of any store.
-fn shop_settings(spec: NodeSpec) -> NodeSpec {
+pub(crate) fn shop_settings(spec: NodeSpec) -> NodeSpec {
     spec.env("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL)
         .env("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("EMPORIUM_RATE_LIMIT", "off")
@@ -27,18 +27,18 @@ fn shop_settings(spec: NodeSpec) -> NodeSpec {
 
 /// A signed-in customer and their own cart.
 #[derive(Clone, Debug)]
-struct Customer {
-    token: String,
-    user_id: String,
-    cart: String,
+pub(crate) struct Customer {
+    pub(crate) token: String,
+    pub(crate) user_id: String,
+    pub(crate) cart: String,
 }
 
 /// Requests with bearer tokens against one node.
 #[derive(Clone)]
-struct Shop {
+pub(crate) struct Shop {
     http: reqwest::Client,
-    api: Api,
-    admin: String,
+    pub(crate) api: Api,
+    pub(crate) admin: String,
 }
 
 fn address(country: &str) -> Value {
@@ -51,12 +51,17 @@ fn address(country: &str) -> Value {
     })
 }
 
-fn body(country: &str, token: &str) -> Value {
+pub(crate) fn body(country: &str, token: &str) -> Value {
     json!({"shipping_address": address(country), "payment": {"token": token}})
 }
 
 impl Shop {
-    async fn new(node: &NodeProcess) -> Shop {
+    pub(crate) async fn new(node: &NodeProcess) -> Shop {
+        Self::with_admin(node, ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// A shop on `node` signed in as the admin `email`.
+    pub(crate) async fn with_admin(node: &NodeProcess, email: &str, password: &str) -> Shop {
         let api = Api::new(node);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -67,15 +72,19 @@ impl Shop {
             api,
             admin: String::new(),
         };
-        shop.admin = shop.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.token;
+        shop.admin = shop.login(email, password).await.token;
         shop
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.api.base)
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, token: Option<&str>) -> Answer {
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        token: Option<&str>,
+    ) -> Answer {
         let request = match token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -83,11 +92,16 @@ impl Shop {
         self.api.send(request).await
     }
 
-    async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+    pub(crate) async fn get(&self, path: &str, token: Option<&str>) -> Answer {
         self.send(self.http.get(self.url(path)), token).await
     }
 
-    async fn post(&self, path: &str, token: Option<&str>, body: Option<&Value>) -> Answer {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
         let mut request = self.http.post(self.url(path));
         if let Some(body) = body {
             request = request.json(body);
@@ -95,7 +109,12 @@ impl Shop {
         self.send(request, token).await
     }
 
-    async fn login(&self, email: &str, password: &str) -> Customer {
+    pub(crate) async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
+        self.send(self.http.put(self.url(path)).json(body), token)
+            .await
+    }
+
+    pub(crate) async fn login(&self, email: &str, password: &str) -> Customer {
         let answer = self
             .post(
                 "/v1/auth/login",
@@ -111,7 +130,7 @@ impl Shop {
         }
     }
 
-    async fn customer(&self, email: &str) -> Customer {
+    pub(crate) async fn customer(&self, email: &str) -> Customer {
         let signed_up = self
             .post(
                 "/v1/users",
@@ -123,7 +142,7 @@ impl Shop {
         self.login(email, PASSWORD).await
     }
 
-    async fn set_stock(&self, sku: &str, warehouse: &str, on_hand: i64) -> Answer {
+    pub(crate) async fn set_stock(&self, sku: &str, warehouse: &str, on_hand: i64) -> Answer {
         self.send(
             self.http
                 .put(self.url(&format!("/v1/admin/inventory/{sku}")))
@@ -133,13 +152,13 @@ impl Shop {
         .await
     }
 
-    async fn stock(&self, sku: &str) -> Value {
+    pub(crate) async fn stock(&self, sku: &str) -> Value {
         let answer = self.get(&format!("/v1/inventory/{sku}"), None).await;
         assert_eq!(answer.status, 200, "{answer:?}");
         answer.body
     }
 
-    async fn add(&self, customer: &Customer, sku: &str, quantity: i64) {
+    pub(crate) async fn add(&self, customer: &Customer, sku: &str, quantity: i64) {
         let answer = self
             .post(
                 &format!("/v1/carts/{}/items", customer.cart),
@@ -150,7 +169,7 @@ impl Shop {
         assert_eq!(answer.status, 200, "{answer:?}");
     }
 
-    async fn cart_items(&self, customer: &Customer) -> Vec<Value> {
+    pub(crate) async fn cart_items(&self, customer: &Customer) -> Vec<Value> {
         let answer = self
             .get(
                 &format!("/v1/carts/{}", customer.cart),
@@ -161,7 +180,7 @@ impl Shop {
         answer.body["items"].as_array().unwrap().clone()
     }
 
-    async fn checkout_as(
+    pub(crate) async fn checkout_as(
         &self,
         customer: &Customer,
         cart: &str,
@@ -178,18 +197,18 @@ impl Shop {
         self.send(request, Some(&customer.token)).await
     }
 
-    async fn checkout(&self, customer: &Customer, key: &str, body: &Value) -> Answer {
+    pub(crate) async fn checkout(&self, customer: &Customer, key: &str, body: &Value) -> Answer {
         self.checkout_as(customer, &customer.cart, Some(key), body)
             .await
     }
 
-    async fn orders(&self, customer: &Customer) -> Vec<Value> {
+    pub(crate) async fn orders(&self, customer: &Customer) -> Vec<Value> {
         let answer = self.get("/v1/users/me/orders", Some(&customer.token)).await;
         assert_eq!(answer.status, 200, "{answer:?}");
         answer.body["items"].as_array().unwrap().clone()
     }
 
-    async fn payment(&self, reference: &str) -> Value {
+    pub(crate) async fn payment(&self, reference: &str) -> Value {
         let answer = self
             .get(
                 &format!("/v1/admin/payments/{reference}"),

@@ -32,6 +32,8 @@ use tokio::sync::{Semaphore, SemaphorePermit, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::checkout::Shop;
+use crate::event_kit::TestStream;
 use crate::stores::{Provisioned, TestStore};
 use crate::support::{Answer, Api, NodeProcess, NodeSpec, metric_sum, wait_until};
 
@@ -149,6 +151,9 @@ impl Member {
 pub struct Cluster {
     /// Declared first so that it drops first: the processes die before the store goes.
     pub members: Vec<Member>,
+    /// The cluster's own JetStream stream (cluster mode needs NATS); deleted after the
+    /// processes are gone.
+    _events: Arc<TestStream>,
     http: reqwest::Client,
     admin: Option<String>,
     shared: NodeSpec,
@@ -162,6 +167,16 @@ pub struct Cluster {
 impl Cluster {
     /// A fresh store and no nodes yet, or `None` when the store is not available (skipped).
     pub async fn provision(store: TestStore) -> Option<Cluster> {
+        let events = Arc::new(TestStream::create().await?);
+        Self::provision_with_events(store, events).await
+    }
+
+    /// Like [`Cluster::provision`], with its events on `events` (a stream the test reads,
+    /// maybe behind a proxy it cuts).
+    pub async fn provision_with_events(
+        store: TestStore,
+        events: Arc<TestStream>,
+    ) -> Option<Cluster> {
         let slot = CLUSTER_SLOT
             .acquire()
             .await
@@ -172,7 +187,8 @@ impl Cluster {
             members: Vec::new(),
             http: http_client(CLIENT_TIMEOUT),
             admin: None,
-            shared: shared_settings(spec, store),
+            shared: events.node_env(shared_settings(spec, store)),
+            _events: events,
             store: Some(provisioned),
             dir,
             last_start: Instant::now(),
@@ -191,6 +207,33 @@ impl Cluster {
         cluster.wait_ready().await;
         cluster.create_products().await;
         Some(cluster)
+    }
+
+    /// Like [`Cluster::start`], with its events on `events`; rate limiting off (the tests
+    /// send from one address).
+    pub async fn start_with_events(
+        store: TestStore,
+        nodes: usize,
+        events: Arc<TestStream>,
+    ) -> Option<Cluster> {
+        let mut cluster = Self::provision_with_events(store, events).await?;
+        cluster.shared = cluster.shared.clone().env("EMPORIUM_RATE_LIMIT", "off");
+        for _ in 0..nodes {
+            let index = cluster.add_member(Placement::loopback());
+            cluster.start_member(index).await;
+        }
+        cluster.wait_ready().await;
+        cluster.create_products().await;
+        Some(cluster)
+    }
+
+    /// A [`Shop`] on each running member, signed in as the cluster's admin.
+    pub async fn shops(&self) -> Vec<Shop> {
+        let mut shops = Vec::new();
+        for member in self.members.iter().filter(|member| member.is_running()) {
+            shops.push(Shop::with_admin(member.running(), ADMIN_EMAIL, ADMIN_PASSWORD).await);
+        }
+        shops
     }
 
     /// Like [`Cluster::start`], but every node (those started later too) reaches the store
@@ -734,6 +777,7 @@ fn shared_settings(spec: NodeSpec, store: TestStore) -> NodeSpec {
 }
 
 fn http_client(timeout: Duration) -> reqwest::Client {
+    emporium::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(CONNECT_TIMEOUT)

@@ -2,6 +2,7 @@
 //! One test binary (one link) for every scenario.
 
 mod cluster_kit;
+mod event_kit;
 mod stores;
 mod support;
 
@@ -11,6 +12,7 @@ mod checkout;
 mod cluster;
 mod config;
 mod durability;
+mod events;
 mod outcomes;
 mod passivation;
 mod redis;

@@ -89,6 +89,7 @@ impl NodeProcess {
     }
 
     pub async fn start(spec: NodeSpec) -> NodeProcess {
+        emporium::install_crypto_provider();
         let mut command = Self::command(&spec);
         command.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().expect("spawn emporium");

@@ -3,6 +3,7 @@
 //! `router()`; [`all`] merges them.
 
 pub mod admin_cluster;
+pub mod admin_events;
 pub mod admin_products;
 pub mod analytics;
 pub mod auth;
@@ -11,6 +12,7 @@ pub mod checkout;
 pub mod experiments;
 pub mod health;
 pub mod inventory;
+pub mod notifications;
 pub mod orders;
 pub mod products;
 pub mod users;
@@ -26,6 +28,8 @@ pub fn all() -> Router<AppState> {
         .merge(products::router())
         .merge(admin_products::router())
         .merge(admin_cluster::router())
+        .merge(admin_events::router())
+        .merge(notifications::router())
         .merge(carts::router())
         .merge(users::router())
         .merge(auth::router())

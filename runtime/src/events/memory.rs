@@ -317,8 +317,12 @@ mod tests {
             max_messages: 2,
             ..MemoryEventBusConfig::default()
         });
-        let mut subscription = bus.subscribe("reader", "emporium.>").await.expect("subscribe");
-        bus.publish(&[envelope("a"), envelope("b"), envelope("c")]).await;
+        let mut subscription = bus
+            .subscribe("reader", "emporium.>")
+            .await
+            .expect("subscribe");
+        bus.publish(&[envelope("a"), envelope("b"), envelope("c")])
+            .await;
         let mut ids = Vec::new();
         for _ in 0..2 {
             let delivery = subscription.next().await.expect("delivery");

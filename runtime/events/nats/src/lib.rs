@@ -95,7 +95,11 @@ impl JetStreamSettings {
     fn stream_config(&self) -> jetstream::stream::Config {
         jetstream::stream::Config {
             name: self.stream.clone(),
-            subjects: self.subjects.iter().map(|subject| self.on_server(subject)).collect(),
+            subjects: self
+                .subjects
+                .iter()
+                .map(|subject| self.on_server(subject))
+                .collect(),
             retention: RetentionPolicy::Limits,
             storage: StorageType::File,
             max_age: self.max_age,

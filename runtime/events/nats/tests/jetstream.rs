@@ -128,7 +128,10 @@ async fn a_subject_prefix_namespaces_the_stream() {
         subject: "emporium.order.placed".to_owned(),
         payload: Bytes::from_static(b"{}"),
     };
-    assert_eq!(bus.publish(std::slice::from_ref(&envelope)).await, vec![Ok(())]);
+    assert_eq!(
+        bus.publish(std::slice::from_ref(&envelope)).await,
+        vec![Ok(())]
+    );
     let mut subscription = bus
         .subscribe("prefixed-reader", "emporium.order.>")
         .await
