@@ -82,7 +82,7 @@ impl JetStreamSettings {
     }
 
     /// A subject delivered by the server, as the application knows it.
-    fn from_server<'a>(&self, subject: &'a str) -> &'a str {
+    fn as_known<'a>(&self, subject: &'a str) -> &'a str {
         if self.subject_prefix.is_empty() {
             return subject;
         }
@@ -259,7 +259,7 @@ impl Subscription for JetStreamSubscription {
             );
         let envelope = EventEnvelope {
             id,
-            subject: self.settings.from_server(&message.subject).to_owned(),
+            subject: self.settings.as_known(&message.subject).to_owned(),
             payload: message.payload.clone(),
         };
         Ok(Delivery::new(
