@@ -67,7 +67,42 @@ async fn main() {
 
     let hello_rps = hello_world(&client, &format!("http://{hello}/")).await;
     let customers = prepare(&client, &base).await;
+    // The outbox depth the relay lets build up while checkouts run, sampled every 10 ms.
+    let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sampler = {
+        let (runtime, samples) = (node.runtime.clone(), Arc::clone(&samples));
+        tokio::spawn(async move {
+            loop {
+                let depth = runtime.outbox_pending();
+                samples
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(depth);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
     let (done, failed, secs) = checkouts(&client, &base, customers).await;
+    let last_checkout = Instant::now();
+    while node.runtime.outbox_pending() > 0 && last_checkout.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let drained_ms = last_checkout.elapsed().as_secs_f64() * 1000.0;
+    sampler.abort();
+    let samples = samples
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let mean = samples.iter().sum::<usize>() as f64 / samples.len().max(1) as f64;
+    println!(
+        "events: outbox depth during the run mean {mean:.1}, max {} events; every event published {drained_ms:.0} ms after the last checkout ({})",
+        samples.iter().max().copied().unwrap_or(0),
+        if std::env::var("EMPORIUM_TEST_NATS").is_ok() {
+            "NATS JetStream"
+        } else {
+            "in-process bus"
+        },
+    );
     let rate = done as f64 / secs;
     println!(
         "checkout: {done} checkouts in {secs:.2} s = {rate:.0}/s ({failed} failed); hello-world: {hello_rps:.0} req/s; ratio {:.4} ({} clients)",

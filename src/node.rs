@@ -134,6 +134,11 @@ impl Node {
         })
     }
 
+    /// The node's runtime (for in-process benches and tests).
+    pub fn runtime(&self) -> &Runtime {
+        &self.state.runtime
+    }
+
     /// The address the edge actually listens on (useful with port 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use emporium::node::Node;
-use emporium_config::{NodeConfig, StoreConfig};
+use emporium_config::{NatsStreamConfig, NodeConfig, StoreConfig};
+use emporium_runtime::Runtime;
 
 /// A node on the embedded store in `dir`, on a free port. Every request of a bench comes from
 /// one client address, so the per-client rate limit is off.
@@ -16,6 +17,14 @@ pub fn bench_config(dir: &Path) -> NodeConfig {
             path: dir.join("store.redb"),
         },
         rate_limit: None,
+        // Events on the test services' NATS when it is named (a stream per run), else the
+        // in-process bus.
+        nats_url: std::env::var("EMPORIUM_TEST_NATS").ok(),
+        nats_stream: NatsStreamConfig {
+            name: format!("EMPORIUM_BENCH_{}", std::process::id()),
+            subject_prefix: format!("bench{}", std::process::id()),
+            ..NatsStreamConfig::default()
+        },
         ..NodeConfig::default()
     }
 }
@@ -23,6 +32,7 @@ pub fn bench_config(dir: &Path) -> NodeConfig {
 /// A node serving in the background until [`RunningNode::stop`] (or until this is dropped).
 pub struct RunningNode {
     pub base: String,
+    pub runtime: Runtime,
     stop: tokio::sync::oneshot::Sender<()>,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -31,12 +41,14 @@ impl RunningNode {
     pub async fn start(config: &NodeConfig) -> Self {
         let node = Node::build(config, None).await.expect("node builds");
         let base = format!("http://{}", node.http_addr());
+        let runtime = node.runtime().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(node.run_until_stopped(async move {
             let _ = stopped.await;
         }));
         Self {
             base,
+            runtime,
             stop,
             running,
         }

@@ -10,11 +10,11 @@
 //! Catalog writes invalidate by themselves: [`invalidate_on_catalog_writes`] starts a new
 //! catalog generation after every successful write under [`CATALOG_WRITE_PATHS`], so admin
 //! routes need no cache code. Writes made through *other* nodes reach this node's search
-//! index through its catalog follower (`emporium_actors::catalog::CatalogFollower`), and the
-//! node starts a new catalog generation after each follow step that changed the index. So
-//! with [`LocalPages`] too, and with a shared store where another node may have cached a
-//! page computed from its index before the change reached it, a listing is never older than
-//! the last product change that every node's follower has indexed (about 1 s).
+//! index as `ProductChanged` events (`emporium_actors::catalog::SearchProjection`), and the
+//! node starts a new catalog generation after each batch that changed the index. So with
+//! [`LocalPages`] too, and with a shared store where another node may have cached a page
+//! computed from its index before the change reached it, a listing is never older than the
+//! last product change that every node's projection has indexed.
 //!
 //! **Port.** [`PageStore`] holds generations and pages: shared by every node (Redis, in
 //! `emporium-redis`) or in this process ([`LocalPages`]). When a shared store is unavailable

@@ -200,13 +200,18 @@ impl Cluster {
     /// products made.
     pub async fn start(store: TestStore, nodes: usize) -> Option<Cluster> {
         let mut cluster = Self::provision(store).await?;
-        for _ in 0..nodes {
-            let index = cluster.add_member(Placement::loopback());
-            cluster.start_member(index).await;
-        }
-        cluster.wait_ready().await;
-        cluster.create_products().await;
+        cluster.start_loopback_members(nodes).await;
         Some(cluster)
+    }
+
+    /// Start `nodes` members on loopback addresses, wait until ready, make the products.
+    async fn start_loopback_members(&mut self, nodes: usize) {
+        for _ in 0..nodes {
+            let index = self.add_member(Placement::loopback());
+            self.start_member(index).await;
+        }
+        self.wait_ready().await;
+        self.create_products().await;
     }
 
     /// Like [`Cluster::start`], with its events on `events`; rate limiting off (the tests
@@ -218,12 +223,7 @@ impl Cluster {
     ) -> Option<Cluster> {
         let mut cluster = Self::provision_with_events(store, events).await?;
         cluster.shared = cluster.shared.clone().env("EMPORIUM_RATE_LIMIT", "off");
-        for _ in 0..nodes {
-            let index = cluster.add_member(Placement::loopback());
-            cluster.start_member(index).await;
-        }
-        cluster.wait_ready().await;
-        cluster.create_products().await;
+        cluster.start_loopback_members(nodes).await;
         Some(cluster)
     }
 

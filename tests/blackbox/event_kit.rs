@@ -163,13 +163,3 @@ pub fn assert_per_actor_order(stored: &[Stored]) {
         }
     }
 }
-
-/// The socket address of a `nats://host:port` URL (to put a proxy in front of it).
-pub async fn nats_addr(url: &str) -> std::net::SocketAddr {
-    let host_port = url.trim_start_matches("nats://");
-    tokio::net::lookup_host(host_port)
-        .await
-        .expect("resolve EMPORIUM_TEST_NATS")
-        .next()
-        .expect("an address for EMPORIUM_TEST_NATS")
-}

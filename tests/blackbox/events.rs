@@ -338,7 +338,7 @@ async fn a_nats_outage_during_checkouts_loses_and_reorders_nothing() {
     let Some(server) = TestStream::server_url() else {
         return;
     };
-    let upstream = crate::event_kit::nats_addr(&server).await;
+    let upstream = emporium_testkit::nats_addr(&server).await;
     let proxy = emporium_testkit::TcpProxy::start(upstream).await;
     let stream = TestStream::create_at(&server, &format!("nats://{}", proxy.addr)).await;
     let dir = tempfile::tempdir().unwrap();
@@ -378,7 +378,7 @@ async fn a_killed_owner_with_pending_events_loses_and_double_counts_nothing() {
     let Some(server) = TestStream::server_url() else {
         return;
     };
-    let upstream = crate::event_kit::nats_addr(&server).await;
+    let upstream = emporium_testkit::nats_addr(&server).await;
     let proxy = emporium_testkit::TcpProxy::start(upstream).await;
     let stream = std::sync::Arc::new(
         TestStream::create_at(&server, &format!("nats://{}", proxy.addr)).await,
@@ -424,4 +424,45 @@ async fn a_killed_owner_with_pending_events_loses_and_double_counts_nothing() {
     // Nothing more arrives later: no order was counted twice.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(summary(&shops[1]).await["orders_placed"], orders.len());
+}
+
+/// With `EMPORIUM_SMTP_URL`, the order confirmation leaves as a real e-mail: a node on the
+/// in-process bus, an SMTP server of the test kit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_confirmation_is_mailed_over_smtp() {
+    let sink = emporium_testkit::smtp_sink::SmtpSink::start()
+        .await
+        .expect("SMTP sink");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = shop_settings(NodeSpec::embedded(dir.path())).env(
+        "EMPORIUM_SMTP_URL",
+        &format!("{}?from=shop@events.test", sink.url()),
+    );
+    let node = NodeProcess::start(spec).await;
+    let shop = Shop::new(&node).await;
+    assert_eq!(shop.set_stock("SKU-MUG", "east", 10).await.status, 200);
+    let ada = shop.customer("ada@smtp.test").await;
+    let orders = buy(&shop, &ada, 1, "mail").await;
+    let mut confirmation = None;
+    for _ in 0..150 {
+        confirmation = sink.messages().into_iter().find(|message| {
+            message.recipients == ["ada@smtp.test"]
+                && message
+                    .subject
+                    .as_deref()
+                    .is_some_and(|subject| subject.contains(&orders[0]))
+        });
+        if confirmation.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let confirmation = confirmation.unwrap_or_else(|| {
+        panic!(
+            "no confirmation of {} among {:?}",
+            orders[0],
+            sink.messages()
+        )
+    });
+    assert_eq!(confirmation.from, "shop@events.test");
 }

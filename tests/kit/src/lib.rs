@@ -180,3 +180,13 @@ async fn pump(
         }
     }
 }
+
+/// The socket address of a `nats://host:port` URL, to put a [`TcpProxy`] in front of it.
+pub async fn nats_addr(url: &str) -> SocketAddr {
+    let host_port = url.trim_start_matches("nats://");
+    tokio::net::lookup_host(host_port)
+        .await
+        .expect("resolve the NATS URL")
+        .next()
+        .expect("an address for the NATS URL")
+}

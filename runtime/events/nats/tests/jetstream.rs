@@ -53,7 +53,7 @@ async fn lost_acknowledgement_is_unknown_and_republishing_stores_once() {
     let Some(url) = support::test_nats_url() else {
         return;
     };
-    let upstream = nats_addr(&url).await;
+    let upstream = emporium_testkit::nats_addr(&url).await;
     let proxy = emporium_testkit::TcpProxy::start(upstream).await;
     let via_proxy = format!("nats://{}", proxy.addr);
     let Some((bus, prefix)) = support::fresh_bus_at(&via_proxy, Duration::from_secs(1)).await
@@ -96,16 +96,6 @@ async fn lost_acknowledgement_is_unknown_and_republishing_stores_once() {
         delivery.ack().await.expect("ack");
     }
     bus.delete_stream().await.expect("delete test stream");
-}
-
-/// The socket address of a `nats://host:port` URL.
-async fn nats_addr(url: &str) -> std::net::SocketAddr {
-    let host_port = url.trim_start_matches("nats://");
-    tokio::net::lookup_host(host_port)
-        .await
-        .expect("resolve EMPORIUM_TEST_NATS")
-        .next()
-        .expect("an address for EMPORIUM_TEST_NATS")
 }
 
 /// With a subject prefix, the application's subjects live under it on the server and come
