@@ -645,6 +645,11 @@ async fn race_checkouts(cluster: &Cluster, buyers: &[Customer]) -> Vec<u16> {
     statuses
 }
 
+/// The test services' NATS (the cluster kit skipped the test if it is not set).
+fn nats_url() -> String {
+    std::env::var("EMPORIUM_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partitioned_node_loses_its_carts_to_the_majority_and_no_acked_write_is_lost() {
     let Some(mut cluster) = Cluster::provision(TestStore::Postgres).await else {
@@ -661,7 +666,10 @@ async fn a_partitioned_node_loses_its_carts_to_the_majority_and_no_acked_write_i
         .store()
         .url_via(store_proxy.addr)
         .expect("postgres url");
-    let isolated = start_partitionable_cluster(&mut cluster, &ns, store_url).await;
+    let nats = emporium_testkit::nats_addr(&nats_url()).await;
+    let nats_proxy = ns.proxy_to(nats).await.expect("NATS proxy on the veth");
+    let events_url = format!("nats://{}", nats_proxy.addr);
+    let isolated = start_partitionable_cluster(&mut cluster, &ns, store_url, events_url).await;
     let isolated_id = cluster.members[isolated].id.clone();
     let incarnation_before = cluster.incarnation(isolated).await.expect("its life");
     let (isolated_carts, other_carts) = cluster.carts_split_by_owner(&isolated_id, 6, 4).await;
@@ -758,7 +766,13 @@ async fn a_partition_of_the_cluster_links_alone_hands_the_cut_off_nodes_shards_o
         .store()
         .url_via(store_path.addr)
         .expect("the store's url through the proxy");
-    let isolated = start_partitionable_cluster(&mut cluster, &ns, store_url).await;
+    // NATS, like the store, over the link the cut leaves up.
+    let nats = emporium_testkit::nats_addr(&nats_url()).await;
+    let nats_path = NetNs::proxy_on(store_link.root_addr, nats)
+        .await
+        .expect("a NATS proxy on the second veth");
+    let events_url = format!("nats://{}", nats_path.addr);
+    let isolated = start_partitionable_cluster(&mut cluster, &ns, store_url, events_url).await;
     let isolated_id = cluster.members[isolated].id.clone();
     let incarnation_before = cluster.incarnation(isolated).await.expect("its life");
     let (isolated_carts, other_carts) = cluster.carts_split_by_owner(&isolated_id, 6, 4).await;
@@ -941,11 +955,13 @@ fn network_namespace() -> Option<NetNs> {
 /// listens on 127.0.0.1 only). The majority's HTTP stays on loopback for the test's clients.
 /// Returns the third node's index and its store proxy.
 /// Two nodes in the root namespace and one (returned) inside `ns`, which reaches the store
-/// at `inside_store_url`; the others reach its cluster port only across the veth.
+/// at `inside_store_url` and NATS at `inside_events_url`; the others reach its cluster port
+/// only across the veth.
 async fn start_partitionable_cluster(
     cluster: &mut Cluster,
     ns: &NetNs,
     inside_store_url: String,
+    inside_events_url: String,
 ) -> usize {
     for _ in 0..2 {
         let placement = Placement::http_and_cluster(next_loopback_host(), ns.root_addr.into());
@@ -958,6 +974,7 @@ async fn start_partitionable_cluster(
         cluster_addr: (ns.ns_addr, 7400).into(),
         launcher: ns.launcher(),
         store_url: Some(inside_store_url),
+        events_url: Some(inside_events_url),
     };
     let isolated = cluster.add_member(inside);
     cluster.start_member(isolated).await;

@@ -88,6 +88,8 @@ pub struct Placement {
     pub launcher: Vec<String>,
     /// Overrides the cluster's store URL (e.g. through a proxy).
     pub store_url: Option<String>,
+    /// Overrides the cluster's NATS URL (e.g. through a proxy into a network namespace).
+    pub events_url: Option<String>,
 }
 
 impl Placement {
@@ -105,6 +107,7 @@ impl Placement {
             cluster_addr: SocketAddr::new(cluster_ip, free_port(cluster_ip)),
             launcher: Vec::new(),
             store_url: None,
+            events_url: None,
         }
     }
 }
@@ -303,6 +306,9 @@ impl Cluster {
         }
         if let Some(url) = &member.placement.store_url {
             spec = spec.env("EMPORIUM_STORE", url);
+        }
+        if let Some(url) = &member.placement.events_url {
+            spec = spec.env("EMPORIUM_EVENTS", url);
         }
         spec
     }
