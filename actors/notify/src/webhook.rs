@@ -59,6 +59,13 @@ impl WebhookChannel {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // Webhooks are http:// only; the TLS settings are explicit anyway so the client
+            // never looks for a process-wide crypto provider (the build's reqwest has none
+            // of its own, and a library must not depend on one being installed).
+            .use_preconfigured_tls(unused_tls().map_err(|error| NotifyConfigError::Client {
+                setting,
+                reason: format!("TLS: {error}"),
+            })?)
             .build()
             .map_err(|error| NotifyConfigError::Client {
                 setting,
@@ -148,4 +155,14 @@ mod tests {
             assert!(error.to_string().starts_with("sms_webhook"), "{error}");
         }
     }
+}
+
+/// A TLS configuration on the build's one provider (aws-lc-rs) with no roots: never used
+/// (webhooks are http://), it only spares the client a provider lookup.
+fn unused_tls() -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
 }
