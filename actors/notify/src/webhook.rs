@@ -122,6 +122,16 @@ fn classify_error(error: &reqwest::Error) -> ChannelError {
     }
 }
 
+/// A TLS configuration on the build's one provider (aws-lc-rs) with no roots: never used
+/// (webhooks are http://), it only spares the client a provider lookup.
+fn unused_tls() -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,14 +165,4 @@ mod tests {
             assert!(error.to_string().starts_with("sms_webhook"), "{error}");
         }
     }
-}
-
-/// A TLS configuration on the build's one provider (aws-lc-rs) with no roots: never used
-/// (webhooks are http://), it only spares the client a provider lookup.
-fn unused_tls() -> Result<rustls::ClientConfig, rustls::Error> {
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth())
 }
