@@ -32,6 +32,8 @@ pub fn bench_config(dir: &Path) -> NodeConfig {
 /// A node serving in the background until [`RunningNode::stop`] (or until this is dropped).
 pub struct RunningNode {
     pub base: String,
+    /// The node's runtime (the checkout bench reads its outbox depth).
+    #[allow(dead_code)] // each bench compiles this module; only some read it
     pub runtime: Runtime,
     stop: tokio::sync::oneshot::Sender<()>,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
