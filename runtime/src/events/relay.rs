@@ -15,7 +15,8 @@
 //!   holds in the stream**, also across failover (the new owner starts from the oldest
 //!   entry still in the outbox; re-publishing one the old owner already published is
 //!   deduplicated by the bus on the event id).
-//! - Stored entries are acknowledged in the outbox after each wave. An entry whose publish
+//! - Stored entries are acknowledged in the outbox once per read (up to `batch`), and up to
+//!   16 shards are drained at once. An entry whose publish
 //!   failed stops its actor for this round; the shard stays dirty and is retried after a
 //!   back-off. Nothing is ever dropped.
 //!
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt;
 use tokio::sync::Notify;
 
 use super::{EnvelopeTime, EventBus, EventEnvelope};
@@ -68,6 +70,9 @@ impl Default for RelaySettings {
         }
     }
 }
+
+/// Shards drained concurrently by one relay.
+const SHARDS_AT_ONCE: usize = 16;
 
 /// Longest pause between retries while the bus is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -225,16 +230,28 @@ pub(crate) async fn run(runtime: WeakRuntime, relay: Arc<Relay>) {
         let Some(node) = runtime.upgrade() else {
             return;
         };
-        let mut failed = BTreeSet::new();
-        for shard in relay.take_dirty() {
-            if !node.serves_shard(shard) {
-                continue;
-            }
-            if let Err(error) = drain_shard(&node, &relay, shard).await {
-                tracing::debug!(shard, %error, "events: relay round failed; retrying");
-                failed.insert(shard);
-            }
-        }
+        // Shards are independent: drain several at once, so one busy actor's chain (one
+        // event per round trip) does not hold the others back.
+        let owned: Vec<Shard> = relay
+            .take_dirty()
+            .into_iter()
+            .filter(|shard| node.serves_shard(*shard))
+            .collect();
+        let failed: BTreeSet<Shard> = futures::stream::iter(owned)
+            .map(|shard| {
+                let (node, relay) = (&node, &relay);
+                async move {
+                    let result = drain_shard(node, relay, shard).await;
+                    if let Err(error) = &result {
+                        tracing::debug!(shard, %error, "events: relay round failed; retrying");
+                    }
+                    result.err().map(|_| shard)
+                }
+            })
+            .buffer_unordered(SHARDS_AT_ONCE)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
         drop(node);
         let pause = if failed.is_empty() {
             backoff = relay.settings.retry_after;
@@ -307,6 +324,9 @@ async fn publish_in_waves(
 ) -> Result<(), RoundError> {
     let mut chains = by_actor(entries);
     let mut failure: Option<RoundError> = None;
+    // Acknowledged in the outbox once per read, not per wave: one store write for up to
+    // `batch` events. A crash before it re-publishes them; the bus drops the copies.
+    let mut published = Vec::new();
     while !chains.is_empty() {
         let wave: Vec<PendingEvent> = chains.iter_mut().filter_map(VecDeque::pop_front).collect();
         let envelopes: Vec<EventEnvelope> = wave
@@ -339,14 +359,15 @@ async fn publish_in_waves(
         }
         chains = keep;
         metrics::counter!("emporium_events_published_total").increment(stored.len() as u64);
-        if !stored.is_empty() {
-            runtime.store().outbox_ack(&stored).await?;
-            relay.note_acked(shard, &stored);
-        }
+        published.extend(stored);
         if let Some(first) = first_error {
             metrics::counter!("emporium_relay_publish_failures_total").increment(failed as u64);
             failure.get_or_insert(RoundError::Publish { failed, first });
         }
+    }
+    if !published.is_empty() {
+        runtime.store().outbox_ack(&published).await?;
+        relay.note_acked(shard, &published);
     }
     failure.map_or(Ok(()), Err)
 }
