@@ -332,11 +332,16 @@ impl<A: VirtualActor> Turn<A> {
             .iter()
             .map(|entry| entry.event_id.clone())
             .collect();
-        match self.runtime.store().save(&self.id, write).await {
+        if !event_ids.is_empty() {
+            self.runtime.events_committing(&self.id, &event_ids);
+        }
+        let saved = self.runtime.store().save(&self.id, write).await;
+        if !event_ids.is_empty() {
+            self.runtime
+                .events_settled(&self.id, &event_ids, saved.is_ok());
+        }
+        match saved {
             Ok(version) => {
-                if !event_ids.is_empty() {
-                    self.runtime.events_committed(&self.id, &event_ids);
-                }
                 self.version = version;
                 self.dirty = false;
                 self.committed = true;

@@ -613,10 +613,17 @@ impl Runtime {
             .map_or(Ok(()), |relay| relay.admit())
     }
 
-    /// A commit of `actor` wrote the outbox entries `ids`.
-    pub(crate) fn events_committed(&self, actor: &ActorId, ids: &[String]) {
+    /// A commit of `actor` is about to write the outbox entries `ids`.
+    pub(crate) fn events_committing(&self, actor: &ActorId, ids: &[String]) {
         if let Some(relay) = &self.inner.relay {
-            relay.committed(actor, ids);
+            relay.committing(actor, ids);
+        }
+    }
+
+    /// That commit ended: `written` or not.
+    pub(crate) fn events_settled(&self, actor: &ActorId, ids: &[String], written: bool) {
+        if let Some(relay) = &self.inner.relay {
+            relay.settled(actor, ids, written);
         }
     }
 

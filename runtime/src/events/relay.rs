@@ -160,18 +160,32 @@ impl Relay {
         Err(OutboxFull { pending, limit })
     }
 
-    /// A commit of `actor` wrote outbox entries `ids`.
-    pub(crate) fn committed(&self, actor: &ActorId, ids: &[String]) {
+    /// A commit of `actor` is about to write outbox entries `ids`. Counted before the
+    /// write, so that the relay (which may read, publish and acknowledge them the moment
+    /// the write lands) never removes them before they were added.
+    pub(crate) fn committing(&self, actor: &ActorId, ids: &[String]) {
         let shard = shard_of_id(actor);
-        {
-            let mut known = lock(&self.state);
-            for id in ids {
-                known.add(shard, id);
-            }
-            known.dirty.insert(shard);
-            metrics::gauge!("emporium_outbox_pending").set(known.total as f64);
+        let mut known = lock(&self.state);
+        for id in ids {
+            known.add(shard, id);
         }
-        self.wake.notify_one();
+        metrics::gauge!("emporium_outbox_pending").set(known.total as f64);
+    }
+
+    /// The commit announced with [`Relay::committing`] ended: written (publish soon), or
+    /// not (forget the ids; if an unknown outcome did write them, a read finds them).
+    pub(crate) fn settled(&self, actor: &ActorId, ids: &[String], written: bool) {
+        let shard = shard_of_id(actor);
+        if written {
+            lock(&self.state).dirty.insert(shard);
+            self.wake.notify_one();
+            return;
+        }
+        let mut known = lock(&self.state);
+        for id in ids {
+            known.remove(shard, id);
+        }
+        metrics::gauge!("emporium_outbox_pending").set(known.total as f64);
     }
 
     /// Look at `shards` soon (gained, or swept).
