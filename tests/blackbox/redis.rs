@@ -86,9 +86,20 @@ impl Keys {
             .unwrap_or_else(|| panic!("unexpected reply {reply}"))
     }
 
+    /// Delete the test's keys. The nodes still run: a node's search projection may start a
+    /// new catalog generation (one key) a moment after the test's last product write, when
+    /// its `ProductChanged` comes back; so delete until the prefix stays empty.
     async fn delete(&self) {
-        self.scan(true).await;
-        assert_eq!(self.scan(false).await, 0, "keys of {} left", self.prefix);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            self.scan(true).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let left = self.scan(false).await;
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                assert_eq!(left, 0, "keys of {} left", self.prefix);
+                return;
+            }
+        }
     }
 }
 
