@@ -664,7 +664,9 @@ impl fmt::Display for NodeConfig {
             set(&self.jwt_secret),
             self.admin.as_ref().map_or("off", |a| a.email.as_str()),
             url(&self.redis_url),
-            url(&self.nats_url),
+            self.nats_url
+                .as_deref()
+                .map_or("memory".to_owned(), values::mask_url),
         )?;
         match &self.cluster {
             None => f.write_str("off"),
