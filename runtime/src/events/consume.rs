@@ -201,9 +201,10 @@ async fn settle(
     batch: Vec<Delivery>,
 ) {
     let dead_letters_filtered = !spec.filter.starts_with(DEAD_LETTER_SUBJECTS);
-    let (skipped, batch): (Vec<Delivery>, Vec<Delivery>) = batch.into_iter().partition(|d| {
-        dead_letters_filtered && d.subject.starts_with(&format!("{DEAD_LETTER_SUBJECTS}."))
-    });
+    let dead_letter_prefix = format!("{DEAD_LETTER_SUBJECTS}.");
+    let (skipped, batch): (Vec<Delivery>, Vec<Delivery>) = batch
+        .into_iter()
+        .partition(|d| dead_letters_filtered && d.subject.starts_with(&dead_letter_prefix));
     for delivery in skipped {
         ack(spec, delivery).await;
     }
