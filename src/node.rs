@@ -232,6 +232,7 @@ async fn start_runtime(
         cluster_config.secret.expose(),
     );
     options.seeds = cluster_config.seeds.clone();
+    options.handover_deadline = HANDOVER_DEADLINE;
     let timings = &cluster_config.timings;
     options.membership = MembershipConfig {
         heartbeat_interval: timings.heartbeat_interval,

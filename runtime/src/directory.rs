@@ -37,6 +37,25 @@ pub(crate) struct IdleEntry {
     pub(crate) last_used_ms: u64,
 }
 
+/// What asking for one actor's passivation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PassivateResult {
+    Passivated,
+    Inactive,
+    Busy,
+}
+
+impl PassivateResult {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Passivated => "passivated",
+            Self::Inactive => "inactive",
+            Self::Busy => "busy",
+        }
+    }
+}
+
 /// One stripe of the directory: key to activation.
 type Stripe<A> = Mutex<HashMap<String, Entry<A>>>;
 
@@ -185,6 +204,27 @@ impl<A: VirtualActor> KindHost<A> {
                 .send_message(ActivationMsg::Deactivate { reason })
                 .is_ok(),
             None => false,
+        }
+    }
+
+    /// Passivate `key`'s activation on an operator's request, unless it is running a
+    /// message (busy activations are left alone: passivating one would retire it midway).
+    pub(crate) fn passivate_key(&self, key: &str) -> PassivateResult {
+        let mut stripe = self.stripe(key);
+        let Some(entry) = stripe.get(key) else {
+            return PassivateResult::Inactive;
+        };
+        if entry.shared.inflight.load(Ordering::Acquire) != 0 {
+            return PassivateResult::Busy;
+        }
+        match stripe.remove(key) {
+            Some(entry) => {
+                let _ = entry.actor_ref.send_message(ActivationMsg::Deactivate {
+                    reason: DeactivationReason::Requested,
+                });
+                PassivateResult::Passivated
+            }
+            None => PassivateResult::Inactive,
         }
     }
 

@@ -421,6 +421,17 @@ impl Leases {
     /// shards over, then report `Down` once nothing is held here, at `deadline`, or as soon
     /// as no other node could take them (the last node, or all nodes stopping together).
     pub async fn drain(&self, deadline: Duration) -> DrainReport {
+        let report = self.hand_over(deadline).await;
+        if let Err(error) = self.shared.membership.stop().await {
+            tracing::warn!(%error, "leases: could not report Down");
+        }
+        report
+    }
+
+    /// A drain that stays: report `Leaving` and keep refreshing while the other nodes take
+    /// the shards over, until nothing is held here, `deadline`, or no other node could take
+    /// them. The node stays a `Leaving` member (it never claims again) until it stops.
+    pub async fn hand_over(&self, deadline: Duration) -> DrainReport {
         let membership = &self.shared.membership;
         if let Err(error) = membership.leave().await {
             tracing::warn!(%error, "leases: could not report Leaving; draining anyway");
@@ -435,9 +446,6 @@ impl Leases {
             }
             tokio::time::sleep(self.shared.config.refresh_interval).await;
             self.refresh().await;
-        }
-        if let Err(error) = membership.stop().await {
-            tracing::warn!(%error, "leases: could not report Down");
         }
         DrainReport {
             held_at_start,

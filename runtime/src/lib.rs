@@ -21,13 +21,16 @@ mod directory;
 mod error;
 pub mod events;
 mod identity;
+mod journal;
 mod leases;
 mod lifecycle;
 mod majority;
 mod membership;
+mod operations;
 mod outcome;
 mod passivation;
 mod placement;
+mod rates;
 mod reminders;
 mod routing;
 mod runtime;
@@ -41,10 +44,16 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{ErrorClass, RuntimeError};
 pub use events::{EventBus, EventBusError, EventEnvelope, MemoryEventBus, PublishError};
 pub use identity::{ActorId, intern_kind};
+pub use journal::ClusterEventFeed;
 pub use lifecycle::{DeactivationReason, KindSnapshot};
+pub use operations::OperationError;
 pub use placement::{Rendezvous, SHARD_COUNT, Shard, owner_of, shard_of, shard_of_id};
+pub use rates::{NodeRates, Rates};
 pub use runtime::{ActorHandle, ForwardedCallError, Runtime, RuntimeBuilder, RuntimeConfig};
-pub use status::{ActorLocation, ClusterStatus, NodeStatus};
+pub use status::{
+    ActorLocation, ClusterChange, ClusterEvent, ClusterStatus, DrainOutcome, NodeLoad, NodeStatus,
+    PassivateOutcome, RATE_WINDOW_SECONDS,
+};
 pub use store::{StateStore, StoreError};
 
 /// Lock `mutex`, ignoring poisoning: the runtime's critical sections never panic midway, so

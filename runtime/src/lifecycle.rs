@@ -31,6 +31,8 @@ pub enum DeactivationReason {
     Shutdown,
     /// Its shard is no longer served by this node (it moved to another node).
     ShardMoved,
+    /// An operator asked for it (admin API).
+    Requested,
 }
 
 impl DeactivationReason {
@@ -41,6 +43,7 @@ impl DeactivationReason {
             Self::Discarded => "discarded",
             Self::Shutdown => "shutdown",
             Self::ShardMoved => "shard_moved",
+            Self::Requested => "requested",
         }
     }
 }

@@ -25,11 +25,13 @@ use tokio::time::Instant;
 
 use crate::actor::VirtualActor;
 use crate::clock::duration_ms;
+use crate::directory::PassivateResult;
 use crate::error::{ErrorClass, RuntimeError};
 use crate::identity::ActorId;
+use crate::operations::OperationError;
 use crate::placement::{Shard, shard_of};
 use crate::runtime::Runtime;
-use crate::status::ClusterStatus;
+use crate::status::{ClusterStatus, DrainOutcome};
 
 /// Pause before looking again for a shard's owner; doubles up to [`MAX_BACKOFF`]. Looking
 /// is a read of this node's own tables (no I/O), so the cap is low: a request waiting out
@@ -74,6 +76,13 @@ pub trait Placement: Send + Sync + 'static {
     /// The node holding `shard`'s lease and the lease epoch, as last read.
     fn shard_owner(&self, shard: Shard) -> (Option<String>, Option<u64>);
     fn status(&self) -> BoxFuture<'_, ClusterStatus>;
+    /// Hand every shard of `node` over (see `cluster::operations`).
+    fn drain_node<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> BoxFuture<'a, Result<DrainOutcome, OperationError>>;
+    /// A lease round on every member now; answers the members that ran one.
+    fn rebalance(&self) -> BoxFuture<'_, Result<Vec<String>, OperationError>>;
 }
 
 /// One call on its way to another node.
@@ -97,6 +106,8 @@ pub(crate) enum Call<C> {
     Reminder(String),
     /// Is the actor active on the owner?
     Inspect,
+    /// An operator asks the owner to passivate the actor.
+    Passivate,
 }
 
 /// An error as it crosses the wire: what callers decide on, and the message for logs.
@@ -235,6 +246,7 @@ pub(crate) fn serve_call<'a, A: VirtualActor>(
                 encode_result(Ok(()))
             }
             Call::Inspect => encode_result(Ok(runtime.is_active::<A>(key))),
+            Call::Passivate => encode_result(Ok(runtime.passivate_locally::<A>(key))),
         })
     })
 }
@@ -273,6 +285,25 @@ pub(crate) async fn inspect_remote(
         node,
         actor,
         &Call::<()>::Inspect,
+        deadline,
+    )
+    .await
+}
+
+/// Passivate `actor` on `node` (the owner of its shard).
+pub(crate) async fn passivate_remote(
+    runtime: &Runtime,
+    placement: &dyn Placement,
+    node: String,
+    actor: ActorId,
+) -> Result<PassivateResult, RuntimeError> {
+    let deadline = Duration::from_secs(2);
+    call_remote(
+        runtime,
+        placement,
+        node,
+        actor,
+        &Call::<()>::Passivate,
         deadline,
     )
     .await

@@ -22,15 +22,17 @@ use tokio::sync::{Notify, oneshot, watch};
 use crate::activation::ActivationMsg;
 use crate::actor::VirtualActor;
 use crate::clock::{SharedClock, SystemClock};
-use crate::directory::{IdleEntry, KindHost};
+use crate::directory::{IdleEntry, KindHost, PassivateResult};
 use crate::error::RuntimeError;
 use crate::events::EventBus;
 use crate::events::consume::{Consumers, DeadLetterActor};
 use crate::events::relay::{self, OutboxFull, Relay, RelaySettings};
 use crate::identity::ActorId;
+use crate::journal::Journal;
 use crate::lifecycle::{DeactivationReason, KindSnapshot, Lifecycle};
 use crate::outcome::{self, AbandonOnDrop, Ticket};
 use crate::placement::{SHARD_COUNT, Shard, shard_of};
+use crate::rates::NodeRates;
 use crate::reminders::ReminderScheduler;
 use crate::routing::{self, Location, Placement};
 use crate::status::{ActorLocation, ClusterStatus, NodeStatus};
@@ -100,6 +102,7 @@ pub(crate) trait ErasedHost: Send + Sync {
     /// Passivate the idle activations whose shard is in `shards`; returns how many.
     fn passivate_shards(&self, shards: &BTreeSet<Shard>) -> usize;
     fn is_active(&self, key: &str) -> bool;
+    fn passivate_key(&self, key: &str) -> PassivateResult;
 }
 
 impl<A: VirtualActor> ErasedHost for Arc<KindHost<A>> {
@@ -136,6 +139,10 @@ impl<A: VirtualActor> ErasedHost for Arc<KindHost<A>> {
     fn is_active(&self, key: &str) -> bool {
         KindHost::is_active(self, key)
     }
+
+    fn passivate_key(&self, key: &str) -> PassivateResult {
+        KindHost::passivate_key(self, key)
+    }
 }
 
 struct Registered {
@@ -161,6 +168,10 @@ pub(crate) struct RuntimeInner {
     relay: Option<Arc<Relay>>,
     /// The durable consumers running on this node.
     consumers: Consumers,
+    /// Request, error and event rates, for operators.
+    pub(crate) rates: NodeRates,
+    /// What happened to the cluster, as this node saw it.
+    journal: Journal,
 }
 
 /// A cheap, cloneable handle on the node's runtime.
@@ -236,6 +247,8 @@ impl RuntimeBuilder {
     pub(crate) fn start(self) -> Runtime {
         let (stopping, _) = watch::channel(false);
         let (reminders, reminder_queue) = ReminderScheduler::new();
+        let rates = NodeRates::new(Arc::clone(&self.clock));
+        let journal = Journal::new(self.node_id.clone(), Arc::clone(&self.clock));
         let runtime = Runtime {
             inner: Arc::new(RuntimeInner {
                 node_id: self.node_id,
@@ -251,6 +264,8 @@ impl RuntimeBuilder {
                 placement: OnceLock::new(),
                 relay: self.relay,
                 consumers: Consumers::default(),
+                rates,
+                journal,
             }),
         };
         if let Some(relay) = &runtime.inner.relay {
@@ -334,6 +349,19 @@ impl Runtime {
     /// Whether `key` of kind `A` is active on this node.
     pub fn is_active<A: VirtualActor>(&self, key: &str) -> bool {
         self.host::<A>().is_ok_and(|host| host.is_active(key))
+    }
+
+    pub(crate) fn passivate_locally<A: VirtualActor>(&self, key: &str) -> PassivateResult {
+        self.host::<A>()
+            .map_or(PassivateResult::Inactive, |host| host.passivate_key(key))
+    }
+
+    pub(crate) fn inner(&self) -> &RuntimeInner {
+        &self.inner
+    }
+
+    pub(crate) fn journal(&self) -> &Journal {
+        &self.inner.journal
     }
 
     /// Passivate every actor and stop background work. Messages still in flight finish
@@ -665,6 +693,7 @@ impl Runtime {
                     incarnation: None,
                     shards_owned: usize::from(crate::placement::SHARD_COUNT),
                     active_actors: Some(self.active_actors()),
+                    load: Some(self.node_load()),
                     last_heartbeat_ms_ago: None,
                 }],
             },

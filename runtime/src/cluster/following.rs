@@ -23,8 +23,10 @@ use crate::transport::Transport;
 /// previous owner.
 const REARM_AFTER: Duration = Duration::from_secs(3);
 
-/// Follow `life`'s lease table until the life ends or the runtime is gone.
+/// Follow `life`'s lease table until the life ends or the runtime is gone (and record its
+/// membership and lease changes in the node's journal meanwhile).
 pub(super) async fn follow_leases(runtime: WeakRuntime, transport: Transport, life: Arc<Life>) {
+    tokio::spawn(super::journal::watch(runtime.clone(), Arc::clone(&life)));
     let mut tables = life.leases.subscribe();
     let mut ended = life.ended();
     let mut held: BTreeMap<Shard, u64> = BTreeMap::new();

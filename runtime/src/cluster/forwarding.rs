@@ -11,6 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::life::{Life, Lives};
+use super::operations::{DRAIN_KIND, REBALANCE_KIND};
+use super::status::StatusReply;
 use crate::error::{ErrorClass, RuntimeError};
 use crate::identity::ActorId;
 use crate::leases::Leases;
@@ -41,14 +43,19 @@ impl EnvelopeHandler for Handler {
             return Answer::refused(Refusal::NotOwner, "this node is stopping");
         };
         if envelope.kind == STATUS_KIND {
-            let active = serde_json::to_vec(&runtime.active_actors()).unwrap_or_default();
-            return Answer::Reply(active);
+            return Answer::Reply(status_reply(&runtime));
         }
         let Some(life) = self.lives.get().map(|lives| lives.current()) else {
             return Answer::refused(Refusal::NotOwner, "this node is still joining");
         };
-        if envelope.kind == REVOKE_KIND {
-            return let_go(&runtime, &life.leases, &envelope.payload).await;
+        match envelope.kind.as_str() {
+            REVOKE_KIND => return let_go(&runtime, &life.leases, &envelope.payload).await,
+            DRAIN_KIND => return drain_here(&runtime).await,
+            REBALANCE_KIND => {
+                life.leases.refresh().await;
+                return Answer::Reply(b"null".to_vec());
+            }
+            _ => {}
         }
         let shard = shard_of(&envelope.kind, &envelope.key);
         if !life.leases.serves(shard) {
@@ -74,6 +81,23 @@ impl EnvelopeHandler for Handler {
                 Answer::refused(Refusal::Malformed, error.to_string())
             }
         }
+    }
+}
+
+/// This node's counts for a peer's admin view (`$status`).
+fn status_reply(runtime: &Runtime) -> Vec<u8> {
+    let reply = StatusReply {
+        active_actors: runtime.active_actors(),
+        load: runtime.node_load(),
+    };
+    serde_json::to_vec(&reply).unwrap_or_default()
+}
+
+/// An operator's drain, asked by a peer: this node drains itself and answers the outcome.
+async fn drain_here(runtime: &Runtime) -> Answer {
+    match runtime.drain_node(runtime.node_id()).await {
+        Ok(outcome) => Answer::Reply(serde_json::to_vec(&outcome).unwrap_or_default()),
+        Err(error) => Answer::refused(Refusal::Failed, error.to_string()),
     }
 }
 

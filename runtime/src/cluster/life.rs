@@ -67,6 +67,8 @@ pub(super) struct LifeRecipe {
     pub(super) store: Arc<dyn StateStore>,
     pub(super) clock: SharedClock,
     pub(super) transport: Transport,
+    /// How long a drain waits for the other nodes to take this node's shards.
+    pub(super) handover_deadline: Duration,
 }
 
 impl LifeRecipe {

@@ -26,7 +26,9 @@
 
 mod following;
 mod forwarding;
+mod journal;
 mod life;
+mod operations;
 mod secret;
 mod status;
 
@@ -51,10 +53,11 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::error::RuntimeError;
+use crate::operations::OperationError;
 use crate::placement::Shard;
 use crate::routing::{Location, OutgoingCall, Placement};
 use crate::runtime::{Runtime, RuntimeBuilder, WeakRuntime};
-use crate::status::ClusterStatus;
+use crate::status::{ClusterStatus, DrainOutcome};
 use crate::store::{MemberStatus, StoreError};
 
 use forwarding::{Handler, answer_to_result};
@@ -76,6 +79,9 @@ pub struct ClusterOptions {
     /// store to be judged crashed; `None`: [`MembershipConfig::default_crash_confirm`].
     pub crash_confirm: Option<Duration>,
     pub leases: LeaseConfig,
+    /// How long a drain (an operator's, or a leave on SIGTERM) waits for the other nodes to
+    /// take this node's shards.
+    pub handover_deadline: Duration,
 }
 
 impl ClusterOptions {
@@ -94,6 +100,7 @@ impl ClusterOptions {
             membership: MembershipConfig::default(),
             crash_confirm: None,
             leases: LeaseConfig::default(),
+            handover_deadline: Duration::from_secs(20),
         }
     }
 }
@@ -171,6 +178,7 @@ impl Cluster {
             store,
             clock: Arc::clone(runtime.clock()),
             transport,
+            handover_deadline: options.handover_deadline,
         };
         let first = Arc::new(recipe.begin().await?);
         let lives = Arc::new(Lives::new(Arc::clone(&first)));
@@ -396,5 +404,16 @@ impl Placement for Cluster {
 
     fn status(&self) -> BoxFuture<'_, ClusterStatus> {
         Box::pin(status::cluster_status(self))
+    }
+
+    fn drain_node<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> BoxFuture<'a, Result<DrainOutcome, OperationError>> {
+        Box::pin(Cluster::drain_node(self, node))
+    }
+
+    fn rebalance(&self) -> BoxFuture<'_, Result<Vec<String>, OperationError>> {
+        Box::pin(Cluster::rebalance(self))
     }
 }

@@ -8,9 +8,25 @@ use super::forwarding::STATUS_KIND;
 use crate::leases::LeaseTable;
 use crate::membership::{Liveness, MemberState};
 use crate::placement::SHARD_COUNT;
-use crate::status::{ClusterStatus, NodeStatus};
+use crate::status::{ClusterStatus, NodeLoad, NodeStatus};
 use crate::store::MemberStatus;
 use crate::transport::{Answer, Envelope};
+use serde::{Deserialize, Serialize};
+
+/// A node's answer to `$status`. Nodes of earlier versions answer a bare count.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StatusReply {
+    pub(super) active_actors: u64,
+    #[serde(flatten)]
+    pub(super) load: NodeLoad,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnyStatusReply {
+    Current(StatusReply),
+    TotalOnly(u64),
+}
 
 /// How long the admin view waits for a peer's counts.
 const STATUS_TIMEOUT_MS: u64 = 1_000;
@@ -37,14 +53,14 @@ pub(super) async fn cluster_status(cluster: &Cluster) -> ClusterStatus {
     let actives = futures::future::join_all(
         view.members
             .iter()
-            .map(|member| peer_active_actors(cluster, &member.node_id)),
+            .map(|member| peer_counts(cluster, &member.node_id)),
     )
     .await;
     let nodes = view
         .members
         .iter()
         .zip(actives)
-        .map(|(member, active_actors)| NodeStatus {
+        .map(|(member, reply)| NodeStatus {
             node_id: member.node_id.clone(),
             cluster_addr: Some(member.cluster_addr.clone()),
             http_addr: Some(member.http_addr.clone()),
@@ -52,7 +68,8 @@ pub(super) async fn cluster_status(cluster: &Cluster) -> ClusterStatus {
             liveness: member.liveness.as_str().to_owned(),
             incarnation: Some(member.incarnation),
             shards_owned: owned.get(&member.node_id).copied().unwrap_or(0),
-            active_actors,
+            active_actors: reply.as_ref().map(|reply| reply.active_actors),
+            load: reply.and_then(|reply| reply.load),
             last_heartbeat_ms_ago: Some(member.silent_for_ms),
         })
         .collect();
@@ -82,18 +99,33 @@ fn owned_by_current_lives(table: &LeaseTable, members: &[MemberState]) -> BTreeM
     owned
 }
 
-async fn peer_active_actors(cluster: &Cluster, node: &str) -> Option<u64> {
+/// A node's counts; `load` is `None` for a peer of an earlier version.
+struct PeerCounts {
+    active_actors: u64,
+    load: Option<NodeLoad>,
+}
+
+async fn peer_counts(cluster: &Cluster, node: &str) -> Option<PeerCounts> {
     let inner = &cluster.inner;
     if node == cluster.node_id() {
-        return inner
-            .runtime
-            .upgrade()
-            .map(|runtime| runtime.active_actors());
+        return inner.runtime.upgrade().map(|runtime| PeerCounts {
+            active_actors: runtime.active_actors(),
+            load: Some(runtime.node_load()),
+        });
     }
     let deadline_ms = inner.recipe.clock.now_ms() + STATUS_TIMEOUT_MS;
     let envelope = Envelope::new(STATUS_KIND, "", Vec::new(), deadline_ms);
-    match inner.recipe.transport.send(node, envelope).await {
-        Ok(Answer::Reply(bytes)) => serde_json::from_slice(&bytes).ok(),
-        _ => None,
+    let Ok(Answer::Reply(bytes)) = inner.recipe.transport.send(node, envelope).await else {
+        return None;
+    };
+    match serde_json::from_slice(&bytes).ok()? {
+        AnyStatusReply::Current(reply) => Some(PeerCounts {
+            active_actors: reply.active_actors,
+            load: Some(reply.load),
+        }),
+        AnyStatusReply::TotalOnly(active_actors) => Some(PeerCounts {
+            active_actors,
+            load: None,
+        }),
     }
 }

@@ -373,6 +373,7 @@ async fn publish_in_waves(
         }
         chains = keep;
         metrics::counter!("emporium_events_published_total").increment(stored.len() as u64);
+        runtime.rates().record_events(stored.len() as u64);
         published.extend(stored);
         if let Some(first) = first_error {
             metrics::counter!("emporium_relay_publish_failures_total").increment(failed as u64);
