@@ -73,7 +73,10 @@ pub fn router(state: AppState, limits: &EdgeLimits) -> Router {
             state.clone(),
             limits::limit_requests,
         ))
-        .layer(axum::middleware::from_fn(observe::record_request))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::record_request,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

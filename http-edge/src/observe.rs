@@ -8,10 +8,12 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::state::AppState;
 
 const DURATION_METRIC: &str = "emporium_http_request_duration_seconds";
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -37,8 +39,13 @@ pub fn install_metrics_recorder() -> Result<PrometheusHandle, BuildError> {
     Ok(handle)
 }
 
-/// Middleware: count and time every request under its route template.
-pub async fn record_request(request: Request, next: Next) -> Response {
+/// Middleware: count and time every request under its route template, and count it in the
+/// node's rates (the admin view's requests and errors per second).
+pub async fn record_request(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -47,6 +54,10 @@ pub async fn record_request(request: Request, next: Next) -> Response {
     // Duration of a request is measured, not decided on: the monotonic clock is right here.
     let started = Instant::now();
     let response = next.run(request).await;
+    state
+        .runtime
+        .rates()
+        .record_request(response.status().is_server_error());
     let status = response.status().as_u16().to_string();
     metrics::counter!(
         "emporium_http_requests_total",

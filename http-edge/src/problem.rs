@@ -12,7 +12,7 @@ use emporium_actors::checkout::{CheckoutFailure, CheckoutRejection};
 use emporium_actors::inventory::StockRejection;
 use emporium_actors::order::OrderRejection;
 use emporium_actors::{CartRejection, CatalogError, InvalidValue, UserError};
-use emporium_runtime::RuntimeError;
+use emporium_runtime::{OperationError, RuntimeError};
 use serde::Serialize;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -129,6 +129,9 @@ pub enum ApiError {
     Order(#[from] OrderRejection),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// An operator's request that could not be carried out (admin routes).
+    #[error(transparent)]
+    Operation(#[from] OperationError),
     #[error("{0}")]
     Internal(String),
 }
@@ -234,11 +237,49 @@ impl ApiError {
             Self::Stock(rejection) => stock_problem(rejection),
             Self::Order(rejection) => order_problem(rejection),
             Self::Runtime(error) => runtime_problem(error),
+            Self::Operation(error) => operation_problem(error),
             Self::Internal(detail) => {
                 tracing::error!(detail, "internal error");
                 internal_problem()
             }
         }
+    }
+}
+
+fn operation_problem(error: &OperationError) -> Problem {
+    let detail = error.to_string();
+    match error {
+        OperationError::NotClustered => Problem::new(
+            StatusCode::CONFLICT,
+            "not-clustered",
+            "Not a cluster",
+            detail,
+        ),
+        OperationError::UnknownNode(_) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-node",
+            "No such node",
+            detail,
+        ),
+        OperationError::UnknownKind(_) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-kind",
+            "No such actor kind",
+            detail,
+        ),
+        OperationError::Refused(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "operation-refused",
+            "Operation refused",
+            detail,
+        ),
+        OperationError::Unreachable { .. } => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node-unreachable",
+            "Node unreachable",
+            detail,
+        ),
+        OperationError::Runtime(runtime) => runtime_problem(runtime),
     }
 }
 
