@@ -585,7 +585,14 @@ impl Shared {
     /// The shards to claim, with the epoch each claim expects.
     fn plan(&self, table: &LeaseTable, view: &MembershipView, now_ms: u64) -> Vec<(Shard, u64)> {
         let candidates = view.placement_candidates();
-        if !candidates.contains(&self.local.node_id.as_str()) {
+        // The node's own reported status first: a node that just reported `Leaving` may
+        // still be a candidate in a view listed before its report (it would claim a dead
+        // holder's shards only to hand them over again).
+        let leaving = matches!(
+            self.membership.status(),
+            MemberStatus::Leaving | MemberStatus::Down
+        );
+        if leaving || !candidates.contains(&self.local.node_id.as_str()) {
             return Vec::new();
         }
         let rendezvous = Rendezvous::new(&candidates);
