@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # scripts/test.sh [cargo test args...] — the project's one test command.
 #
-# Starts the backing services (scripts/services.sh up: PostgreSQL, Redis,
+# Checks the Nomad jobs first (scripts/nomad-check.sh: the checker's go test, then
+# every job file with each var file; "skipped: go not found" without Go). Then
+# starts the backing services (scripts/services.sh up: PostgreSQL, Redis,
 # NATS+JetStream, and Cassandra through scripts/cassandra.sh when present),
 # points the tests at them and runs `cargo test --release --workspace "$@"`.
-# Exits with cargo's status.
+# Exits with the checker's status if it fails, else with cargo's.
 #
 # Environment exported to the tests (a value already set is kept):
 #   EMPORIUM_REQUIRE_SERVICES=1   tests needing a service fail instead of skipping
@@ -18,6 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 STATE="${EMPORIUM_SERVICES_DIR:-${HOME:-/root}/.cache/emporium-services}"
 
+"$ROOT/scripts/nomad-check.sh"
 "$ROOT/scripts/services.sh" up
 
 export EMPORIUM_REQUIRE_SERVICES="${EMPORIUM_REQUIRE_SERVICES:-1}"

@@ -39,11 +39,11 @@ use crate::support::{Answer, Api, NodeProcess, NodeSpec, metric_sum, wait_until}
 
 /// Shards of the placement function (fixed by the runtime).
 pub const SHARD_COUNT: u64 = 1024;
-const ADMIN_EMAIL: &str = "admin@cluster.test";
-const ADMIN_PASSWORD: &str = "admin-password-cluster";
+pub(crate) const ADMIN_EMAIL: &str = "admin@cluster.test";
+pub(crate) const ADMIN_PASSWORD: &str = "admin-password-cluster";
 /// The same signing key on every node, so a token from one is accepted by all.
-const JWT_SECRET: &str = "cluster-tests-jwt-secret-0123456789abcdef";
-const CLUSTER_SECRET: &str = "cluster-tests-shared-secret-1";
+pub(crate) const JWT_SECRET: &str = "cluster-tests-jwt-secret-0123456789abcdef";
+pub(crate) const CLUSTER_SECRET: &str = "cluster-tests-shared-secret-1";
 /// Longer than the node's request deadline (`EMPORIUM_REQUEST_TIMEOUT`, 10 s by default): a
 /// request the node gives up on is answered by the node, not cut by the client.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -258,6 +258,16 @@ impl Cluster {
         cluster.wait_ready().await;
         cluster.create_products().await;
         Some((cluster, proxy))
+    }
+
+    /// The value of `key` in the settings every member shares (store, events), if set.
+    pub fn shared_env(&self, key: &str) -> Option<String> {
+        self.shared
+            .env
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.clone())
     }
 
     /// The provisioned store (for proxies in front of it).

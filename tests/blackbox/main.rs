@@ -13,6 +13,7 @@ mod cluster;
 mod config;
 mod durability;
 mod events;
+mod nomad_drill;
 mod operations;
 mod outcomes;
 mod passivation;

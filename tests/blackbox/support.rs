@@ -23,6 +23,8 @@ pub struct NodeSpec {
     /// A command the node runs under, e.g. `ip netns exec NS` (which execs in place, so the
     /// child's pid is the node's and signals reach it). Empty: the node runs directly.
     pub launcher: Vec<String>,
+    /// Command-line arguments after the binary (flags win over the environment).
+    pub args: Vec<String>,
 }
 
 impl NodeSpec {
@@ -32,6 +34,7 @@ impl NodeSpec {
             data_dir: data_dir.to_owned(),
             env: Vec::new(),
             launcher: Vec::new(),
+            args: Vec::new(),
         }
     }
 
@@ -62,6 +65,7 @@ impl NodeProcess {
             // their own limit (a later setting of the same variable wins).
             .env("EMPORIUM_RATE_LIMIT", "off")
             .envs(spec.env.iter().map(|(key, value)| (key, value)))
+            .args(&spec.args)
             .stdin(Stdio::null())
             .kill_on_drop(true);
         command
@@ -152,6 +156,11 @@ impl NodeProcess {
             .await
             .ok()
             .map(|status| status.expect("wait for node"))
+    }
+
+    /// `SIGTERM`, without waiting (see [`NodeProcess::wait_exit`]).
+    pub fn sigterm(&self) {
+        signal(self.pid(), libc::SIGTERM);
     }
 
     /// `SIGTERM`, then wait for the exit status.

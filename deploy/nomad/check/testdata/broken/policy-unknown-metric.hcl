@@ -1,0 +1,38 @@
+# want: policy-unknown-metric.hcl:25: [policy]
+# message: emporium_requests_total is not a metric an Emporium node exports
+# (autoscaler/emporium-policy.hcl with one change; checked against emporium.nomad.hcl with -var-file prod.vars.hcl)
+# Nomad Autoscaler policy for the node group of deploy/nomad/emporium.nomad.hcl (production
+# bounds; prod.vars.hcl). Load it with the autoscaler agent's `policy { dir = "…" }`.
+#
+# The metric: storefront requests per second per node, from emporium_http_requests_total
+# (http-edge/src/observe.rs) as Prometheus scrapes every node's /metrics (scrape job
+# "emporium", e.g. nomad_sd_configs on the service emporium-http). The target-value
+# strategy keeps count near (current count × value / target): 150 requests/s per node.
+
+scaling "emporium_node" {
+  enabled = true
+  min     = 3
+  max     = 12
+
+  policy {
+    evaluation_interval = "30s"
+    cooldown            = "3m"
+    on_check_error      = "fail"
+
+    check "requests_per_node" {
+      source       = "prometheus"
+      query_window = "2m"
+      query        = "sum(rate(emporium_requests_total{job=\"emporium\",route=~\"/v1/.*\"}[2m])) / count(count by (instance) (emporium_http_requests_total{job=\"emporium\"}))"
+
+      strategy "target-value" {
+        target = 150
+      }
+    }
+
+    target "nomad" {
+      Namespace = "default"
+      Job       = "emporium"
+      Group     = "node"
+    }
+  }
+}
