@@ -33,6 +33,7 @@ mod routing;
 mod runtime;
 mod status;
 pub mod store;
+mod trace;
 #[cfg(feature = "cluster")]
 mod transport;
 
@@ -46,6 +47,7 @@ pub use placement::{Rendezvous, SHARD_COUNT, Shard, owner_of, shard_of, shard_of
 pub use runtime::{ActorHandle, ForwardedCallError, Runtime, RuntimeBuilder, RuntimeConfig};
 pub use status::{ActorLocation, ClusterStatus, NodeStatus};
 pub use store::{StateStore, StoreError};
+pub use trace::{NoTrace, TraceContext, TraceHeaders};
 
 /// Lock `mutex`, ignoring poisoning: the runtime's critical sections never panic midway, so
 /// a poisoned value is still consistent.
