@@ -2,8 +2,9 @@
 //! of spans over OTLP/HTTP when `otlp_endpoint` is set.
 //!
 //! **What is exported**: the spans of Emporium's crates (targets `emporium*`) at DEBUG and
-//! above — one per HTTP request (`http.request`), one per actor turn (`actor.turn`), one
-//! per forwarded call on each side (`cluster.forward`, `cluster.serve`) — with the events
+//! above — one per HTTP request (`http.request`, exported as `METHOD /route`), one per actor
+//! turn (`actor.turn`), one per forwarded call on each side (`cluster.forward`,
+//! `cluster.serve`) — with the events
 //! of those crates at INFO and above as span events. Service name `emporium`, resource
 //! attribute `service.instance.id` = the node id. Spans leave in batches from the SDK's own
 //! thread (`OTEL_BSP_*` variables tune it); [`Telemetry::shutdown`] flushes what is left.
