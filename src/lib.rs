@@ -3,6 +3,7 @@
 //! nodes through it.
 
 pub mod node;
+pub mod telemetry;
 
 /// Install aws-lc-rs as the process's TLS crypto provider (once; later calls do nothing).
 /// Every HTTP client of the process (notification webhooks, the Meilisearch client, the

@@ -7,17 +7,28 @@
 use std::process::ExitCode;
 
 use emporium_config::NodeConfig;
-use tracing_subscriber::EnvFilter;
 
 use emporium::node::Node;
+use emporium::telemetry::Telemetry;
 
 fn main() -> ExitCode {
     let config = match NodeConfig::load(std::env::args_os(), &|key| std::env::var(key).ok()) {
         Ok(config) => config,
         Err(error) => error.exit(),
     };
-    init_tracing(&config.log);
+    // First: the exporter's HTTP client takes the process's TLS provider.
     emporium::install_crypto_provider();
+    let telemetry = match Telemetry::init(
+        &config.log,
+        config.otlp_endpoint.as_deref(),
+        &config.node_id,
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("emporium: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,14 +39,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let outcome = match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
             eprintln!("emporium: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // After the node stopped (SIGTERM included) and outside the async runtime: the last
+    // batch of spans is exported before the process exits.
+    drop(runtime);
+    telemetry.shutdown();
+    outcome
 }
 
 async fn run(config: NodeConfig) -> anyhow::Result<()> {
@@ -49,17 +65,6 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
         println!("  try: curl {url}/v1/products");
     }
     node.run_until_stopped(shutdown_signal()).await
-}
-
-fn init_tracing(filter: &str) {
-    // ractor logs every cluster session event at info; keep that out unless asked for.
-    let filter = if filter.contains("ractor") {
-        filter.to_owned()
-    } else {
-        format!("{filter},ractor=warn,ractor_cluster=warn")
-    };
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
 }
 
 /// SIGTERM (Nomad, systemd, `kill`) or Ctrl-C.

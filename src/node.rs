@@ -22,6 +22,8 @@ use emporium_runtime::events::consume::spawn_consumer;
 use emporium_runtime::events::{EventBus, MemoryEventBus, RelaySettings};
 use emporium_runtime::store::MemoryStore;
 use emporium_runtime::{Runtime, RuntimeBuilder, RuntimeConfig, StateStore};
+
+use crate::telemetry::W3cTraceContext;
 use emporium_search_meili::{MeiliIndex, parse_meili_url};
 use emporium_search_tantivy::TantivyIndex;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -72,7 +74,7 @@ impl Node {
             outbox_limit: config.outbox_limit,
             ..RelaySettings::default()
         };
-        let builder = emporium_actors::register_with(Runtime::builder(store), &ports)
+        let mut builder = emporium_actors::register_with(Runtime::builder(store), &ports)
             .events(bus, relay)
             .node_id(config.node_id.clone())
             // The runtime's verdict (applied / not applied / unknown) always comes before
@@ -82,6 +84,10 @@ impl Node {
                 max_active_actors: config.max_active_actors,
                 ..RuntimeConfig::within(config.request_timeout)
             });
+        if config.otlp_endpoint.is_some() {
+            // Forwarded calls continue the sender's trace on the owner.
+            builder = builder.trace_context(Arc::new(W3cTraceContext));
+        }
         let (runtime, cluster) = start_runtime(builder, config, http_addr).await?;
         let catalog = Catalog::new(runtime.clone(), search_index(config).await?);
         let indexed = catalog

@@ -145,6 +145,14 @@ pub(crate) const LOG: Field = field(
     Plain,
     "Log filter, tracing env-filter syntax (e.g. info,emporium=debug)",
 );
+pub(crate) const OTLP_ENDPOINT: Field = field(
+    "otlp_endpoint",
+    "EMPORIUM_OTLP_ENDPOINT",
+    None,
+    None,
+    Url,
+    "Export traces over OTLP/HTTP (protobuf) to this collector, e.g. http://127.0.0.1:4318 (optional; off when unset)",
+);
 pub(crate) const JWT_SECRET: Field = field(
     "jwt_secret",
     "EMPORIUM_JWT_SECRET",
@@ -470,6 +478,7 @@ pub(crate) const ALL: &[Field] = &[
     REQUEST_TIMEOUT,
     MAX_BODY_BYTES,
     LOG,
+    OTLP_ENDPOINT,
     JWT_SECRET,
     ADMIN_EMAIL,
     ADMIN_PASSWORD,

@@ -51,6 +51,9 @@ pub struct NodeConfig {
     pub max_body_bytes: usize,
     /// tracing env-filter directives (`log`), already checked to parse.
     pub log: String,
+    /// Where spans are exported over OTLP/HTTP (`otlp_endpoint`): the collector's base
+    /// URL, `http://` only (`/v1/traces` is appended); `None`: no export.
+    pub otlp_endpoint: Option<String>,
     /// Token signing key (`jwt_secret`), at least 32 bytes when set.
     pub jwt_secret: Option<Secret>,
     /// Admin account to create at start-up (`admin_email` + `admin_password`).
@@ -268,6 +271,9 @@ impl NodeConfig {
                 values::integer_in(t, 1, MAX_BODY_BYTES_LIMIT)
             })?,
             log: r.required(&fields::LOG, values::log_filter)?,
+            otlp_endpoint: r.optional(&fields::OTLP_ENDPOINT, |t| {
+                values::url_with_scheme(t, &["http"])
+            })?,
             jwt_secret: r.optional(&fields::JWT_SECRET, |t| {
                 if t.len() >= JWT_SECRET_MIN_BYTES {
                     Ok(Secret::new(t))
@@ -541,6 +547,7 @@ impl Default for NodeConfig {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             log: "info".to_owned(),
+            otlp_endpoint: None,
             jwt_secret: None,
             admin: None,
             redis_url: None,
@@ -585,6 +592,7 @@ impl fmt::Debug for NodeConfig {
             request_timeout,
             max_body_bytes,
             log,
+            otlp_endpoint,
             jwt_secret,
             admin,
             redis_url,
@@ -617,6 +625,7 @@ impl fmt::Debug for NodeConfig {
             .field("request_timeout", request_timeout)
             .field("max_body_bytes", max_body_bytes)
             .field("log", log)
+            .field("otlp_endpoint", &masked(otlp_endpoint))
             .field("jwt_secret", jwt_secret)
             .field("admin", admin)
             .field("redis_url", &masked(redis_url))
@@ -650,7 +659,7 @@ impl fmt::Display for NodeConfig {
             f,
             "node_id={} http_addr={} store={} data_dir={} idle_timeout={} max_active_actors={} \
              demo={} request_timeout={} max_body_bytes={} log={:?} jwt_secret={} admin={} \
-             redis_url={} events={} cluster=",
+             redis_url={} events={} otlp={} cluster=",
             self.node_id,
             self.http_addr,
             self.store,
@@ -667,6 +676,7 @@ impl fmt::Display for NodeConfig {
             self.nats_url
                 .as_deref()
                 .map_or("memory".to_owned(), values::mask_url),
+            url(&self.otlp_endpoint),
         )?;
         match &self.cluster {
             None => f.write_str("off"),

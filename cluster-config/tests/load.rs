@@ -338,6 +338,16 @@ fn every_field_names_itself_in_its_error() {
             r#"invalid EMPORIUM_REDIS_URL (redis_url) = "cache:6379": expected a URL like redis://... or rediss://..."#,
         ),
         (
+            "EMPORIUM_OTLP_ENDPOINT",
+            "127.0.0.1:4318",
+            r#"invalid EMPORIUM_OTLP_ENDPOINT (otlp_endpoint) = "127.0.0.1:4318": expected a URL like http://..."#,
+        ),
+        (
+            "EMPORIUM_OTLP_ENDPOINT",
+            "https://collector:4318",
+            r#"invalid EMPORIUM_OTLP_ENDPOINT (otlp_endpoint) = "https://collector:4318": expected a URL like http://..."#,
+        ),
+        (
             "EMPORIUM_EVENTS",
             "http://bus",
             r#"invalid EMPORIUM_EVENTS (events) = "http://bus": expected memory, or a URL like nats://host:4222"#,
@@ -472,16 +482,22 @@ fn errors_say_where_a_bad_value_came_from() {
 #[test]
 fn empty_values_unset_optional_fields() {
     let file = File::new(&format!(
-        "jwt_secret = \"{JWT}\"\nredis_url = \"redis://cache\""
+        "jwt_secret = \"{JWT}\"\nredis_url = \"redis://cache\"\notlp_endpoint = \"http://collector:4318\""
     ));
     let c = ok(&["--config", file.arg()], &[]);
     assert_eq!(c.jwt_secret, Some(Secret::new(JWT)));
     assert_eq!(c.redis_url.as_deref(), Some("redis://cache"));
+    assert_eq!(c.otlp_endpoint.as_deref(), Some("http://collector:4318"));
     let c = ok(
         &["--config", file.arg()],
-        &[("EMPORIUM_JWT_SECRET", ""), ("EMPORIUM_REDIS_URL", "")],
+        &[
+            ("EMPORIUM_JWT_SECRET", ""),
+            ("EMPORIUM_REDIS_URL", ""),
+            ("EMPORIUM_OTLP_ENDPOINT", ""),
+        ],
     );
     assert_eq!((c.jwt_secret, c.redis_url), (None, None));
+    assert_eq!(c.otlp_endpoint, None, "an empty value turns the export off");
 }
 
 #[test]
@@ -494,8 +510,10 @@ fn optional_fields_when_set() {
             ("EMPORIUM_ADMIN_PASSWORD", "correct horse"),
             ("EMPORIUM_REDIS_URL", "rediss://:pw@cache:6380"),
             ("EMPORIUM_EVENTS", "nats://bus:4222"),
+            ("EMPORIUM_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
         ],
     );
+    assert_eq!(c.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
     assert_eq!(c.jwt_secret.as_ref().map(Secret::expose), Some(JWT));
     assert_eq!(
         c.admin,
@@ -928,6 +946,7 @@ fn summary_and_debug_never_show_secrets() {
             ("EMPORIUM_ADMIN_PASSWORD", "admin-pass-4"),
             ("EMPORIUM_REDIS_URL", "redis://:redis-pass-5@cache"),
             ("EMPORIUM_EVENTS", "nats://nats-token-6@bus"),
+            ("EMPORIUM_OTLP_ENDPOINT", "http://collector:4318"),
         ],
     );
     let summary = c.to_string();
@@ -951,7 +970,7 @@ fn summary_and_debug_never_show_secrets() {
         "node_id=node-testhost http_addr=127.0.0.1:8080 store=postgres://app:***@db/shop data_dir=./data \
          idle_timeout=5m max_active_actors=100000 demo=true request_timeout=10s max_body_bytes=65536 \
          log=\"info\" jwt_secret=set admin=admin@example.com redis_url=redis://:***@cache \
-         events=nats://***@bus cluster=127.0.0.1:7101 seeds=[127.0.0.1:7102] cluster_secret=set \
+         events=nats://***@bus otlp=http://collector:4318 cluster=127.0.0.1:7101 seeds=[127.0.0.1:7102] cluster_secret=set \
          heartbeat_interval=500ms suspect_after=2s dead_after=5s crash_confirm=600ms \
          forget_after=1h"
     );

@@ -13,6 +13,7 @@ mod extract;
 pub mod limits;
 mod observe;
 mod problem;
+mod request_trace;
 mod routes;
 mod state;
 #[cfg(test)]
@@ -27,12 +28,11 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use tokio::net::TcpListener;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 pub use observe::install_metrics_recorder;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
+pub use request_trace::REQUEST_ID;
 pub use state::AppState;
 
 /// Limits applied to every request.
@@ -53,7 +53,6 @@ impl Default for EdgeLimits {
 
 /// The whole HTTP service.
 pub fn router(state: AppState, limits: &EdgeLimits) -> Router {
-    let request_id = axum::http::HeaderName::from_static("x-request-id");
     routes::all()
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         // A backstop only: the runtime's deadlines give their verdict before it fires
@@ -77,9 +76,7 @@ pub fn router(state: AppState, limits: &EdgeLimits) -> Router {
             state.clone(),
             observe::record_request,
         ))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(request_trace::trace_request))
         .with_state(state)
 }
 

@@ -23,13 +23,15 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::actor::{Turn, VirtualActor};
 use crate::directory::KindHost;
-use crate::error::RuntimeError;
+use crate::error::{ErrorClass, RuntimeError};
 use crate::identity::ActorId;
 use crate::lifecycle::DeactivationReason;
 use crate::outcome::{Ticket, TurnScope};
+use crate::placement::shard_of;
 use crate::runtime::Runtime;
 
 /// How many times a message may be re-dispatched between activations before it fails.
@@ -45,6 +47,8 @@ pub(crate) enum ActivationMsg<A: VirtualActor> {
         /// `None` for a `tell`, which nobody waits for.
         ticket: Option<Arc<Ticket>>,
         hops: u8,
+        /// The sender's span: the turn's span is its child, across the mailbox.
+        span: tracing::Span,
     },
     Reminder {
         name: String,
@@ -123,15 +127,21 @@ impl<A: VirtualActor> Actor for Activation<A> {
                 reply,
                 ticket,
                 hops,
+                span,
             } => {
                 if state.retired {
-                    self.redispatch(command, reply, ticket, hops);
+                    self.redispatch(command, reply, ticket, hops, span);
                 } else if ticket.as_ref().is_some_and(|ticket| !ticket.start()) {
                     // The caller gave up while the command was queued and has answered
                     // "not applied": running it now would make that answer a lie.
                     self.runtime.lifecycle().expired(A::KIND);
                 } else {
-                    let result = self.run_command(state, command).await;
+                    let turn = self.turn_span(&span);
+                    let result = self
+                        .run_command(state, command)
+                        .instrument(turn.clone())
+                        .await;
+                    turn.record("outcome", ErrorClass::outcome_of(&result));
                     if let Some(reply) = reply {
                         // The caller may have given up (deadline): nothing to do then.
                         let _ = reply.send(result);
@@ -140,7 +150,9 @@ impl<A: VirtualActor> Actor for Activation<A> {
             }
             ActivationMsg::Reminder { name } => {
                 if !state.retired {
-                    self.run_reminder(state, &name).await;
+                    let turn = self.turn_span(&tracing::Span::none());
+                    turn.record("reminder", name.as_str());
+                    self.run_reminder(state, &name).instrument(turn).await;
                 }
             }
             ActivationMsg::Deactivate { reason } => {
@@ -155,6 +167,20 @@ impl<A: VirtualActor> Actor for Activation<A> {
 }
 
 impl<A: VirtualActor> Activation<A> {
+    /// The span of one turn, a child of the sender's `parent` (none: a root). At DEBUG, so
+    /// that a node that neither logs nor exports it pays one callsite check per turn.
+    fn turn_span(&self, parent: &tracing::Span) -> tracing::Span {
+        tracing::debug_span!(
+            parent: parent,
+            "actor.turn",
+            actor.kind = A::KIND,
+            actor.key = %self.id.key,
+            actor.shard = shard_of(A::KIND, &self.id.key),
+            reminder = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        )
+    }
+
     /// Load on first use, run the handler under panic isolation, commit, and decide whether
     /// the in-memory state is still trustworthy. A failure after the turn had an effect
     /// (a checkpoint commit, an ask that may have changed another actor) is reported as
@@ -321,6 +347,7 @@ impl<A: VirtualActor> Activation<A> {
         reply: Option<ReplySender<A>>,
         ticket: Option<Arc<Ticket>>,
         hops: u8,
+        span: tracing::Span,
     ) {
         if hops >= MAX_HOPS {
             // Never started, and now never will be: the caller may be told so.
@@ -346,6 +373,7 @@ impl<A: VirtualActor> Activation<A> {
                 reply,
                 ticket,
                 hops: hops + 1,
+                span,
             },
         );
     }

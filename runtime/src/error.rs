@@ -91,6 +91,26 @@ pub enum ErrorClass {
     Failed,
 }
 
+impl ErrorClass {
+    /// The class's wire name (`outcome_unknown`), as traces and logs show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::Conflict => "conflict",
+            Self::Moved => "moved",
+            Self::OutcomeUnknown => "outcome_unknown",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The outcome of `result` as a span records it: `ok`, or the error's class.
+    pub fn outcome_of<T>(result: &Result<T, RuntimeError>) -> &'static str {
+        result
+            .as_ref()
+            .map_or_else(|error| error.class().as_str(), |_| "ok")
+    }
+}
+
 impl RuntimeError {
     /// Transient: worth retrying after a pause (store down or slow, actor busy, node
     /// draining). The edge answers these with `503` and `Retry-After`.
@@ -181,5 +201,27 @@ impl RuntimeError {
             actor: actor.clone(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_are_the_wire_names() {
+        for class in [
+            ErrorClass::Unavailable,
+            ErrorClass::Conflict,
+            ErrorClass::Moved,
+            ErrorClass::OutcomeUnknown,
+            ErrorClass::Failed,
+        ] {
+            let wire = serde_json::to_string(&class).unwrap();
+            assert_eq!(wire, format!("\"{}\"", class.as_str()));
+        }
+        let moved: Result<(), RuntimeError> = Err(RuntimeError::ShuttingDown);
+        assert_eq!(ErrorClass::outcome_of(&moved), "unavailable");
+        assert_eq!(ErrorClass::outcome_of(&Ok::<_, RuntimeError>(1)), "ok");
     }
 }

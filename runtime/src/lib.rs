@@ -36,6 +36,7 @@ mod routing;
 mod runtime;
 mod status;
 pub mod store;
+mod trace;
 #[cfg(feature = "cluster")]
 mod transport;
 
@@ -55,6 +56,7 @@ pub use status::{
     PassivateOutcome, RATE_WINDOW_SECONDS,
 };
 pub use store::{StateStore, StoreError};
+pub use trace::{NoTrace, TraceContext, TraceHeaders};
 
 /// Lock `mutex`, ignoring poisoning: the runtime's critical sections never panic midway, so
 /// a poisoned value is still consistent.

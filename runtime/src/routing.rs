@@ -22,6 +22,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::actor::VirtualActor;
 use crate::clock::duration_ms;
@@ -32,6 +33,7 @@ use crate::operations::OperationError;
 use crate::placement::{Shard, shard_of};
 use crate::runtime::Runtime;
 use crate::status::{ClusterStatus, DrainOutcome};
+use crate::trace::TraceHeaders;
 
 /// Pause before looking again for a shard's owner; doubles up to [`MAX_BACKOFF`]. Looking
 /// is a read of this node's own tables (no I/O), so the cap is low: a request waiting out
@@ -92,6 +94,8 @@ pub struct OutgoingCall {
     pub payload: Vec<u8>,
     /// Wall clock, Unix ms.
     pub deadline_ms: u64,
+    /// The sender's trace context, for the receiver's span to continue its trace.
+    pub trace: Option<TraceHeaders>,
 }
 
 /// What a forwarded envelope asks of an actor (its JSON is the envelope's payload).
@@ -189,16 +193,21 @@ pub(crate) async fn ask_routed<A: VirtualActor>(
                 };
                 let config = runtime.config();
                 let reply_within = remaining + config.turn_timeout + config.forward_margin;
+                let span = forward_span(&actor, shard, &node);
                 let call = OutgoingCall {
                     actor: actor.clone(),
                     payload: encode_call(&actor, &call)?,
                     deadline_ms: runtime.clock().now_ms() + duration_ms(reply_within),
+                    trace: span.in_scope(|| runtime.trace_context().inject()),
                 };
                 runtime.lifecycle().forwarded(A::KIND);
-                match placement.forward(node.clone(), call).await {
-                    Ok(bytes) => decode_result::<A::Reply>(&actor, &node, &bytes),
-                    Err(error) => Err(error),
-                }
+                let forwarded = placement
+                    .forward(node.clone(), call)
+                    .instrument(span.clone())
+                    .await
+                    .and_then(|bytes| decode_result::<A::Reply>(&actor, &node, &bytes));
+                span.record("outcome", ErrorClass::outcome_of(&forwarded));
+                forwarded
             }
             Location::Unplaced { reason } => Err(RuntimeError::Moved {
                 actor: actor.clone(),
@@ -221,6 +230,19 @@ pub(crate) async fn ask_routed<A: VirtualActor>(
             other => return other,
         }
     }
+}
+
+/// The sender's span of one forwarded call (one attempt). At DEBUG, like turns.
+fn forward_span(actor: &ActorId, shard: Shard, node: &str) -> tracing::Span {
+    tracing::debug_span!(
+        "cluster.forward",
+        otel.kind = "client",
+        actor.kind = actor.kind,
+        actor.key = %actor.key,
+        actor.shard = shard,
+        peer.node = node,
+        outcome = tracing::field::Empty,
+    )
 }
 
 /// Run a call that arrived from another node, here only (never forwarded again).
@@ -322,6 +344,7 @@ async fn call_remote<T: serde::de::DeserializeOwned>(
         payload: encode_call(&actor, call)?,
         actor: actor.clone(),
         deadline_ms: runtime.clock().now_ms() + duration_ms(deadline),
+        trace: runtime.trace_context().inject(),
     };
     let bytes = placement.forward(node.clone(), call).await?;
     decode_result::<T>(&actor, &node, &bytes)

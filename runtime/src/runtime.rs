@@ -37,6 +37,7 @@ use crate::reminders::ReminderScheduler;
 use crate::routing::{self, Location, Placement};
 use crate::status::{ActorLocation, ClusterStatus, NodeStatus};
 use crate::store::{StateStore, StoreError};
+use crate::trace::{NoTrace, TraceContext};
 use crate::{passivation, reminders};
 
 /// Tunables of one runtime.
@@ -172,6 +173,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) rates: NodeRates,
     /// What happened to the cluster, as this node saw it.
     journal: Journal,
+    /// Writes and reads the trace context of forwarded calls ([`NoTrace`] by default).
+    trace: Arc<dyn TraceContext>,
 }
 
 /// A cheap, cloneable handle on the node's runtime.
@@ -190,6 +193,7 @@ pub struct RuntimeBuilder {
     by_type: HashMap<TypeId, &'static str>,
     lifecycle: Arc<Lifecycle>,
     relay: Option<Arc<Relay>>,
+    trace: Arc<dyn TraceContext>,
 }
 
 impl RuntimeBuilder {
@@ -212,6 +216,13 @@ impl RuntimeBuilder {
 
     pub fn config(mut self, config: RuntimeConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Carry the trace context of forwarded calls with `trace` (see [`TraceContext`]);
+    /// without it, nothing is carried and each node's spans start their own traces.
+    pub fn trace_context(mut self, trace: Arc<dyn TraceContext>) -> Self {
+        self.trace = trace;
         self
     }
 
@@ -266,6 +277,7 @@ impl RuntimeBuilder {
                 consumers: Consumers::default(),
                 rates,
                 journal,
+                trace: self.trace,
             }),
         };
         if let Some(relay) = &runtime.inner.relay {
@@ -298,6 +310,7 @@ impl Runtime {
             by_type: HashMap::new(),
             lifecycle: Arc::new(Lifecycle::default()),
             relay: None,
+            trace: Arc::new(NoTrace),
         }
     }
 
@@ -382,6 +395,11 @@ impl Runtime {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// What carries the trace context of forwarded calls.
+    pub(crate) fn trace_context(&self) -> &dyn TraceContext {
+        self.inner.trace.as_ref()
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn StateStore> {
@@ -502,6 +520,7 @@ impl Runtime {
                 reply: Some(reply),
                 ticket: Some(Arc::clone(&ticket)),
                 hops: 0,
+                span: tracing::Span::current(),
             },
         );
         self.note_activation();
@@ -840,6 +859,7 @@ impl<A: VirtualActor> ActorHandle<A> {
                 reply: None,
                 ticket: None,
                 hops: 0,
+                span: tracing::Span::current(),
             },
         );
         self.runtime.note_activation();

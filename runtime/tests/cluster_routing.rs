@@ -10,7 +10,8 @@
 //! - a drained node hands every shard over while asks keep flowing, without one failure,
 //!   and passivates its actors (also one that was busy when its shard moved away);
 //! - a durable reminder of a drained node's actor fires on the new owner;
-//! - a node with another secret is refused at start.
+//! - a node with another secret is refused at start;
+//! - a forwarded call carries the sender's trace context to the owner, and only then.
 //!
 //! Membership needs real time, so every wait polls a condition with a bound. Timings are
 //! shortened (heartbeat 100 ms, dead after 1 s). Figures are printed
@@ -20,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,7 +30,8 @@ use emporium_runtime::cluster::MembershipConfig;
 use emporium_runtime::cluster::{Cluster, ClusterError, ClusterOptions};
 use emporium_runtime::store::MemoryStore;
 use emporium_runtime::{
-    Rendezvous, Runtime, RuntimeError, SHARD_COUNT, StateStore, Turn, VirtualActor, shard_of,
+    NoTrace, Rendezvous, Runtime, RuntimeError, SHARD_COUNT, StateStore, TraceContext,
+    TraceHeaders, Turn, VirtualActor, shard_of,
 };
 use serde::{Deserialize, Serialize};
 
@@ -154,6 +157,16 @@ async fn try_start(
     secret: &str,
     membership: MembershipConfig,
 ) -> Result<Node, ClusterError> {
+    try_start_traced(store, id, secret, membership, Arc::new(NoTrace)).await
+}
+
+async fn try_start_traced(
+    store: Arc<dyn StateStore>,
+    id: &str,
+    secret: &str,
+    membership: MembershipConfig,
+    trace: Arc<dyn TraceContext>,
+) -> Result<Node, ClusterError> {
     membership.validate().expect("a valid membership config");
     let mut options = ClusterOptions::new(id, free_addr(), format!("{id}.http:8080"), secret);
     options.leases = LeaseConfig {
@@ -161,7 +174,10 @@ async fn try_start(
         max_concurrent_claims: 64,
     };
     options.membership = membership;
-    let builder = Runtime::builder(store).node_id(id).register(Ledger);
+    let builder = Runtime::builder(store)
+        .node_id(id)
+        .trace_context(trace)
+        .register(Ledger);
     let (runtime, cluster) = Cluster::start(builder, options).await?;
     Ok(Node {
         id: id.to_owned(),
@@ -812,6 +828,110 @@ async fn a_first_write_committed_by_the_old_owner_during_a_hand_over_is_seen() {
             }
         }
         stop_all(&[a, b]).await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Trace context.
+
+/// A trace context that hands out numbered parents and records what it adopted.
+#[derive(Default)]
+struct RecordingTrace {
+    node: String,
+    /// Whether this node has a context to carry at all.
+    carries: AtomicBool,
+    injected: Mutex<Vec<TraceHeaders>>,
+    adopted: Mutex<Vec<TraceHeaders>>,
+}
+
+impl RecordingTrace {
+    fn new(node: &str) -> Arc<Self> {
+        Arc::new(Self {
+            node: node.to_owned(),
+            carries: AtomicBool::new(true),
+            ..Self::default()
+        })
+    }
+
+    fn injected(&self) -> Vec<TraceHeaders> {
+        self.injected.lock().unwrap().clone()
+    }
+
+    fn adopted(&self) -> Vec<TraceHeaders> {
+        self.adopted.lock().unwrap().clone()
+    }
+}
+
+impl TraceContext for RecordingTrace {
+    fn inject(&self) -> Option<TraceHeaders> {
+        if !self.carries.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut injected = self.injected.lock().unwrap();
+        let headers = TraceHeaders {
+            traceparent: format!("00-{}-{}", self.node, injected.len()),
+            tracestate: Some(format!("from={}", self.node)),
+        };
+        injected.push(headers.clone());
+        Some(headers)
+    }
+
+    fn adopt(&self, _span: &tracing::Span, parent: &TraceHeaders) {
+        self.adopted.lock().unwrap().push(parent.clone());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forwarded_call_carries_the_senders_trace_context_to_the_owner() {
+    bounded(async {
+        let store = Arc::new(MemoryStore::new());
+        let ids = ["trace-a", "trace-b"];
+        let traces = [RecordingTrace::new(ids[0]), RecordingTrace::new(ids[1])];
+        let mut nodes = Vec::new();
+        for (id, trace) in ids.iter().zip(&traces) {
+            let store: Arc<dyn StateStore> = store.clone();
+            let trace: Arc<dyn TraceContext> = trace.clone();
+            nodes.push(
+                try_start_traced(store, id, SECRET, fast_membership(), trace)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let all: Vec<&Node> = nodes.iter().collect();
+        until(Duration::from_secs(10), "the leases converge", || {
+            converged(&all)
+        })
+        .await;
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let (trace_a, trace_b) = (&traces[0], &traces[1]);
+        let key = keys_owned_by("traced", "trace-b", &ids, 1).remove(0);
+
+        // Through A: A writes one context, and B adopts exactly that one.
+        let reply = a
+            .ask(&key, LedgerCommand::Append("x".into()))
+            .await
+            .unwrap();
+        assert_eq!(reply.node, "trace-b");
+        let sent = trace_a.injected();
+        assert_eq!(sent.len(), 1, "one forwarded attempt");
+        assert_eq!(trace_b.adopted(), sent);
+
+        // On the owner itself: nothing crosses nodes, nothing is written or adopted.
+        b.ask(&key, LedgerCommand::Get).await.unwrap();
+        assert_eq!(trace_b.injected(), []);
+        assert_eq!(trace_a.adopted(), []);
+
+        // A sender with no context to carry: the call is served all the same, and the
+        // owner adopts nothing.
+        trace_a.carries.store(false, Ordering::SeqCst);
+        let reply = a
+            .ask(&key, LedgerCommand::Append("y".into()))
+            .await
+            .unwrap();
+        assert_eq!(reply.entries, ["x", "y"]);
+        assert_eq!(trace_b.adopted(), sent, "nothing more adopted");
+        stop_all(&nodes).await;
     })
     .await;
 }

@@ -230,6 +230,25 @@ impl Cluster {
         Some(cluster)
     }
 
+    /// Like [`Cluster::start`], with `env` set on every node (those started later too).
+    pub async fn start_with_env(
+        store: TestStore,
+        nodes: usize,
+        env: &[(&str, &str)],
+    ) -> Option<Cluster> {
+        let mut cluster = Self::provision(store).await?;
+        for (key, value) in env {
+            cluster.shared = cluster.shared.clone().env(key, value);
+        }
+        cluster.start_loopback_members(nodes).await;
+        Some(cluster)
+    }
+
+    /// The cluster's HTTP client, for requests a test builds itself (its own headers).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// A [`Shop`] on each running member, signed in as the cluster's admin.
     pub async fn shops(&self) -> Vec<Shop> {
         let mut shops = Vec::new();

@@ -20,4 +20,5 @@ mod passivation;
 mod redis;
 mod seeded_faults;
 mod store_faults;
+mod traces;
 mod users;

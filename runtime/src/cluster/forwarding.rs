@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use super::life::{Life, Lives};
 use super::operations::{DRAIN_KIND, REBALANCE_KIND};
@@ -69,8 +70,10 @@ impl EnvelopeHandler for Handler {
             .deadline_ms
             .saturating_sub(runtime.clock().now_ms());
         let budget = Duration::from_millis(budget_ms);
+        let span = serve_span(&runtime, &envelope, shard);
         match runtime
             .serve_forwarded(&envelope.kind, &envelope.key, &envelope.payload, budget)
+            .instrument(span)
             .await
         {
             Ok(reply) => Answer::Reply(reply),
@@ -99,6 +102,23 @@ async fn drain_here(runtime: &Runtime) -> Answer {
         Ok(outcome) => Answer::Reply(serde_json::to_vec(&outcome).unwrap_or_default()),
         Err(error) => Answer::refused(Refusal::Failed, error.to_string()),
     }
+}
+
+/// The span of serving one forwarded call: a child of the sender's forward span when the
+/// envelope carries its trace context (one trace across both nodes), else a root. At
+/// DEBUG, like turns.
+fn serve_span(runtime: &Runtime, envelope: &Envelope, shard: Shard) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "cluster.serve",
+        otel.kind = "server",
+        actor.kind = %envelope.kind,
+        actor.key = %envelope.key,
+        actor.shard = shard,
+    );
+    if let Some(parent) = &envelope.trace {
+        runtime.trace_context().adopt(&span, parent);
+    }
+    span
 }
 
 /// What a forwarded call's transport outcome means to the caller.

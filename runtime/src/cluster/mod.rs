@@ -385,7 +385,8 @@ impl Placement for Cluster {
                 call.actor.key.clone(),
                 call.payload,
                 call.deadline_ms,
-            );
+            )
+            .with_trace(call.trace);
             let sent = transport.send(&node, envelope).await;
             answer_to_result(&call.actor, &node, sent)
         })

@@ -2,7 +2,8 @@
 //!
 //! # What goes over the wire
 //! One **shard host** per node is the only remotable actor. It receives an [`Envelope`]
-//! — `{ v, kind, key, deadline_ms, payload }`, encoded by this module, not by ractor — and
+//! — `{ v, kind, key, deadline_ms, payload }` and, optionally, the sender's W3C trace context
+//! (`traceparent`, `tracestate`), encoded by this module, not by ractor — and
 //! answers with the bytes of an [`Answer`] through an RPC reply port. Entity actors stay
 //! local-only: every remotable actor is announced to every peer (`actors × nodes` remote
 //! proxies), and their message types would all need wire encodings.

@@ -13,6 +13,13 @@
 //! part of reading the frame. An empty payload or reply means "nothing" and is written
 //! `null`, so it arrives as the bytes `null`. Whatever arrives is JSON.
 //!
+//! An envelope may carry its sender's W3C trace context, `"traceparent":"00-…-01"` and
+//! `"tracestate":"…"`, after the payload. Both are optional, and written only when there is
+//! one, so the format stays version 2: a node that predates them ignores fields it does not
+//! know (frames are read without `deny_unknown_fields`) and a frame without them reads as
+//! "no trace". They are read leniently: a value that is not a string is ignored like an
+//! absent one, because tracing never changes whether a call is served.
+//!
 //! Version 1 was a hand-written binary frame whose first two bytes were the version,
 //! big-endian: a version-1 frame starts with a zero byte, which no JSON text does, and is
 //! read as [`DecodeError::UnsupportedVersion`]`(1)` — as is a JSON frame of any other version,
@@ -20,8 +27,11 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
+
+use crate::trace::TraceHeaders;
 
 /// The envelope and answer format this node writes and reads.
 pub(super) const WIRE_VERSION: u16 = 2;
@@ -39,6 +49,8 @@ pub struct Envelope {
     pub payload: Vec<u8>,
     /// Sender's wall clock, Unix ms: no answer is useful after it.
     pub deadline_ms: u64,
+    /// The sender's trace context, if it has one to carry.
+    pub trace: Option<TraceHeaders>,
 }
 
 /// Why an envelope or an answer could not be read.
@@ -66,6 +78,93 @@ struct EnvelopeFrame<'a> {
     deadline_ms: u64,
     #[serde(borrow)]
     payload: &'a RawValue,
+    #[serde(default, skip_serializing_if = "TraceField::is_none", borrow)]
+    traceparent: TraceField<'a>,
+    #[serde(default, skip_serializing_if = "TraceField::is_none", borrow)]
+    tracestate: TraceField<'a>,
+}
+
+/// A trace context header in a frame: a string, or nothing. Read leniently: any JSON value
+/// that is not a string (a number, `null`, an object…) reads as nothing, never as a
+/// malformed frame.
+#[derive(Default)]
+struct TraceField<'a>(Option<Cow<'a, str>>);
+
+impl<'a> TraceField<'a> {
+    fn of(value: Option<&'a str>) -> Self {
+        Self(value.map(Cow::Borrowed))
+    }
+
+    fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn into_owned(self) -> Option<String> {
+        self.0.map(Cow::into_owned)
+    }
+}
+
+impl Serialize for TraceField<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(value) => serializer.serialize_str(value),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for TraceField<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TraceFieldVisitor)
+    }
+}
+
+struct TraceFieldVisitor;
+
+impl<'de> Visitor<'de> for TraceFieldVisitor {
+    type Value = TraceField<'de>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a trace context string (anything else is ignored)")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
+        Ok(TraceField(Some(Cow::Borrowed(value))))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(TraceField(Some(Cow::Owned(value.to_owned()))))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(TraceField(None))
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(TraceField(None))
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(TraceField(None))
+    }
 }
 
 /// An answer as written.
@@ -100,7 +199,14 @@ impl Envelope {
             key: key.into(),
             payload,
             deadline_ms,
+            trace: None,
         }
+    }
+
+    /// The same envelope, carrying the sender's trace context `trace`.
+    pub fn with_trace(mut self, trace: Option<TraceHeaders>) -> Self {
+        self.trace = trace;
+        self
     }
 
     /// A liveness probe, answered by the shard host itself.
@@ -116,8 +222,16 @@ impl Envelope {
             key: Cow::Borrowed(&self.key),
             deadline_ms: self.deadline_ms,
             payload: raw(&self.payload)?,
+            traceparent: TraceField::of(self.trace.as_ref().map(|t| t.traceparent.as_str())),
+            tracestate: TraceField::of(self.trace.as_ref().and_then(|t| t.tracestate.as_deref())),
         };
-        let size = FRAME_OVERHEAD + self.kind.len() + self.key.len() + self.payload.len();
+        let trace_len = self.trace.as_ref().map_or(0, |trace| {
+            TRACE_OVERHEAD
+                + trace.traceparent.len()
+                + trace.tracestate.as_ref().map_or(0, String::len)
+        });
+        let size =
+            FRAME_OVERHEAD + self.kind.len() + self.key.len() + self.payload.len() + trace_len;
         write(&frame, size)
     }
 
@@ -131,6 +245,7 @@ impl Envelope {
             key: frame.key.into_owned(),
             payload: frame.payload.get().as_bytes().to_vec(),
             deadline_ms: frame.deadline_ms,
+            trace: trace_headers(frame.traceparent, frame.tracestate),
         })
     }
 }
@@ -217,8 +332,19 @@ fn raw(payload: &[u8]) -> Result<&RawValue, EncodeError> {
     serde_json::from_slice(payload).map_err(|error| EncodeError(error.to_string()))
 }
 
+/// The trace context of a frame: none without a `traceparent` (a `tracestate` alone means
+/// nothing).
+fn trace_headers(traceparent: TraceField<'_>, tracestate: TraceField<'_>) -> Option<TraceHeaders> {
+    Some(TraceHeaders {
+        traceparent: traceparent.into_owned()?,
+        tracestate: tracestate.into_owned(),
+    })
+}
+
 /// Room for a frame's names, numbers and punctuation, so that writing one rarely grows it.
 const FRAME_OVERHEAD: usize = 96;
+/// The same for the two trace context fields' names.
+const TRACE_OVERHEAD: usize = 40;
 
 fn write(frame: &impl Serialize, size: usize) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(size);
@@ -385,6 +511,9 @@ mod tests {
             Envelope::new("cart", "c-1", CALL.to_vec(), 1)
                 .encode()
                 .unwrap(),
+            traced(Envelope::new("cart", "c-1", CALL.to_vec(), 1))
+                .encode()
+                .unwrap(),
             Answer::Reply(RESULT.to_vec()).encode().unwrap(),
             Answer::refused(Refusal::NotOwner, "shard 17")
                 .encode()
@@ -400,6 +529,77 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn traced(envelope: Envelope) -> Envelope {
+        envelope.with_trace(Some(TraceHeaders {
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+            tracestate: Some("vendor=opaque \"value\"".to_owned()),
+        }))
+    }
+
+    #[test]
+    fn a_trace_context_travels_with_the_envelope_and_only_when_there_is_one() {
+        let plain = Envelope::new("cart", "c-1", CALL.to_vec(), 1);
+        let bytes = plain.encode().unwrap();
+        assert!(!contains(&bytes, b"trace"), "written without a trace");
+        assert_eq!(Envelope::decode(&bytes).unwrap().trace, None);
+
+        let envelope = traced(plain);
+        let bytes = envelope.encode().unwrap();
+        assert!(bytes.starts_with(b"{\"v\":2,"), "same format version");
+        assert_eq!(Envelope::decode(&bytes), Ok(envelope.clone()));
+
+        let mut no_state = envelope;
+        no_state.trace.as_mut().unwrap().tracestate = None;
+        assert_eq!(Envelope::decode(&no_state.encode().unwrap()), Ok(no_state));
+    }
+
+    /// A node that predates the trace fields reads a traced envelope as before.
+    #[test]
+    fn a_node_without_trace_fields_reads_a_traced_envelope() {
+        #[derive(Deserialize)]
+        struct VersionTwoWithoutTrace<'a> {
+            v: u16,
+            kind: String,
+            deadline_ms: u64,
+            #[serde(borrow)]
+            payload: &'a RawValue,
+        }
+        let bytes = traced(Envelope::new("cart", "c-1", CALL.to_vec(), 7))
+            .encode()
+            .unwrap();
+        let old: VersionTwoWithoutTrace<'_> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!((old.v, old.kind.as_str(), old.deadline_ms), (2, "cart", 7));
+        assert_eq!(old.payload.get().as_bytes(), CALL);
+    }
+
+    #[test]
+    fn a_trace_field_that_is_not_a_string_is_ignored_not_malformed() {
+        for (traceparent, tracestate) in [
+            ("7", "\"s\""),
+            ("null", "null"),
+            ("{\"a\":[1,{\"b\":null}]}", "[\"x\"]"),
+            ("true", "1.5"),
+        ] {
+            let frame = format!(
+                r#"{{"v":2,"kind":"cart","key":"c","deadline_ms":1,"payload":null,"traceparent":{traceparent},"tracestate":{tracestate}}}"#
+            );
+            let envelope = Envelope::decode(frame.as_bytes()).unwrap();
+            assert_eq!(
+                (envelope.kind.as_str(), envelope.trace),
+                ("cart", None),
+                "{frame}"
+            );
+        }
+        let state_alone =
+            br#"{"v":2,"kind":"cart","key":"c","deadline_ms":1,"payload":null,"tracestate":"s"}"#;
+        assert_eq!(Envelope::decode(state_alone).unwrap().trace, None);
+        // A string is carried as it is: whether it is a valid trace context is for the
+        // node's tracer to say (and to ignore if not).
+        let odd = br#"{"v":2,"kind":"cart","key":"c","deadline_ms":1,"payload":null,"traceparent":"not-a-trace\u0000"}"#;
+        let trace = Envelope::decode(odd).unwrap().trace.unwrap();
+        assert_eq!(trace.traceparent, "not-a-trace\0");
     }
 
     #[test]

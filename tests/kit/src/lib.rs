@@ -16,6 +16,8 @@
 //! [`smtp_sink`] and [`webhook_sink`] are recording servers (SMTP, HTTP/1.1) the
 //! notification adapters deliver to, with injectable failures.
 //!
+//! [`otlp_receiver`] is an OTLP/HTTP trace receiver that records the spans nodes export.
+//!
 //! [`netns`] puts a process in its own network namespace behind a veth pair the test can
 //! take down: a real partition; a second veth pair can carry a path (to the store) that a
 //! cut of the first leaves intact (a partition of the cluster links alone).
@@ -24,6 +26,7 @@ pub mod cas_bench;
 pub mod hello_world;
 pub mod linearizability;
 pub mod netns;
+pub mod otlp_receiver;
 pub mod scratch_postgres;
 pub mod smtp_sink;
 pub mod webhook_sink;
