@@ -101,7 +101,7 @@ async fn an_operator_passivates_drains_rebalances_and_watches_a_failover() {
         let agree = ids
             .iter()
             .all(|id| shards_owned(&mine, id) == shards_owned(&theirs, id));
-        agree && mine["unowned_shards"] == 0 && shards_owned(&mine, &killed) == 0
+        agree && mine["unowned_shards"] == 0 && shards_owned(&mine, killed) == 0
     })
     .await;
     assert!(settled, "the survivors never agreed on the shards");
