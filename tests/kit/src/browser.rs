@@ -101,6 +101,9 @@ impl Browser {
                     driver_path.display()
                 ))
             })?;
+        // reqwest is built without a TLS provider of its own (see the workspace manifest):
+        // install the build's one unless the process did (an error means it did).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(COMMAND_TIMEOUT)
             .build()
@@ -289,6 +292,17 @@ impl Browser {
     pub async fn current_url(&self) -> Result<String, BrowserError> {
         let value = self.get("current url", "/url").await?;
         Ok(value.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Resize the window (e.g. taller, to get a whole page in a screenshot).
+    pub async fn set_window_size(&self, width: u32, height: u32) -> Result<(), BrowserError> {
+        self.post(
+            "set window rect",
+            "/window/rect",
+            json!({ "width": width, "height": height }),
+        )
+        .await?;
+        Ok(())
     }
 
     /// A PNG of the viewport.

@@ -61,6 +61,7 @@ async fn the_client_types_clicks_reads_runs_scripts_and_takes_screenshots() {
     let stale = browser.click(&swap).await.unwrap_err();
     assert!(stale.is_stale(), "{stale}");
 
+    browser.set_window_size(800, 600).await.unwrap();
     let png = browser.screenshot_png().await.unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     browser.quit().await;

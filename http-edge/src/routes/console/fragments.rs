@@ -170,7 +170,7 @@ pub fn active_kinds(status: &ClusterStatus) -> String {
 pub fn history_line(event: &ClusterEvent) -> String {
     let (kind, text) = describe(&event.change);
     format!(
-        r#"<li class="{kind}" data-change="{kind}" data-seq="{seq}"><time>{time}</time>{text}</li>"#,
+        r#"<li class="{kind}" data-change="{kind}" data-seq="{seq}"><time>{time}</time> {text}</li>"#,
         seq = event.seq,
         time = clock_time(event.at_ms),
     )
@@ -393,7 +393,7 @@ mod tests {
         }));
         assert_eq!(
             moved,
-            r#"<li class="ownership" data-change="ownership" data-seq="4"><time>01:02:03</time>12 shards n3 → n1</li>"#
+            r#"<li class="ownership" data-change="ownership" data-seq="4"><time>01:02:03</time> 12 shards n3 → n1</li>"#
         );
         let failover = history_line(&event(ClusterChange::Failover {
             dead: "n2".to_owned(),
