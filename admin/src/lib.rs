@@ -25,7 +25,8 @@
 //! ## Modules
 //!
 //! - `proto`: the generated messages, server trait and client.
-//! - `server`: [`server`], [`serve`], [`ServerTls`].
+//! - `server`: [`AdminService`], [`server`] (to mount elsewhere), [`serve`] (which ends
+//!   the event streams when it stops), [`ServerTls`].
 //! - `client`: [`AdminClient`], [`ClientSettings`], [`ClientError`] and its [`Failure`] kind.
 //! - `auth`: [`Authorizer`], [`AuthError`], reading the bearer token.
 //! - `convert`: runtime status types to messages and back.
@@ -46,4 +47,4 @@ pub mod proto {
 pub use auth::{AuthError, Authorizer};
 pub use client::{AdminClient, ClientError, ClientSettings, EventStream, Failure, WatchItem};
 pub use convert::MalformedReply;
-pub use server::{AdminService, ServeError, ServerTls, serve, server};
+pub use server::{AdminService, SHUTDOWN_GRACE, ServeError, ServerTls, serve, server};

@@ -9,11 +9,13 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use emporium_runtime::Runtime;
 use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::{BroadcastStream, TcpListenerStream};
+use tokio_stream::wrappers::{BroadcastStream, TcpListenerStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
@@ -29,14 +31,31 @@ use crate::proto::watch_cluster_reply::Item;
 pub struct AdminService {
     runtime: Runtime,
     authorizer: Arc<dyn Authorizer>,
+    /// `true` once the event streams must end (the server is stopping).
+    closing: Arc<watch::Sender<bool>>,
 }
 
-/// The admin service over `runtime`, letting through the calls `authorizer` accepts.
+impl AdminService {
+    /// The admin service over `runtime`, letting through the calls `authorizer` accepts.
+    pub fn new(runtime: Runtime, authorizer: Arc<dyn Authorizer>) -> Self {
+        Self {
+            runtime,
+            authorizer,
+            closing: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// End every open event stream, and those opened later at once: a stream never ends by
+    /// itself, so a server that stops gracefully would wait for it forever.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+}
+
+/// The admin service as a tonic service, to mount in a server of one's own (its event
+/// streams then end only when their clients go away; [`serve`] ends them when it stops).
 pub fn server(runtime: Runtime, authorizer: Arc<dyn Authorizer>) -> AdminServer<AdminService> {
-    AdminServer::new(AdminService {
-        runtime,
-        authorizer,
-    })
+    AdminServer::new(AdminService::new(runtime, authorizer))
 }
 
 /// The certificate chain and private key the admin API serves TLS with.
@@ -53,7 +72,8 @@ impl ServerTls {
         }
     }
 
-    /// From PEM files.
+    /// From PEM files, checked now (a bad certificate or key is an error here, not when
+    /// serving begins).
     pub fn from_files(cert: &Path, key: &Path) -> Result<Self, ServeError> {
         let read = |path: &Path| {
             std::fs::read(path).map_err(|source| ServeError::ReadPem {
@@ -61,7 +81,9 @@ impl ServerTls {
                 source,
             })
         };
-        Ok(Self::from_pem(read(cert)?, read(key)?))
+        let tls = Self::from_pem(read(cert)?, read(key)?);
+        Server::builder().tls_config(ServerTlsConfig::new().identity(tls.identity.clone()))?;
+        Ok(tls)
     }
 }
 
@@ -79,11 +101,16 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serve `service` on `listener` until `shutdown` resolves (calls in flight, event streams
-/// included, are then cut). The caller binds the listener, so that a taken port fails where
-/// the address is configured, and port 0 can be read back before serving.
+/// How long calls in flight may finish once the server is told to stop. Event streams never
+/// finish by themselves: they are cut after it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serve `service` on `listener` until `shutdown` resolves, then end the event streams,
+/// stop taking calls and cut those still running [`SHUTDOWN_GRACE`] later. The caller binds
+/// the listener, so that a taken port fails where the address is configured, and port 0 can
+/// be read back before serving.
 pub async fn serve(
-    service: AdminServer<AdminService>,
+    service: AdminService,
     listener: TcpListener,
     tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
@@ -92,10 +119,28 @@ pub async fn serve(
     if let Some(tls) = tls {
         builder = builder.tls_config(ServerTlsConfig::new().identity(tls.identity))?;
     }
-    builder
-        .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+    let (told, heard) = oneshot::channel::<()>();
+    let closing = Arc::clone(&service.closing);
+    let signal = async move {
+        shutdown.await;
+        closing.send_replace(true);
+        let _ = told.send(());
+    };
+    let serving = builder
+        .add_service(AdminServer::new(service))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    tokio::pin!(serving);
+    tokio::select! {
+        biased;
+        served = &mut serving => served?,
+        () = async {
+            if heard.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => tracing::info!("admin API: calls still running after the grace period were cut"),
+    }
     Ok(())
 }
 
@@ -184,12 +229,22 @@ impl Admin for AdminService {
         let history = tokio_stream::iter(feed.history).map(event_reply);
         let caught_up = tokio_stream::once(reply(Item::CaughtUp(proto::CaughtUp {})));
         let live = BroadcastStream::new(feed.live).map(|received| match received {
-            Ok(event) => event_reply(event),
+            Ok(event) => Some(event_reply(event)),
             // The reader fell behind: say how much it missed (its `seq` jumps as well).
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                reply(Item::Lagged(proto::Lagged { missed }))
+                Some(reply(Item::Lagged(proto::Lagged { missed })))
             }
         });
+        // `None` marks the end: the server is stopping.
+        let closing = self.closing.subscribe();
+        let closed = *closing.borrow();
+        let close = WatchStream::from_changes(closing)
+            .filter(|closing| *closing)
+            .map(|_| None);
+        let live = live
+            .merge(close)
+            .take_while(move |item| item.is_some() && !closed)
+            .filter_map(|item| item);
         let stream = history.chain(caught_up).chain(live).map(Ok);
         Ok(Response::new(Box::pin(stream)))
     }

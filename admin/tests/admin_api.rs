@@ -56,7 +56,7 @@ async fn serve(runtime: &Runtime, tls: Option<ServerTls>) -> Served {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let service = emporium_admin::server(runtime.clone(), Arc::new(TestTokens));
+    let service = emporium_admin::AdminService::new(runtime.clone(), Arc::new(TestTokens));
     tokio::spawn(async move {
         let shutdown = async {
             let _ = stopped.await;
@@ -159,6 +159,14 @@ async fn every_rpc_on_a_single_node() {
         assert_eq!(events.next().await.unwrap().unwrap(), WatchItem::CaughtUp);
         let quiet = tokio::time::timeout(Duration::from_millis(300), events.next()).await;
         assert!(quiet.is_err(), "nothing happens on a single node");
+
+        // Stopping the server ends the open stream.
+        drop(served);
+        let end = tokio::time::timeout(Duration::from_secs(3), events.next()).await;
+        assert!(
+            matches!(end, Ok(None | Some(Err(_)))),
+            "the stream ends when the server stops: {end:?}"
+        );
         runtime.shutdown(Duration::from_secs(5)).await;
     })
     .await;
@@ -223,6 +231,10 @@ async fn tls_round_trip_with_a_self_signed_certificate() {
         std::fs::write(&cert_path, &cert).unwrap();
         std::fs::write(&key_path, &key).unwrap();
         let tls = ServerTls::from_files(&cert_path, &key_path).unwrap();
+        assert!(
+            ServerTls::from_files(&cert_path, &cert_path).is_err(),
+            "a certificate is no key"
+        );
 
         let runtime = single_node().await;
         let served = serve(&runtime, Some(tls)).await;
