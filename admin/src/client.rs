@@ -61,6 +61,9 @@ pub enum ClientError {
     Status(#[from] Status),
     #[error(transparent)]
     Malformed(#[from] MalformedReply),
+    /// The node closed a stream that only ends when it stops.
+    #[error("the node closed the event stream (it is stopping)")]
+    Closed,
 }
 
 fn code_name(code: Code) -> &'static str {
@@ -80,7 +83,7 @@ impl ClientError {
     pub fn failure(&self) -> Failure {
         match self {
             Self::Usage(_) => Failure::Usage,
-            Self::Connect { .. } | Self::Timeout(_) => Failure::Unreachable,
+            Self::Connect { .. } | Self::Timeout(_) | Self::Closed => Failure::Unreachable,
             Self::Malformed(_) => Failure::Refused,
             Self::Status(status) => match status.code() {
                 Code::Unauthenticated | Code::PermissionDenied => Failure::Denied,
