@@ -11,6 +11,7 @@ mod catalog;
 mod checkout;
 mod cluster;
 mod config;
+mod ctl;
 mod durability;
 mod events;
 mod outcomes;
