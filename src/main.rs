@@ -50,9 +50,12 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     tracing::info!(%url, "serving");
     println!("emporium node {} serving on {url}", config.node_id);
     if let Some(addr) = node.admin_addr() {
-        let scheme = if node.admin_tls() { "https" } else { "http" };
+        let (scheme, ca) = match node.admin_tls() {
+            true => ("https", " --ca-cert CERT"),
+            false => ("http", ""),
+        };
         tracing::info!(%addr, "admin API (gRPC) listening");
-        println!("  admin API (gRPC): {scheme}://{addr} (emporium ctl --addr {addr})");
+        println!("  admin API (gRPC): {scheme}://{addr} (emporium ctl --addr {addr}{ca})");
     }
     if config.demo {
         println!("  try: curl {url}/v1/products");

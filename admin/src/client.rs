@@ -75,6 +75,7 @@ fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "unavailable",
         Code::DeadlineExceeded => "outcome unknown",
         Code::InvalidArgument => "invalid argument",
+        Code::Unknown | Code::Cancelled => "no answer",
         _ => "failed",
     }
 }
