@@ -1,7 +1,9 @@
 //! The `emporium` node as a library: [`node::Node::build`] assembles a node from its
 //! configuration. The binary (`src/main.rs`), the benches and in-process tests all build
-//! nodes through it.
+//! nodes through it. [`ctl`] is the binary's other face, `emporium ctl`, the operator's
+//! console over a node's admin gRPC API.
 
+pub mod ctl;
 pub mod node;
 pub mod telemetry;
 

@@ -1,8 +1,8 @@
-//! `emporium`: run one node.
+//! `emporium`: run one node; `emporium ctl ...`: operate a cluster (see `src/ctl`).
 //!
 //! Configuration comes from `--config FILE`, `EMPORIUM_*` variables and flags (flags win);
 //! see `cluster-config/README.md`. A bad value stops the node here with a message naming the
-//! field.
+//! field. `ctl` is dispatched before that: it needs none of the node's settings.
 
 use std::process::ExitCode;
 
@@ -12,7 +12,11 @@ use emporium::node::Node;
 use emporium::telemetry::Telemetry;
 
 fn main() -> ExitCode {
-    let config = match NodeConfig::load(std::env::args_os(), &|key| std::env::var(key).ok()) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|first| first == "ctl") {
+        return emporium::ctl::main(args);
+    }
+    let config = match NodeConfig::load(args, &|key| std::env::var(key).ok()) {
         Ok(config) => config,
         Err(error) => error.exit(),
     };
@@ -61,6 +65,14 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let url = format!("http://{}", node.http_addr());
     tracing::info!(%url, "serving");
     println!("emporium node {} serving on {url}", config.node_id);
+    if let Some(addr) = node.admin_addr() {
+        let (scheme, ca) = match node.admin_tls() {
+            true => ("https", " --ca-cert CERT"),
+            false => ("http", ""),
+        };
+        tracing::info!(%addr, "admin API (gRPC) listening");
+        println!("  admin API (gRPC): {scheme}://{addr} (emporium ctl --addr {addr}{ca})");
+    }
     if config.demo {
         println!("  try: curl {url}/v1/products");
     }

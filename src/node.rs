@@ -10,9 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use emporium_actors::Catalog;
 use emporium_actors::catalog::{SearchIndex, search_consumer};
-use emporium_config::{NodeConfig, StoreConfig};
+use emporium_admin::{AuthError, Authorizer, ServerTls};
+use emporium_config::{AdminApiConfig, NodeConfig, Secret, StoreConfig};
 use emporium_events_nats::{JetStreamBus, JetStreamSettings};
-use emporium_http_edge::auth::TokenKeys;
+use emporium_http_edge::auth::{AdminTokenError, TokenKeys};
 use emporium_http_edge::cache::{CATALOG, DEFAULT_PAGE_TTL, ReadCache};
 use emporium_http_edge::limits::{LoginThrottle, Rate, RateLimiter};
 use emporium_http_edge::{AppState, EdgeLimits};
@@ -55,6 +56,88 @@ pub struct Node {
     limits: EdgeLimits,
     /// `Some` in cluster mode.
     cluster: Option<Cluster>,
+    /// `Some` when `admin_addr` is set.
+    admin: Option<AdminApi>,
+}
+
+/// The admin gRPC API, bound and not yet serving.
+struct AdminApi {
+    listener: TcpListener,
+    addr: SocketAddr,
+    tls: Option<ServerTls>,
+    authorizer: Arc<AdminTokens>,
+}
+
+/// Who may use the admin gRPC API: the configured static token (`admin_token`), or an
+/// access token of an admin user signed with the edge's keys. The HTTP admin routes also
+/// check revocations; this check cannot (it is synchronous), so a logged-out admin token
+/// stays good here until it expires (at most [`TOKEN_TTL`]).
+struct AdminTokens {
+    token: Option<Secret>,
+    keys: TokenKeys,
+}
+
+impl Authorizer for AdminTokens {
+    fn check(&self, bearer: &str) -> Result<(), AuthError> {
+        // `Secret`'s equality takes the same time wherever the first difference is.
+        if self.token.as_ref() == Some(&Secret::new(bearer)) {
+            return Ok(());
+        }
+        match self.keys.verify_admin(bearer) {
+            Ok(_) => Ok(()),
+            Err(AdminTokenError::NotAdmin) => Err(AuthError::PermissionDenied(
+                "this token is not an admin's".to_owned(),
+            )),
+            Err(AdminTokenError::Invalid) => Err(AuthError::Unauthenticated(
+                "the token is not the admin token nor a valid access token".to_owned(),
+            )),
+        }
+    }
+}
+
+impl AdminApi {
+    /// Bind the admin API's port and read its certificate now, so that a taken port or a
+    /// bad certificate stops the node at start.
+    async fn bind(config: &AdminApiConfig, keys: TokenKeys) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (admin_addr)", config.addr))?;
+        let tls = match &config.tls {
+            Some(files) => Some(
+                ServerTls::from_files(&files.cert, &files.key)
+                    .context("invalid admin API certificate (admin_tls_cert, admin_tls_key)")?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            addr: listener.local_addr()?,
+            listener,
+            tls,
+            authorizer: Arc::new(AdminTokens {
+                token: config.token.clone(),
+                keys,
+            }),
+        })
+    }
+
+    /// Serve until `stop` fires (or is dropped).
+    fn spawn(
+        self,
+        runtime: Runtime,
+        stop: tokio::sync::oneshot::Receiver<()>,
+    ) -> tokio::task::JoinHandle<()> {
+        let service = emporium_admin::AdminService::new(runtime, self.authorizer);
+        tokio::spawn(async move {
+            let stopped = async {
+                let _ = stop.await;
+            };
+            if let Err(error) =
+                emporium_admin::serve(service, self.listener, self.tls, stopped).await
+            {
+                tracing::error!(%error, "the admin API stopped");
+            }
+        })
+    }
 }
 
 impl Node {
@@ -104,10 +187,10 @@ impl Node {
                 tracing::info!(products = seeded, "demo catalog seeded");
             }
         }
-        let admin = config.admin.as_ref();
-        let admin = admin.map(|admin| (admin.email.as_str(), admin.password.expose()));
+        let account = config.admin.as_ref();
+        let account = account.map(|admin| (admin.email.as_str(), admin.password.expose()));
         let accounts = emporium_actors::Users::new(runtime.clone())
-            .bootstrap(admin, config.demo)
+            .bootstrap(account, config.demo)
             .await
             .context("cannot set up the admin and demo accounts")?;
         for line in accounts {
@@ -116,6 +199,10 @@ impl Node {
         }
         let secret = jwt_secret(config)?;
         let tokens = TokenKeys::new(secret.as_bytes(), TOKEN_TTL);
+        let admin = match &config.admin_api {
+            Some(api) => Some(AdminApi::bind(api, tokens.clone()).await?),
+            None => None,
+        };
         let state = with_edge_services(
             with_metrics(
                 AppState::new(runtime, catalog, tokens)
@@ -137,7 +224,18 @@ impl Node {
                 request_timeout: config.request_timeout,
             },
             cluster,
+            admin,
         })
+    }
+
+    /// Where the admin gRPC API listens, when it is on (useful with port 0).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|admin| admin.addr)
+    }
+
+    /// Whether the admin gRPC API serves TLS.
+    pub fn admin_tls(&self) -> bool {
+        self.admin.as_ref().is_some_and(|admin| admin.tls.is_some())
     }
 
     /// The node's runtime (for in-process benches and tests).
@@ -158,10 +256,16 @@ impl Node {
     /// node expelled for good (another process took its node id, or its clock is too far
     /// off) stops the same way and returns an error.
     pub async fn run_until_stopped(
-        self,
+        mut self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
+        // The admin API serves until the edge has stopped (operators watch a drain through it).
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel();
+        let admin = self
+            .admin
+            .take()
+            .map(|admin| admin.spawn(state.runtime.clone(), admin_stopped));
         let router = emporium_http_edge::router(self.state.clone(), &self.limits);
         state.mark_ready();
         let fencing = self.cluster.clone().map(|cluster| {
@@ -205,6 +309,10 @@ impl Node {
         .context("http edge failed")?;
         if let Some(fencing) = fencing {
             fencing.abort();
+        }
+        let _ = stop_admin.send(());
+        if let Some(admin) = admin {
+            let _ = admin.await;
         }
         state.runtime.shutdown(DRAIN_DEADLINE).await;
         if let Some(cluster) = &self.cluster {

@@ -25,9 +25,10 @@ use crate::layers::{Layer, Raw};
         environment variables, the TOML file given by --config or \
         EMPORIUM_CONFIG, built-in defaults.\n\n\
         Secrets and the other settings without a flag (EMPORIUM_JWT_SECRET, \
-        EMPORIUM_ADMIN_EMAIL/_PASSWORD, EMPORIUM_CLUSTER_SECRET, EMPORIUM_REDIS_URL, \
-        EMPORIUM_NATS_*, EMPORIUM_SCYLLA_*, EMPORIUM_POSTGRES_POOL_SIZE) go in the \
-        environment or the file."
+        EMPORIUM_ADMIN_EMAIL/_PASSWORD, EMPORIUM_ADMIN_TOKEN, EMPORIUM_CLUSTER_SECRET, \
+        EMPORIUM_REDIS_URL, EMPORIUM_NATS_*, EMPORIUM_SCYLLA_*, EMPORIUM_POSTGRES_POOL_SIZE) go in the \
+        environment or the file.\n\n\
+        `emporium ctl --help`: the operator's console (the admin gRPC API of admin_addr)."
 )]
 pub(crate) struct Cli {
     /// TOML config file [env: EMPORIUM_CONFIG]
@@ -73,6 +74,15 @@ pub(crate) struct Cli {
 
     #[arg(long, value_name = "HOST:PORT,...", help = fields::SEEDS.flag_help())]
     pub seeds: Option<String>,
+
+    #[arg(long, value_name = "ADDR", help = fields::ADMIN_ADDR.flag_help())]
+    pub admin_addr: Option<String>,
+
+    #[arg(long, value_name = "FILE", help = fields::ADMIN_TLS_CERT.flag_help())]
+    pub admin_tls_cert: Option<String>,
+
+    #[arg(long, value_name = "FILE", help = fields::ADMIN_TLS_KEY.flag_help())]
+    pub admin_tls_key: Option<String>,
 }
 
 impl Cli {
@@ -88,7 +98,7 @@ impl Cli {
             (_, true) => Some("false".to_owned()),
             _ => None,
         };
-        let given: [(&Field, Option<&String>); 12] = [
+        let given: [(&Field, Option<&String>); 15] = [
             (&fields::HTTP_ADDR, self.http_addr.as_ref()),
             (&fields::DATA_DIR, self.data_dir.as_ref()),
             (&fields::STORE, self.store.as_ref()),
@@ -101,6 +111,9 @@ impl Cli {
             (&fields::LOG, self.log.as_ref()),
             (&fields::CLUSTER_ADDR, self.cluster_addr.as_ref()),
             (&fields::SEEDS, self.seeds.as_ref()),
+            (&fields::ADMIN_ADDR, self.admin_addr.as_ref()),
+            (&fields::ADMIN_TLS_CERT, self.admin_tls_cert.as_ref()),
+            (&fields::ADMIN_TLS_KEY, self.admin_tls_key.as_ref()),
         ];
         given
             .into_iter()

@@ -457,6 +457,38 @@ pub(crate) const PUSH_WEBHOOK: Field = field(
     Url,
     "Push notifications: POSTed as JSON to this http:// URL (unset: the development sink)",
 );
+pub(crate) const ADMIN_ADDR: Field = field(
+    "admin_addr",
+    "EMPORIUM_ADMIN_ADDR",
+    Some("--admin-addr"),
+    None,
+    Plain,
+    "Address the admin gRPC API listens on (unset: no admin API; `emporium ctl` talks to it)",
+);
+pub(crate) const ADMIN_TOKEN: Field = field(
+    "admin_token",
+    "EMPORIUM_ADMIN_TOKEN",
+    None,
+    None,
+    Secret,
+    "Static bearer token of the admin API (at least 32 bytes; an admin user's access token works too)",
+);
+pub(crate) const ADMIN_TLS_CERT: Field = field(
+    "admin_tls_cert",
+    "EMPORIUM_ADMIN_TLS_CERT",
+    Some("--admin-tls-cert"),
+    None,
+    Plain,
+    "PEM certificate chain the admin API serves TLS with (with admin_tls_key)",
+);
+pub(crate) const ADMIN_TLS_KEY: Field = field(
+    "admin_tls_key",
+    "EMPORIUM_ADMIN_TLS_KEY",
+    Some("--admin-tls-key"),
+    None,
+    Plain,
+    "PEM private key of admin_tls_cert",
+);
 pub(crate) const EXPERIMENTS: Field = field(
     "experiments",
     "EMPORIUM_EXPERIMENTS",
@@ -518,6 +550,10 @@ pub(crate) const ALL: &[Field] = &[
     SMTP_URL,
     SMS_WEBHOOK,
     PUSH_WEBHOOK,
+    ADMIN_ADDR,
+    ADMIN_TOKEN,
+    ADMIN_TLS_CERT,
+    ADMIN_TLS_KEY,
 ];
 
 /// The TOML tables that hold settings (`[scylla]`, `[postgres]`).

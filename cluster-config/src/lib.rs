@@ -58,8 +58,9 @@ mod values;
 
 pub use error::{ConfigError, Origin};
 pub use node::{
-    AdminCredentials, CONFIG_ENV, ClusterConfig, JWT_SECRET_MIN_BYTES, MAX_BODY_BYTES_LIMIT,
-    MembershipTimings, NatsStreamConfig, NodeConfig, RateLimitConfig,
+    ADMIN_TOKEN_MIN_BYTES, AdminApiConfig, AdminCredentials, AdminTls, CONFIG_ENV, ClusterConfig,
+    JWT_SECRET_MIN_BYTES, MAX_BODY_BYTES_LIMIT, MembershipTimings, NatsStreamConfig, NodeConfig,
+    RateLimitConfig,
 };
 pub use secret::Secret;
 pub use store::{SCYLLA_DEFAULT_PORT, ScyllaConsistency, ScyllaSerialConsistency, StoreConfig};

@@ -25,6 +25,9 @@ pub const MAX_BODY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
 /// Shortest accepted `jwt_secret`, in bytes.
 pub const JWT_SECRET_MIN_BYTES: usize = 32;
 
+/// Shortest accepted `admin_token`, in bytes.
+pub const ADMIN_TOKEN_MIN_BYTES: usize = 32;
+
 /// The configuration of one node. Build it with [`NodeConfig::load`].
 ///
 /// `Debug` never shows secrets (nor URL passwords); `Display` is the
@@ -97,6 +100,29 @@ pub struct NodeConfig {
     /// A/B experiments as written (`experiments`); parsed by the domain, which owns the
     /// syntax, when the node starts.
     pub experiments: String,
+    /// The admin gRPC API: `Some` exactly when `admin_addr` is set.
+    pub admin_api: Option<AdminApiConfig>,
+}
+
+/// The admin gRPC API (`admin_addr`, `admin_token`, `admin_tls_cert` + `admin_tls_key`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminApiConfig {
+    /// Where it listens (`admin_addr`).
+    pub addr: SocketAddr,
+    /// A static bearer token (`admin_token`, at least [`ADMIN_TOKEN_MIN_BYTES`]); admin users'
+    /// access tokens are accepted whether or not it is set.
+    pub token: Option<Secret>,
+    /// Serve TLS with these PEM files; `None`: plain HTTP/2.
+    pub tls: Option<AdminTls>,
+}
+
+/// The admin API's certificate chain and private key, PEM files (both or neither).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminTls {
+    /// `admin_tls_cert`.
+    pub cert: PathBuf,
+    /// `admin_tls_key`.
+    pub key: PathBuf,
 }
 
 /// The JetStream stream the events go to, created or updated at start.
@@ -311,6 +337,7 @@ impl NodeConfig {
             push_webhook: r.optional(&fields::PUSH_WEBHOOK, |t| {
                 values::url_with_scheme(t, &["http"])
             })?,
+            admin_api: admin_api(r, http_addr)?,
             data_dir,
         };
         config.check_cluster_store(r)?;
@@ -436,6 +463,63 @@ fn cluster(r: &Resolved, http_addr: SocketAddr) -> Result<Option<ClusterConfig>,
         secret,
         timings: timings(r)?,
     }))
+}
+
+/// The admin API's fields: keyed on `admin_addr`; the token and the TLS files mean nothing
+/// without it, and the TLS files go together.
+fn admin_api(r: &Resolved, http_addr: SocketAddr) -> Result<Option<AdminApiConfig>, ConfigError> {
+    let addr = r.optional(&fields::ADMIN_ADDR, values::socket_addr)?;
+    let token = r.optional(&fields::ADMIN_TOKEN, |t| {
+        if t.len() >= ADMIN_TOKEN_MIN_BYTES {
+            Ok(Secret::new(t))
+        } else {
+            Err(format!(
+                "at least {ADMIN_TOKEN_MIN_BYTES} bytes (it has {}); e.g. 64 hex digits from `openssl rand -hex 32`",
+                t.len()
+            ))
+        }
+    })?;
+    let path = |t: &str| {
+        if t.trim().is_empty() {
+            Err("a file path".to_owned())
+        } else {
+            Ok(PathBuf::from(t))
+        }
+    };
+    let cert = r.optional(&fields::ADMIN_TLS_CERT, path)?;
+    let key = r.optional(&fields::ADMIN_TLS_KEY, path)?;
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(AdminTls { cert, key }),
+        (None, None) => None,
+        _ => {
+            return Err(r.both_or_neither(&fields::ADMIN_TLS_CERT, &fields::ADMIN_TLS_KEY));
+        }
+    };
+    let Some(addr) = addr else {
+        let orphan = [&fields::ADMIN_TOKEN, &fields::ADMIN_TLS_CERT]
+            .into_iter()
+            .find(|field| r.is_set(field));
+        return match orphan {
+            Some(field) => Err(ConfigError::Conflict {
+                message: format!(
+                    "{} is set, but the admin API is off: set {} too",
+                    r.describe(field),
+                    r.describe(&fields::ADMIN_ADDR),
+                ),
+            }),
+            None => Ok(None),
+        };
+    };
+    if addr.port() != 0 && addr == http_addr {
+        return Err(ConfigError::Conflict {
+            message: format!(
+                "{} and {} are both {addr}: the admin API and the HTTP API need different ports",
+                r.describe(&fields::ADMIN_ADDR),
+                r.describe(&fields::HTTP_ADDR),
+            ),
+        });
+    }
+    Ok(Some(AdminApiConfig { addr, token, tls }))
 }
 
 /// The membership timings, each a positive duration, and the relations between them:
@@ -574,6 +658,7 @@ impl Default for NodeConfig {
             smtp_url: None,
             sms_webhook: None,
             push_webhook: None,
+            admin_api: None,
         }
     }
 }
@@ -612,6 +697,7 @@ impl fmt::Debug for NodeConfig {
             smtp_url,
             sms_webhook,
             push_webhook,
+            admin_api,
         } = self;
         let masked = |u: &Option<String>| u.as_deref().map(values::mask_url);
         f.debug_struct("NodeConfig")
@@ -645,6 +731,7 @@ impl fmt::Debug for NodeConfig {
             .field("smtp_url", &masked(smtp_url))
             .field("sms_webhook", &masked(sms_webhook))
             .field("push_webhook", &masked(push_webhook))
+            .field("admin_api", admin_api)
             .finish()
     }
 }
@@ -659,7 +746,7 @@ impl fmt::Display for NodeConfig {
             f,
             "node_id={} http_addr={} store={} data_dir={} idle_timeout={} max_active_actors={} \
              demo={} request_timeout={} max_body_bytes={} log={:?} jwt_secret={} admin={} \
-             redis_url={} events={} otlp={} cluster=",
+             redis_url={} events={} otlp={} admin_api={} cluster=",
             self.node_id,
             self.http_addr,
             self.store,
@@ -677,6 +764,14 @@ impl fmt::Display for NodeConfig {
                 .as_deref()
                 .map_or("memory".to_owned(), values::mask_url),
             url(&self.otlp_endpoint),
+            self.admin_api
+                .as_ref()
+                .map_or("off".to_owned(), |api| format!(
+                    "{} admin_token={} admin_tls={}",
+                    api.addr,
+                    set(&api.token),
+                    if api.tls.is_some() { "on" } else { "off" },
+                )),
         )?;
         match &self.cluster {
             None => f.write_str("off"),

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use emporium_config::{
-    AdminCredentials, ClusterConfig, ConfigError, NatsStreamConfig, NodeConfig, Origin,
-    ScyllaConsistency, ScyllaSerialConsistency, Secret, StoreConfig,
+    AdminApiConfig, AdminCredentials, AdminTls, ClusterConfig, ConfigError, NatsStreamConfig,
+    NodeConfig, Origin, ScyllaConsistency, ScyllaSerialConsistency, Secret, StoreConfig,
 };
 
 const JWT: &str = "0123456789abcdef0123456789abcdef";
@@ -926,6 +926,94 @@ fn cluster_and_http_need_different_ports() {
     );
 }
 
+const ADMIN_TOKEN: &str = "admin-token-7-admin-token-7-admin-token-7";
+
+#[test]
+fn the_admin_api_is_off_unless_its_address_is_set() {
+    assert_eq!(ok(&[], &[]).admin_api, None);
+    let c = ok(
+        &["--admin-addr", "127.0.0.1:9091"],
+        &[
+            ("EMPORIUM_ADMIN_ADDR", "127.0.0.1:9090"),
+            ("EMPORIUM_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("EMPORIUM_ADMIN_TLS_CERT", "/etc/emporium/admin.crt"),
+            ("EMPORIUM_ADMIN_TLS_KEY", "/etc/emporium/admin.key"),
+        ],
+    );
+    assert_eq!(
+        c.admin_api,
+        Some(AdminApiConfig {
+            addr: addr("127.0.0.1:9091"),
+            token: Some(Secret::new(ADMIN_TOKEN)),
+            tls: Some(AdminTls {
+                cert: PathBuf::from("/etc/emporium/admin.crt"),
+                key: PathBuf::from("/etc/emporium/admin.key"),
+            }),
+        })
+    );
+    let summary = c.to_string();
+    assert!(
+        summary.contains("admin_api=127.0.0.1:9091 admin_token=set admin_tls=on cluster=off"),
+        "{summary}"
+    );
+    assert!(!summary.contains(ADMIN_TOKEN), "{summary}");
+    assert!(!format!("{c:?}").contains(ADMIN_TOKEN));
+
+    // Without a token or TLS: admin users' tokens, plain HTTP/2.
+    let file = File::new("admin_addr = \"127.0.0.1:0\"");
+    let c = ok(&["--config", file.arg()], &[]);
+    let api = c.admin_api.expect("on");
+    assert_eq!((api.token, api.tls), (None, None));
+}
+
+#[test]
+fn admin_api_settings_are_checked() {
+    let on = ("EMPORIUM_ADMIN_ADDR", "127.0.0.1:9090");
+    let msg = err(&[], &[on, ("EMPORIUM_ADMIN_TOKEN", "short-admin-token")]);
+    assert_eq!(
+        msg,
+        "invalid EMPORIUM_ADMIN_TOKEN (admin_token): expected at least 32 bytes (it has 17); e.g. 64 hex digits from `openssl rand -hex 32`"
+    );
+    let msg = err(&[], &[on, ("EMPORIUM_ADMIN_TLS_CERT", "/c.pem")]);
+    assert_eq!(
+        msg,
+        "EMPORIUM_ADMIN_TLS_CERT (admin_tls_cert) and EMPORIUM_ADMIN_TLS_KEY (admin_tls_key) go together, \
+         set both or neither: EMPORIUM_ADMIN_TLS_CERT (admin_tls_cert) is set but EMPORIUM_ADMIN_TLS_KEY is not"
+    );
+    let msg = err(&["--admin-tls-key", "/k.pem"], &[on]);
+    assert!(
+        msg.ends_with(
+            "EMPORIUM_ADMIN_TLS_KEY (admin_tls_key, set by --admin-tls-key) is set but EMPORIUM_ADMIN_TLS_CERT is not"
+        ),
+        "{msg}"
+    );
+    let msg = err(&[], &[("EMPORIUM_ADMIN_TOKEN", ADMIN_TOKEN)]);
+    assert_eq!(
+        msg,
+        "EMPORIUM_ADMIN_TOKEN (admin_token) is set, but the admin API is off: set EMPORIUM_ADMIN_ADDR (admin_addr) too"
+    );
+    assert!(!msg.contains(ADMIN_TOKEN));
+    let msg = err(
+        &[],
+        &[
+            ("EMPORIUM_ADMIN_TLS_CERT", "/c.pem"),
+            ("EMPORIUM_ADMIN_TLS_KEY", "/k.pem"),
+        ],
+    );
+    assert!(msg.contains("the admin API is off"), "{msg}");
+    let msg = err(&["--http-addr", "127.0.0.1:9090"], &[on]);
+    assert!(
+        msg.contains("the admin API and the HTTP API need different ports"),
+        "{msg}"
+    );
+    let msg = err(&["--admin-addr", "localhost:9090"], &[]);
+    assert!(
+        msg.starts_with(r#"invalid EMPORIUM_ADMIN_ADDR (admin_addr) = "localhost:9090""#)
+            && msg.ends_with("(set by --admin-addr)"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn summary_and_debug_never_show_secrets() {
     let c = ok(
@@ -970,7 +1058,7 @@ fn summary_and_debug_never_show_secrets() {
         "node_id=node-testhost http_addr=127.0.0.1:8080 store=postgres://app:***@db/shop data_dir=./data \
          idle_timeout=5m max_active_actors=100000 demo=true request_timeout=10s max_body_bytes=65536 \
          log=\"info\" jwt_secret=set admin=admin@example.com redis_url=redis://:***@cache \
-         events=nats://***@bus otlp=http://collector:4318 cluster=127.0.0.1:7101 seeds=[127.0.0.1:7102] cluster_secret=set \
+         events=nats://***@bus otlp=http://collector:4318 admin_api=off cluster=127.0.0.1:7101 seeds=[127.0.0.1:7102] cluster_secret=set \
          heartbeat_interval=500ms suspect_after=2s dead_after=5s crash_confirm=600ms \
          forget_after=1h"
     );

@@ -107,7 +107,7 @@ mod tests {
         if let Some(id) = id {
             request = request.header(REQUEST_ID, HeaderValue::from_bytes(id).unwrap());
         }
-        let response = app.send(request.body(Body::empty()).unwrap()).await;
+        let response = app.open(request.body(Body::empty()).unwrap()).await;
         let echoed = response.headers().get(REQUEST_ID).expect("an x-request-id");
         (response.status(), echoed.to_str().unwrap().to_owned())
     }

@@ -43,11 +43,6 @@ impl TestApp {
         Self { state, router }
     }
 
-    /// `request`, as a client would send it.
-    pub async fn send(&self, request: Request<Body>) -> axum::response::Response {
-        self.router.clone().oneshot(request).await.unwrap()
-    }
-
     /// `GET uri`, with a bearer token when given: status, headers and the JSON body
     /// (`null` when empty).
     pub async fn get(

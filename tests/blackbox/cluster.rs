@@ -975,6 +975,7 @@ async fn start_partitionable_cluster(
         launcher: ns.launcher(),
         store_url: Some(inside_store_url),
         events_url: Some(inside_events_url),
+        admin_addr: (ns.ns_addr, 7401).into(),
     };
     let isolated = cluster.add_member(inside);
     cluster.start_member(isolated).await;

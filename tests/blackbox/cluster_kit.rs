@@ -90,6 +90,9 @@ pub struct Placement {
     pub store_url: Option<String>,
     /// Overrides the cluster's NATS URL (e.g. through a proxy into a network namespace).
     pub events_url: Option<String>,
+    /// Where the admin gRPC API listens, when the cluster turns it on
+    /// ([`Cluster::start_with_admin_api`]).
+    pub admin_addr: SocketAddr,
 }
 
 impl Placement {
@@ -108,6 +111,7 @@ impl Placement {
             launcher: Vec::new(),
             store_url: None,
             events_url: None,
+            admin_addr: SocketAddr::new(http_ip, free_port(http_ip)),
         }
     }
 }
@@ -159,6 +163,8 @@ pub struct Cluster {
     _events: Arc<TestStream>,
     http: reqwest::Client,
     admin: Option<String>,
+    /// Every member serves the admin gRPC API on its `admin_addr`.
+    admin_api: bool,
     shared: NodeSpec,
     store: Option<Provisioned>,
     dir: tempfile::TempDir,
@@ -190,6 +196,7 @@ impl Cluster {
             members: Vec::new(),
             http: http_client(CLIENT_TIMEOUT),
             admin: None,
+            admin_api: false,
             shared: events.node_env(shared_settings(spec, store)),
             _events: events,
             store: Some(provisioned),
@@ -244,9 +251,32 @@ impl Cluster {
         Some(cluster)
     }
 
+    /// Like [`Cluster::start`], with the admin gRPC API on every member (on its placement's
+    /// `admin_addr`), accepting `token`.
+    pub async fn start_with_admin_api(
+        store: TestStore,
+        nodes: usize,
+        token: &str,
+    ) -> Option<Cluster> {
+        let mut cluster = Self::provision(store).await?;
+        cluster.shared = cluster.shared.clone().env("EMPORIUM_ADMIN_TOKEN", token);
+        cluster.admin_api = true;
+        cluster.start_loopback_members(nodes).await;
+        Some(cluster)
+    }
+
     /// The cluster's HTTP client, for requests a test builds itself (its own headers).
     pub fn client(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// Member `index`'s admin gRPC API (on only with [`Cluster::start_with_admin_api`]).
+    pub fn admin_addr(&self, index: usize) -> SocketAddr {
+        assert!(
+            self.admin_api,
+            "the cluster was started without the admin API"
+        );
+        self.members[index].placement.admin_addr
     }
 
     /// A [`Shop`] on each running member, signed in as the cluster's admin.
@@ -338,6 +368,12 @@ impl Cluster {
         }
         if let Some(url) = &member.placement.events_url {
             spec = spec.env("EMPORIUM_EVENTS", url);
+        }
+        if self.admin_api {
+            spec = spec.env(
+                "EMPORIUM_ADMIN_ADDR",
+                &member.placement.admin_addr.to_string(),
+            );
         }
         spec
     }

@@ -12,6 +12,7 @@ mod checkout;
 mod cluster;
 mod config;
 mod console;
+mod ctl;
 mod durability;
 mod events;
 mod nomad_drill;

@@ -433,6 +433,7 @@ impl<'a> FakeNomad<'a> {
             launcher: Vec::new(),
             store_url: None,
             events_url: None,
+            admin_addr: SocketAddr::new(self.hosts[index], free_port(self.hosts[index])),
         });
         cluster.members[member].id = node_id;
         (member, spec)
