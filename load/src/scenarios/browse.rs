@@ -25,7 +25,7 @@ pub fn scenario(shop: &Arc<Shop>) -> Result<Scenario, GooseError> {
 pub async fn list_products(user: &mut GooseUser, shop: &Shop) -> TransactionResult {
     let offset = pick(shop.products.len().div_ceil(PAGE)) * PAGE;
     let path = format!("/v1/products?limit={PAGE}&offset={offset}");
-    let answer = send(user, Call::get(path, "browse: list products")).await?;
+    let answer = send(user, Call::get(path, "browse: list")).await?;
     let page = wire::product_listing(answer.body());
     let page = answer.check(user, page)?;
     shopper(user).seen = page.items.into_iter().map(|p| p.sku).collect();
@@ -38,7 +38,7 @@ pub async fn search_catalog(user: &mut GooseUser, shop: &Shop) -> TransactionRes
         return Ok(());
     };
     let path = format!("/v1/products?q={term}&limit={PAGE}");
-    let answer = send(user, Call::get(path, "browse: search the catalog")).await?;
+    let answer = send(user, Call::get(path, "browse: search")).await?;
     let hits = wire::search_results(answer.body(), term);
     answer.check(user, hits).map(drop)
 }
@@ -54,7 +54,7 @@ pub async fn open_product_page(user: &mut GooseUser, shop: &Shop) -> Transaction
         },
     };
     let path = format!("/v1/products/{sku}");
-    let answer = send(user, Call::get(path, "browse: open a product page")).await?;
+    let answer = send(user, Call::get(path, "browse: product page")).await?;
     // Prices do not change during a run: another price than the catalog's is a wrong answer.
     let listed = shop.price_of(&sku);
     let product = wire::product_page(answer.body(), &sku).and_then(|product| match listed {

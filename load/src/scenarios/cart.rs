@@ -34,11 +34,7 @@ pub async fn visit(user: &mut GooseUser, shop: &Shop) -> TransactionResult {
 /// A new guest cart: `201`, empty.
 pub async fn create_cart(user: &mut GooseUser, _shop: &Shop) -> TransactionResult {
     shopper(user).cart = None;
-    let answer = send(
-        user,
-        Call::post("/v1/carts".into(), "cart: create a cart", 201),
-    )
-    .await?;
+    let answer = send(user, Call::post("/v1/carts".into(), "cart: create", 201)).await?;
     let cart = wire::cart(answer.body(), None).and_then(|cart| {
         wire::cart_lines(&cart, &[])?;
         Ok(cart)
@@ -64,7 +60,7 @@ pub async fn add_two_items(user: &mut GooseUser, shop: &Shop) -> TransactionResu
             .push((product.sku.clone(), quantity, product.price_cents));
         let path = format!("/v1/carts/{}/items", cart.id);
         let body = json!({"sku": product.sku, "quantity": quantity});
-        let call = Call::post(path, "cart: add an item", 200).json(body);
+        let call = Call::post(path, "cart: add item", 200).json(body);
         answer_holds(user, call, &cart).await?;
     }
     shopper(user).cart = Some(cart);
@@ -81,7 +77,7 @@ pub async fn change_quantity(user: &mut GooseUser, _shop: &Shop) -> TransactionR
     };
     line.1 = 3;
     let path = format!("/v1/carts/{}/items/{}", cart.id, line.0);
-    let call = Call::put(path, "cart: change a quantity").json(json!({"quantity": 3}));
+    let call = Call::put(path, "cart: change quantity").json(json!({"quantity": 3}));
     answer_holds(user, call, &cart).await?;
     shopper(user).cart = Some(cart);
     Ok(())
@@ -96,7 +92,7 @@ pub async fn remove_item(user: &mut GooseUser, _shop: &Shop) -> TransactionResul
         return Ok(());
     };
     let path = format!("/v1/carts/{}/items/{sku}", cart.id);
-    answer_holds(user, Call::delete(path, "cart: remove an item"), &cart).await?;
+    answer_holds(user, Call::delete(path, "cart: remove item"), &cart).await?;
     shopper(user).cart = Some(cart);
     Ok(())
 }
@@ -107,7 +103,7 @@ pub async fn read_cart_back(user: &mut GooseUser, _shop: &Shop) -> TransactionRe
         return Ok(());
     };
     let path = format!("/v1/carts/{}", cart.id);
-    answer_holds(user, Call::get(path, "cart: read the cart back"), &cart).await
+    answer_holds(user, Call::get(path, "cart: read back"), &cart).await
 }
 
 /// Sends `call`, whose answer must be `cart` holding exactly its expected lines.

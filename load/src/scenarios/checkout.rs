@@ -111,7 +111,7 @@ pub async fn fill_cart(user: &mut GooseUser, shop: &Shop) -> TransactionResult {
         stored.order = None;
     }
     let path = format!("/v1/carts/{}", customer.cart_id);
-    let call = Call::get(path, "checkout: open my cart").bearer(&customer.token);
+    let call = Call::get(path, "checkout: open cart").bearer(&customer.token);
     let answer = send(user, call).await?;
     let cart = wire::cart(answer.body(), Some(&customer.cart_id));
     let leftovers: Vec<String> = answer
@@ -122,7 +122,7 @@ pub async fn fill_cart(user: &mut GooseUser, shop: &Shop) -> TransactionResult {
         .collect();
     for sku in leftovers {
         let path = format!("/v1/carts/{}/items/{sku}", customer.cart_id);
-        let call = Call::delete(path, "checkout: remove a leftover").bearer(&customer.token);
+        let call = Call::delete(path, "checkout: drop leftover").bearer(&customer.token);
         send(user, call).await?;
     }
     let stocked = shop.checkout_products();
@@ -134,7 +134,7 @@ pub async fn fill_cart(user: &mut GooseUser, shop: &Shop) -> TransactionResult {
         lines.push((product.sku.clone(), quantity, product.price_cents));
         let path = format!("/v1/carts/{}/items", customer.cart_id);
         let body = json!({"sku": product.sku, "quantity": quantity});
-        let call = Call::post(path, "checkout: add an item", 200)
+        let call = Call::post(path, "checkout: add item", 200)
             .json(body)
             .bearer(&customer.token);
         let answer = send(user, call).await?;
@@ -184,7 +184,7 @@ pub async fn follow_order(user: &mut GooseUser, _shop: &Shop) -> TransactionResu
     };
     let token = stored.token.clone();
     let path = format!("/v1/orders/{}", placed.id);
-    let call = Call::get(path, "checkout: follow the order").bearer(&token);
+    let call = Call::get(path, "checkout: read order").bearer(&token);
     let answer = send(user, call).await?;
     let same = wire::same_order(answer.body(), &placed);
     answer.check(user, same).map(drop)

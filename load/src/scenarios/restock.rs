@@ -50,7 +50,7 @@ pub async fn restock_sku(user: &mut GooseUser, shop: &Shop, admin: &Admin) -> Tr
     let token = admin.token(user).await?;
     let path = format!("/v1/admin/inventory/{}", restock.sku);
     let body = json!({"warehouse": restock.warehouse, "on_hand": restock.on_hand});
-    let call = Call::put(path, "restock: set a warehouse's stock")
+    let call = Call::put(path, "restock: set stock")
         .json(body)
         .bearer(&token);
     let answer = send(user, call).await?;
@@ -71,7 +71,7 @@ pub async fn read_stock_back(user: &mut GooseUser, _shop: &Shop) -> TransactionR
         return Ok(());
     };
     let path = format!("/v1/inventory/{}", restock.sku);
-    let answer = send(user, Call::get(path, "restock: read the stock back")).await?;
+    let answer = send(user, Call::get(path, "restock: read stock")).await?;
     let stock = wire::stock_after_restock(
         answer.body(),
         &restock.sku,
