@@ -35,8 +35,10 @@ die() { echo "load-smoke: ERROR: $*" >&2; exit 1; }
 [[ $USERS =~ ^[1-9][0-9]*$ ]] || die "LOAD_SMOKE_USERS must be a whole number, got '$USERS'"
 
 if [[ ${EMPORIUM_LOAD_SMOKE_SKIP_BUILD:-0} != 1 ]]; then
-  log "cargo build --release --bin emporium --bin load"
-  (cd "$ROOT" && cargo build --release --bin emporium --bin load)
+  # Two builds, each resolving its own features: one build of both would unify them into a
+  # third variant of the shared dependencies (and rebuild them) beside cluster.sh's.
+  log "cargo build --release --bin emporium; cargo build --release -p load"
+  (cd "$ROOT" && cargo build --release --bin emporium && cargo build --release -p load)
 fi
 for bin in emporium load; do
   [[ -x $TARGET/release/$bin ]] || die "$TARGET/release/$bin is missing"
