@@ -7,7 +7,7 @@ use std::sync::Arc;
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 use gumdrop::Options;
-use load::options::{self, LoadOptions, OptionsError};
+use load::options::{self, AdminLogin, LoadOptions, OptionsError};
 use load::scenarios;
 use load::shop::{Admin, PrepareError, Shop};
 use load::verdict::Verdict;
@@ -69,7 +69,16 @@ async fn run() -> Result<ExitCode, LoadError> {
     } else {
         Shop::prepare(&config.host, ours.hosts.clone(), admin.as_deref()).await?
     };
-    let metrics = attack(config, &ours, Arc::new(shop), admin.as_ref())?
+    // Listing (`--list`, `--scenarios-list`) shows every scenario; a run registers the
+    // selected ones only.
+    let (register, admin) = if sends_nothing {
+        let all = scenarios::NAMES.map(str::to_owned).to_vec();
+        let admin = admin.or_else(|| Some(Arc::new(Admin::new(AdminLogin::default()))));
+        (all, admin)
+    } else {
+        (active, admin)
+    };
+    let metrics = attack(config, &register, &ours, Arc::new(shop), admin.as_ref())?
         .execute()
         .await?;
     if sends_nothing {
@@ -90,6 +99,7 @@ async fn run() -> Result<ExitCode, LoadError> {
 /// failures of the start-up: sign-ups and logins).
 fn attack(
     config: GooseConfiguration,
+    active: &[String],
     ours: &LoadOptions,
     shop: Arc<Shop>,
     admin: Option<&Arc<Admin>>,
@@ -98,5 +108,5 @@ fn attack(
         .set_default(GooseDefault::NoTelnet, true)?
         .set_default(GooseDefault::NoWebSocket, true)?
         .set_default(GooseDefault::NoResetMetrics, true)?;
-    scenarios::register(attack, &shop, admin, &ours.mix)
+    scenarios::register(attack, active, &shop, admin, &ours.mix)
 }

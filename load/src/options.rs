@@ -46,7 +46,7 @@ pub enum OptionsError {
 }
 
 /// The admin's login.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct AdminLogin {
     pub email: String,
     pub password: String,

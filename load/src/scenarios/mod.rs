@@ -50,30 +50,43 @@ pub(crate) use step;
 /// The scenario names, as `--scenarios` takes them.
 pub const NAMES: [&str; 5] = ["browse", "cart", "checkout", "restock", "storefront"];
 
-/// Whether a run of `active` scenarios (goose's `--scenarios`, which match by substring)
-/// needs the admin: checkouts need stock, restocks are the admin's.
+/// Whether `--scenarios` (`active`, matched by substring as goose does) selects `name`.
+pub fn selected(active: &[String], name: &str) -> bool {
+    active.iter().any(|a| name.contains(a.as_str()))
+}
+
+/// Whether a run of `active` scenarios needs the admin: checkouts need stock, restocks are
+/// the admin's.
 pub fn need_admin(active: &[String], mix: &Mix) -> bool {
-    let runs = |name: &str| active.iter().any(|a| name.contains(a.as_str()));
+    let runs = |name| selected(active, name);
     runs("checkout") || runs("restock") || (runs("storefront") && mix.needs_admin())
 }
 
-/// Registers every scenario this run can play: all of them with the admin, else those
-/// that need none.
+/// Registers the scenarios `active` selects (goose would list the others in its report,
+/// idle); those that need the admin only with one.
 pub fn register(
     mut attack: GooseAttack,
+    active: &[String],
     shop: &Arc<Shop>,
     admin: Option<&Arc<Admin>>,
     mix: &Mix,
 ) -> Result<GooseAttack, GooseError> {
-    attack = attack
-        .register_scenario(browse::scenario(shop)?)
-        .register_scenario(cart::scenario(shop)?);
-    if let Some(admin) = admin {
-        attack = attack
-            .register_scenario(checkout::scenario(shop)?)
-            .register_scenario(restock::scenario(shop, admin)?);
+    let runs = |name| selected(active, name);
+    if runs("browse") {
+        attack = attack.register_scenario(browse::scenario(shop)?);
     }
-    if admin.is_some() || !mix.needs_admin() {
+    if runs("cart") {
+        attack = attack.register_scenario(cart::scenario(shop)?);
+    }
+    if let Some(admin) = admin {
+        if runs("checkout") {
+            attack = attack.register_scenario(checkout::scenario(shop)?);
+        }
+        if runs("restock") {
+            attack = attack.register_scenario(restock::scenario(shop, admin)?);
+        }
+    }
+    if runs("storefront") && (admin.is_some() || !mix.needs_admin()) {
         attack = attack.register_scenario(storefront::scenario(shop, admin, mix)?);
     }
     Ok(attack)
