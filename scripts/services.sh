@@ -12,6 +12,9 @@
 #   cassandra delegated to scripts/cassandra.sh up|down|status when that file
 #             exists and is executable (EMPORIUM_SKIP_CASSANDRA=1 skips it)
 #
+# Also installs (never starts) chromium and chromium-driver, for the admin console's
+# browser test.
+#
 # Idempotent: `up` on a running service is a no-op. `down` stops only what
 # this script started (recorded under $STATE/started/), never a service it
 # found already running. Missing Debian packages are installed (one
@@ -131,6 +134,10 @@ ensure_packages() {
   command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server redis-tools)
   command -v nats-server >/dev/null || missing+=(nats-server)
   command -v curl >/dev/null || missing+=(curl)
+  # The admin console's browser test (tests/blackbox/console.rs): headless Chromium driven
+  # through chromedriver. Installed only, never started as a service.
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
   (( ${#missing[@]} )) || return 0
 
   local t0 policy_created=""

@@ -502,14 +502,17 @@ impl IntoResponse for ApiError {
 }
 
 /// Give error responses produced outside the handlers (routing, body limit, timeout) a
-/// problem body. Responses that already are problems, or succeed, pass untouched.
+/// problem body. Responses that already are problems, HTML answers of the console (error
+/// fragments htmx swaps in), and successes pass untouched.
 pub async fn problem_for_bare_errors(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
+    let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes() == PROBLEM_JSON.as_bytes());
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        .map(|value| value.as_bytes());
+    let is_problem = content_type == Some(PROBLEM_JSON.as_bytes());
+    let is_html = content_type.is_some_and(|value| value.starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem || is_html {
         return response;
     }
     if status == StatusCode::GATEWAY_TIMEOUT {

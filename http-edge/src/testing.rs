@@ -76,6 +76,25 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Send `request` as it is: status, headers and the body as text.
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = to_bytes(body, MAX_BODY).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8(bytes.to_vec()).unwrap(),
+        )
+    }
+
+    /// The response to `request` with its body unread (an event stream).
+    pub async fn open(&self, request: Request<Body>) -> axum::response::Response {
+        self.router.clone().oneshot(request).await.unwrap()
+    }
+}
+
 pub fn admin_token(state: &AppState) -> String {
     token(state, "admin-1", ROLE_ADMIN)
 }

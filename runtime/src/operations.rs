@@ -2,7 +2,7 @@
 //! the gRPC admin service and the console.
 //!
 //! Reads: [`Runtime::cluster_status`] and [`Runtime::locate_actor`] (in `runtime.rs`),
-//! [`Runtime::node_load`], [`Runtime::cluster_events`]. Actions: [`Runtime::drain_node`],
+//! [`Runtime::node_load`], [`Runtime::shard_owners`], [`Runtime::cluster_events`]. Actions: [`Runtime::drain_node`],
 //! [`Runtime::passivate_actor`], [`Runtime::rebalance`]. A cluster action on a single node is
 //! [`OperationError::NotClustered`].
 
@@ -10,7 +10,7 @@ use crate::directory::PassivateResult;
 use crate::error::RuntimeError;
 use crate::identity::{ActorId, intern_kind};
 use crate::journal::ClusterEventFeed;
-use crate::placement::shard_of;
+use crate::placement::{SHARD_COUNT, shard_of};
 use crate::rates::NodeRates;
 use crate::routing::{self, Location};
 use crate::runtime::Runtime;
@@ -53,6 +53,16 @@ impl Runtime {
             requests_per_second: rates.requests,
             errors_per_second: rates.errors,
             events_per_second: rates.events,
+        }
+    }
+
+    /// Every shard's owner, indexed by shard (`SHARD_COUNT` entries; `None`: no holder, a
+    /// failover in progress), as this node last read the lease table: no I/O. A single node
+    /// owns every shard.
+    pub fn shard_owners(&self) -> Vec<Option<String>> {
+        match self.placement() {
+            Some(placement) => placement.shard_owners(),
+            None => vec![Some(self.node_id().to_owned()); usize::from(SHARD_COUNT)],
         }
     }
 
@@ -107,5 +117,25 @@ impl Runtime {
                 Err(OperationError::Refused(reason))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn a_single_node_owns_every_shard_of_the_map() {
+        let runtime = Runtime::builder(Arc::new(MemoryStore::new()))
+            .node_id("solo")
+            .build()
+            .await
+            .unwrap();
+        let owners = runtime.shard_owners();
+        assert_eq!(owners.len(), usize::from(SHARD_COUNT));
+        assert!(owners.iter().all(|owner| owner.as_deref() == Some("solo")));
     }
 }

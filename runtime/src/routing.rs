@@ -77,6 +77,9 @@ pub trait Placement: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Vec<u8>, RuntimeError>>;
     /// The node holding `shard`'s lease and the lease epoch, as last read.
     fn shard_owner(&self, shard: Shard) -> (Option<String>, Option<u64>);
+    /// Every shard's lease holder as last read, indexed by shard (`None`: no holder), from
+    /// one read of the lease table (the console's shard map).
+    fn shard_owners(&self) -> Vec<Option<String>>;
     fn status(&self) -> BoxFuture<'_, ClusterStatus>;
     /// Hand every shard of `node` over (see `cluster::operations`).
     fn drain_node<'a>(

@@ -341,6 +341,18 @@ async fn an_ask_through_a_non_owner_is_answered_by_the_owner() {
         assert_eq!(status.unowned_shards, 0);
         let owned: usize = status.nodes.iter().map(|node| node.shards_owned).sum();
         assert_eq!(owned, usize::from(SHARD_COUNT));
+        // The shard map agrees with the counts and with the owner of one actor's shard.
+        let owners = a.runtime.shard_owners();
+        assert_eq!(owners.len(), usize::from(SHARD_COUNT));
+        for node in &status.nodes {
+            let cells = owners
+                .iter()
+                .filter(|owner| owner.as_deref() == Some(node.node_id.as_str()))
+                .count();
+            assert_eq!(cells, node.shards_owned, "{}", node.node_id);
+        }
+        let shard = usize::from(shard_of(Ledger::KIND, &key));
+        assert_eq!(owners[shard].as_deref(), Some("fwd-b"));
         stop_all(&nodes).await;
     })
     .await;

@@ -39,8 +39,8 @@ use crate::support::{Answer, Api, NodeProcess, NodeSpec, metric_sum, wait_until}
 
 /// Shards of the placement function (fixed by the runtime).
 pub const SHARD_COUNT: u64 = 1024;
-pub(crate) const ADMIN_EMAIL: &str = "admin@cluster.test";
-pub(crate) const ADMIN_PASSWORD: &str = "admin-password-cluster";
+pub const ADMIN_EMAIL: &str = "admin@cluster.test";
+pub const ADMIN_PASSWORD: &str = "admin-password-cluster";
 /// The same signing key on every node, so a token from one is accepted by all.
 pub(crate) const JWT_SECRET: &str = "cluster-tests-jwt-secret-0123456789abcdef";
 pub(crate) const CLUSTER_SECRET: &str = "cluster-tests-shared-secret-1";

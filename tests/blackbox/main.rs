@@ -11,6 +11,7 @@ mod catalog;
 mod checkout;
 mod cluster;
 mod config;
+mod console;
 mod durability;
 mod events;
 mod nomad_drill;

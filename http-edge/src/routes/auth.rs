@@ -14,6 +14,7 @@
 //! one a checkout took over) is ignored; the login still succeeds and that cart is left
 //! untouched.
 
+use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -21,7 +22,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use emporium_actors::{CartId, Email, InvalidValue, Password, Users};
+use emporium_actors::{CartId, Email, InvalidValue, Password, User, Users};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Authenticated;
@@ -70,6 +71,40 @@ fn wrong_credentials() -> ApiError {
     ApiError::Unauthorized("the e-mail address or the password is wrong".to_owned())
 }
 
+/// Check an e-mail address and a password, throttled: the one check of `POST
+/// /v1/auth/login` and of the console's login. The attempt is counted first (`429` over the
+/// limit); the caller calls [`LoginThrottle::succeeded`](crate::limits::LoginThrottle) once
+/// the login is complete. Wrong credentials are `401`, the same whether the address has an
+/// account or not.
+pub(crate) async fn verify_credentials(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    client: Option<IpAddr>,
+) -> Result<User, ApiError> {
+    state.login_throttle.check(email, client).await?;
+    // An address that cannot be parsed has no account: the same answer, at the same cost.
+    let parsed = Email::parse(email).ok();
+    let password = Password::presented(password);
+    Users::new(state.runtime.clone())
+        .authenticate(parsed.as_ref(), &password)
+        .await?
+        .ok_or_else(wrong_credentials)
+}
+
+/// A bearer token for `user`, issued now with the user's roles.
+pub(crate) fn issue_token(state: &AppState, user: &User) -> Result<String, ApiError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|error| ApiError::Internal(format!("the clock is before 1970: {error}")))?
+        .as_secs();
+    let roles = role_names(&user.roles);
+    let (token, _) = state
+        .tokens
+        .issue(&user.id, user.email.as_str(), &roles, now)?;
+    Ok(token)
+}
+
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -82,28 +117,14 @@ pub async fn login(
         })?),
         None => None,
     };
-    state.login_throttle.check(&request.email, client).await?;
-    // An address that cannot be parsed has no account: the same answer, at the same cost.
-    let email = Email::parse(&request.email).ok();
-    let password = Password::presented(&request.password);
+    let user = verify_credentials(&state, &request.email, &request.password, client).await?;
     let users = Users::new(state.runtime.clone());
-    let user = users
-        .authenticate(email.as_ref(), &password)
-        .await?
-        .ok_or_else(wrong_credentials)?;
     let opened = users
         .open_cart(&user.id, guest)
         .await?
         .ok_or_else(wrong_credentials)?;
     users.record_login(&user.id).await?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|error| ApiError::Internal(format!("the clock is before 1970: {error}")))?
-        .as_secs();
-    let roles = role_names(&user.roles);
-    let (token, _) = state
-        .tokens
-        .issue(&user.id, user.email.as_str(), &roles, now)?;
+    let token = issue_token(&state, &user)?;
     state.login_throttle.succeeded(&request.email, client).await;
     tracing::info!(user = %user.id, "logged in");
     let body = LoginJson {

@@ -9,6 +9,7 @@ pub mod analytics;
 pub mod auth;
 pub mod carts;
 pub mod checkout;
+pub mod console;
 pub mod experiments;
 pub mod health;
 pub mod inventory;
@@ -29,6 +30,7 @@ pub fn all() -> Router<AppState> {
         .merge(admin_products::router())
         .merge(admin_cluster::router())
         .merge(admin_events::router())
+        .merge(console::router())
         .merge(notifications::router())
         .merge(carts::router())
         .merge(users::router())

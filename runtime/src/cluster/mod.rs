@@ -403,6 +403,13 @@ impl Placement for Cluster {
         }
     }
 
+    fn shard_owners(&self) -> Vec<Option<String>> {
+        let table = self.life().leases.table();
+        (0..crate::placement::SHARD_COUNT)
+            .map(|shard| table.owner_node(shard).map(str::to_owned))
+            .collect()
+    }
+
     fn status(&self) -> BoxFuture<'_, ClusterStatus> {
         Box::pin(status::cluster_status(self))
     }

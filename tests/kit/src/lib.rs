@@ -17,11 +17,14 @@
 //! notification adapters deliver to, with injectable failures.
 //!
 //! [`otlp_receiver`] is an OTLP/HTTP trace receiver that records the spans nodes export.
+//! [`browser`] drives a headless Chromium through chromedriver (W3C WebDriver): the admin
+//! console's browser test.
 //!
 //! [`netns`] puts a process in its own network namespace behind a veth pair the test can
 //! take down: a real partition; a second veth pair can carry a path (to the store) that a
 //! cut of the first leaves intact (a partition of the cluster links alone).
 
+pub mod browser;
 pub mod cas_bench;
 pub mod hello_world;
 pub mod linearizability;
