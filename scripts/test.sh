@@ -5,8 +5,11 @@
 # every job file with each var file; "skipped: go not found" without Go). Then
 # starts the backing services (scripts/services.sh up: PostgreSQL, Redis,
 # NATS+JetStream, and Cassandra through scripts/cassandra.sh when present),
-# points the tests at them and runs `cargo test --release --workspace "$@"`.
-# Exits with the checker's status if it fails, else with cargo's.
+# points the tests at them and runs `cargo test --release --workspace "$@"`. Then, on a
+# full run (no arguments), the load smoke test: every goose scenario of load/ for a few
+# seconds against one node (scripts/load-smoke.sh, on the binaries cargo test just built;
+# EMPORIUM_SKIP_LOAD_SMOKE=1 skips it). Exits with the checker's status if it fails, else
+# with cargo's if it failed, else with the load smoke test's.
 #
 # Environment exported to the tests (a value already set is kept):
 #   EMPORIUM_REQUIRE_SERVICES=1   tests needing a service fail instead of skipping
@@ -39,4 +42,16 @@ echo "test: EMPORIUM_TEST_NATS=$EMPORIUM_TEST_NATS"
 echo "test: SCYLLA_NODES=${SCYLLA_NODES:-(unset: cassandra not up)}"
 echo "test: cargo test --release --workspace $*"
 
-exec cargo test --release --workspace "$@"
+status=0
+cargo test --release --workspace "$@" || status=$?
+
+# The smoke test runs the binaries the cargo tests built (`emporium` for the black-box
+# tests, `load` for its CLI test): no second build with other features. A partial run
+# (arguments) may not have built them.
+if (( $# == 0 )) && [[ ${EMPORIUM_SKIP_LOAD_SMOKE:-0} != 1 ]]; then
+  echo "test: scripts/load-smoke.sh"
+  smoke=0
+  EMPORIUM_LOAD_SMOKE_SKIP_BUILD=1 "$ROOT/scripts/load-smoke.sh" || smoke=$?
+  if (( status == 0 )); then status=$smoke; fi
+fi
+exit "$status"

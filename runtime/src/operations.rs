@@ -108,8 +108,9 @@ impl Runtime {
             Location::Local => Ok(outcome(self.node_id().to_owned(), host.passivate_key(key))),
             Location::Remote { node } => {
                 let actor = ActorId::new(intern_kind(kind), key);
-                let result =
-                    routing::passivate_remote(self, placement.as_ref(), node.clone(), actor)
+                let query = routing::Call::<()>::Passivate;
+                let result: PassivateResult =
+                    routing::query_owner(self, placement.as_ref(), node.clone(), actor, &query)
                         .await?;
                 Ok(outcome(node, result))
             }

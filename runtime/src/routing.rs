@@ -26,7 +26,6 @@ use tracing::Instrument;
 
 use crate::actor::VirtualActor;
 use crate::clock::duration_ms;
-use crate::directory::PassivateResult;
 use crate::error::{ErrorClass, RuntimeError};
 use crate::identity::ActorId;
 use crate::operations::OperationError;
@@ -296,42 +295,17 @@ pub(crate) async fn forward_reminder(
     .await
 }
 
-/// Whether `actor` is active on `node` (the owner of its shard).
-pub(crate) async fn inspect_remote(
+/// Ask the owner `node` of `actor` about it (is it active, passivate it): an operator's
+/// question, answered within 2 s.
+pub(crate) async fn query_owner<T: serde::de::DeserializeOwned>(
     runtime: &Runtime,
     placement: &dyn Placement,
     node: String,
     actor: ActorId,
-) -> Result<bool, RuntimeError> {
+    query: &Call<()>,
+) -> Result<T, RuntimeError> {
     let deadline = Duration::from_secs(2);
-    call_remote(
-        runtime,
-        placement,
-        node,
-        actor,
-        &Call::<()>::Inspect,
-        deadline,
-    )
-    .await
-}
-
-/// Passivate `actor` on `node` (the owner of its shard).
-pub(crate) async fn passivate_remote(
-    runtime: &Runtime,
-    placement: &dyn Placement,
-    node: String,
-    actor: ActorId,
-) -> Result<PassivateResult, RuntimeError> {
-    let deadline = Duration::from_secs(2);
-    call_remote(
-        runtime,
-        placement,
-        node,
-        actor,
-        &Call::<()>::Passivate,
-        deadline,
-    )
-    .await
+    call_remote(runtime, placement, node, actor, query, deadline).await
 }
 
 /// One call to `actor` on `node`, answered within `deadline`.

@@ -34,7 +34,7 @@ use crate::outcome::{self, AbandonOnDrop, Ticket};
 use crate::placement::{SHARD_COUNT, Shard, shard_of};
 use crate::rates::NodeRates;
 use crate::reminders::ReminderScheduler;
-use crate::routing::{self, Location, Placement};
+use crate::routing::{self, Call, Location, Placement};
 use crate::status::{ActorLocation, ClusterStatus, NodeStatus};
 use crate::store::{StateStore, StoreError};
 use crate::trace::{NoTrace, TraceContext};
@@ -753,7 +753,7 @@ impl Runtime {
         location.active = match placement.locate(shard) {
             Location::Local => Some(host.is_active(key)),
             Location::Remote { node } => {
-                routing::inspect_remote(self, placement.as_ref(), node, actor)
+                routing::query_owner(self, placement.as_ref(), node, actor, &Call::Inspect)
                     .await
                     .ok()
             }
