@@ -42,6 +42,7 @@ NODE_LOG="${EMPORIUM_CLUSTER_LOG:-info}"
 BIN="${EMPORIUM_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/emporium}"
 HTTP_PORT=8080
 CLUSTER_PORT=7100
+ADMIN_PORT=9090
 PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=postgres
 STORE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$DB"
 SECRETS="$STATE/secrets.env"
@@ -157,6 +158,7 @@ ensure_secrets() {
         echo "CLUSTER_SECRET=$(openssl rand -hex 32)"
         echo "ADMIN_EMAIL=cluster-admin@emporium.local"
         echo "ADMIN_PASSWORD=$(openssl rand -hex 12)"
+        echo "ADMIN_TOKEN=$(openssl rand -hex 32)"
       } >"$SECRETS.tmp"
       mv "$SECRETS.tmp" "$SECRETS"
     )
@@ -167,6 +169,10 @@ ensure_secrets() {
 
 load_secrets() {
   [[ -s $SECRETS ]] || die "no $SECRETS (run: $0 up)"
+  # Secrets files written before the admin API existed lack its token: add one.
+  if ! grep -q '^ADMIN_TOKEN=' "$SECRETS"; then
+    echo "ADMIN_TOKEN=$(openssl rand -hex 32)" >>"$SECRETS"
+  fi
   # shellcheck disable=SC1090
   source "$SECRETS"
   [[ -n ${JWT_SECRET:-} && -n ${CLUSTER_SECRET:-} && -n ${ADMIN_EMAIL:-} && -n ${ADMIN_PASSWORD:-} ]] \
@@ -180,7 +186,7 @@ start_node() {
   local k="$1" n="$2" dir seeds="" j ip port
   dir="$(node_dir "$k")"
   ip="$(http_ip "$k")"
-  for port in "$HTTP_PORT" "$CLUSTER_PORT"; do
+  for port in "$HTTP_PORT" "$CLUSTER_PORT" "$ADMIN_PORT"; do
     if port_open "$ip" "$port"; then
       die "node$k: $ip:$port is taken by something this script did not start ($(listener_of "$ip" "$port")); stop it, or pick other addresses with EMPORIUM_CLUSTER_NET"
     fi
@@ -194,6 +200,7 @@ start_node() {
   # that `ps` shows which node is which.
   EMPORIUM_JWT_SECRET="$JWT_SECRET" EMPORIUM_CLUSTER_SECRET="$CLUSTER_SECRET" \
   EMPORIUM_ADMIN_EMAIL="$ADMIN_EMAIL" EMPORIUM_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
+  EMPORIUM_ADMIN_TOKEN="$ADMIN_TOKEN" EMPORIUM_ADMIN_ADDR="$ip:$ADMIN_PORT" \
   EMPORIUM_RATE_LIMIT=off EMPORIUM_LOG="$NODE_LOG" NO_COLOR=1 \
   EMPORIUM_EVENTS="${EMPORIUM_CLUSTER_NATS:-nats://127.0.0.1:4222}" \
   EMPORIUM_NATS_STREAM="${EMPORIUM_CLUSTER_STREAM:-EMPORIUM_LOCAL_CLUSTER}" \
@@ -346,6 +353,10 @@ try:
   TOKEN=\$(curl -s -X POST $(http_base 1)/v1/auth/login -H 'content-type: application/json' \\
     -d '{"email":"$ADMIN_EMAIL","password":"$ADMIN_PASSWORD"}' | jq -r .access_token)
   curl -s $(http_base 1)/v1/admin/cluster -H "Authorization: Bearer \$TOKEN" | jq .
+console: $(http_base 1)/console (log in as the admin above)
+ctl (admin gRPC API on port $ADMIN_PORT of every node):
+  EMPORIUM_ADMIN_ADDR=$(http_ip 1):$ADMIN_PORT EMPORIUM_ADMIN_TOKEN=\$(grep ^ADMIN_TOKEN= $SECRETS | cut -d= -f2) \\
+    $BIN ctl cluster
 EOF
 }
 
