@@ -405,8 +405,28 @@ async fn a_killed_owner_with_pending_events_loses_and_double_counts_nothing() {
         orders.extend(buy_sku(shop, &customers[n], &sku, 3, &format!("cut-{n}")).await);
     }
     let victim = 2;
+    let victim_id = cluster.members[victim].id.clone();
     cluster.members[victim].take().kill9().await;
     proxy.restore().await;
+    // Sell again once both survivors judged the victim dead: a request sent over a link
+    // still dying may be answered 504 (outcome unknown, truthfully); that race is the
+    // cluster tests' subject, not this one's.
+    let survivors = &cluster;
+    let victim_id = victim_id.as_str();
+    let judged = wait_until(Duration::from_secs(10), || async move {
+        let mut dead = true;
+        for index in 0..2 {
+            let view = survivors.view(index).await;
+            dead &= view["nodes"].as_array().is_some_and(|nodes| {
+                nodes
+                    .iter()
+                    .any(|node| node["node_id"] == victim_id && node["liveness"] == "dead")
+            });
+        }
+        dead
+    })
+    .await;
+    assert!(judged, "the survivors never judged {victim_id} dead");
 
     // The survivors keep selling (some of these orders live in the dead node's shards).
     for n in 0..2 {
