@@ -502,11 +502,7 @@ impl Leases {
     /// Whether another member could take shards over now (a placement candidate).
     fn has_successor(&self) -> bool {
         let membership = &self.shared.membership;
-        membership
-            .view()
-            .members
-            .iter()
-            .any(|member| member.node_id != membership.node_id() && member.is_placement_candidate())
+        membership.view().has_successor_of(membership.node_id())
     }
 }
 

@@ -437,6 +437,14 @@ impl MembershipView {
             .map(|member| member.node_id.as_str())
             .collect()
     }
+
+    /// Whether a member other than `node_id` could take its shards over now (a placement
+    /// candidate).
+    pub fn has_successor_of(&self, node_id: &str) -> bool {
+        self.members
+            .iter()
+            .any(|member| member.node_id != node_id && member.is_placement_candidate())
+    }
 }
 
 /// Why a node expelled itself.

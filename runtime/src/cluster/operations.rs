@@ -44,12 +44,7 @@ impl Cluster {
                 member.liveness.as_str()
             )));
         }
-        let successors = view
-            .members
-            .iter()
-            .filter(|other| other.node_id != node && other.is_placement_candidate())
-            .count();
-        if successors == 0 {
+        if !view.has_successor_of(node) {
             return Err(OperationError::Refused(format!(
                 "no other node could take the shards of {node}: start another node first"
             )));
@@ -120,7 +115,8 @@ impl Cluster {
         Ok(rounds)
     }
 
-    async fn ask_peer(
+    /// Send `node` an envelope of `kind` (no payload) and wait at most `within` for its reply.
+    pub(super) async fn ask_peer(
         &self,
         node: &str,
         kind: &str,

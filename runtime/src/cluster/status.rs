@@ -2,6 +2,9 @@
 //! shards owned by its current life and active actors (asked of each node with `$status`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use super::Cluster;
 use super::forwarding::STATUS_KIND;
@@ -10,8 +13,6 @@ use crate::membership::{Liveness, MemberState};
 use crate::placement::SHARD_COUNT;
 use crate::status::{ClusterStatus, NodeLoad, NodeStatus};
 use crate::store::MemberStatus;
-use crate::transport::{Answer, Envelope};
-use serde::{Deserialize, Serialize};
 
 /// A node's answer to `$status`. Nodes of earlier versions answer a bare count.
 #[derive(Serialize, Deserialize)]
@@ -29,7 +30,7 @@ enum AnyStatusReply {
 }
 
 /// How long the admin view waits for a peer's counts.
-const STATUS_TIMEOUT_MS: u64 = 1_000;
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(super) async fn cluster_status(cluster: &Cluster) -> ClusterStatus {
     let life = cluster.life();
@@ -113,11 +114,10 @@ async fn peer_counts(cluster: &Cluster, node: &str) -> Option<PeerCounts> {
             load: Some(runtime.node_load()),
         });
     }
-    let deadline_ms = inner.recipe.clock.now_ms() + STATUS_TIMEOUT_MS;
-    let envelope = Envelope::new(STATUS_KIND, "", Vec::new(), deadline_ms);
-    let Ok(Answer::Reply(bytes)) = inner.recipe.transport.send(node, envelope).await else {
-        return None;
-    };
+    let bytes = cluster
+        .ask_peer(node, STATUS_KIND, STATUS_TIMEOUT)
+        .await
+        .ok()?;
     match serde_json::from_slice(&bytes).ok()? {
         AnyStatusReply::Current(reply) => Some(PeerCounts {
             active_actors: reply.active_actors,
