@@ -86,6 +86,12 @@ impl ClientError {
             Self::Usage(_) => Failure::Usage,
             Self::Connect { .. } | Self::Timeout(_) | Self::Closed => Failure::Unreachable,
             Self::Malformed(_) => Failure::Refused,
+            // A status the client's HTTP/2 stack made from a broken exchange (it carries the
+            // transport error underneath, e.g. "h2 protocol error" from plain HTTP/2 to a TLS
+            // port) is no answer from the node, whatever code it was given.
+            Self::Status(status) if std::error::Error::source(status).is_some() => {
+                Failure::Unreachable
+            }
             Self::Status(status) => match status.code() {
                 Code::Unauthenticated | Code::PermissionDenied => Failure::Denied,
                 Code::NotFound => Failure::NotFound,
@@ -314,6 +320,11 @@ mod tests {
         assert_eq!(failure(Code::Internal), Failure::Refused);
         assert_eq!(failure(Code::Unavailable), Failure::Unreachable);
         assert_eq!(failure(Code::InvalidArgument), Failure::Usage);
+        let mut broken = Status::new(Code::Internal, "h2 protocol error: http2 error");
+        broken.set_source(std::sync::Arc::new(std::io::Error::other(
+            "connection reset",
+        )));
+        assert_eq!(ClientError::Status(broken).failure(), Failure::Unreachable);
         assert_eq!(
             ClientError::Timeout(Duration::from_secs(1)).failure(),
             Failure::Unreachable
