@@ -55,10 +55,16 @@ impl Cluster {
         }
         let deadline = self.inner.recipe.handover_deadline + REBALANCE_TIMEOUT;
         let reply = self.ask_peer(node, DRAIN_KIND, deadline).await?;
-        serde_json::from_slice(&reply).map_err(|error| OperationError::Unreachable {
-            node: node.to_owned(),
-            reason: format!("its drain answer cannot be read: {error}"),
-        })
+        let outcome =
+            serde_json::from_slice(&reply).map_err(|error| OperationError::Unreachable {
+                node: node.to_owned(),
+                reason: format!("its drain answer cannot be read: {error}"),
+            })?;
+        // The drained node read its shards' new holders from the store; read them here too,
+        // so this node's cluster view agrees with the answer the operator just got (it would
+        // otherwise show the shards on the drained node until its next lease round).
+        self.life().leases.refresh().await;
+        Ok(outcome)
     }
 
     /// Hand this node's shards over and stay up as an edge that holds nothing.
