@@ -11,9 +11,19 @@
 //!   CAS lost; the current version is then read for the [`StoreError::Conflict`]. Under READ
 //!   COMMITTED a concurrent writer of the same row waits for the first to commit and then
 //!   re-checks the condition, so exactly one of two racing writers wins.
-//! - **Atomicity**: a save that carries outbox entries or reminder changes, and every delete,
-//!   runs in one transaction; a bare save is a single (atomic) statement. Dropping an
-//!   operation's future drops its transaction uncommitted, which rolls it back.
+//! - **Atomicity**: every save is a single (atomic) statement in autocommit, one round trip.
+//!   A save with outbox entries or reminder changes writes them in the same statement as
+//!   the record, as data-modifying CTEs that join the record's conditional write (see
+//!   `save_with_effects` in [`schema`](crate::schema)): when the CAS loses, nothing is
+//!   written. Every delete runs in one transaction; dropping its future drops the
+//!   transaction uncommitted, which rolls it back.
+//!
+//!   *What changed and why (issue 14):* a save with effects used to be `BEGIN`, the
+//!   conditional write, the outbox insert, `COMMIT`: four round trips holding a pooled
+//!   connection. One statement keeps the same guarantees in one round trip, and the commit
+//!   point is that statement. (The round trips were not what made a save with one outbox
+//!   entry about half as fast as a bare one: the server's work for the outbox row is; see
+//!   ARCHITECTURE.md.)
 //! - **Durability**: sessions force `synchronous_commit = on`, so `Ok` means flushed WAL.
 //! - **Failing fast**: every operation has one deadline (`operation_timeout`, 2 s by
 //!   default) covering the pool checkout and the statements; the pool's own wait, create
@@ -37,6 +47,7 @@
 mod error;
 mod schema;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -53,6 +64,7 @@ use emporium_runtime::store::{
 use emporium_runtime::{ActorId, Shard, StateStore, StoreError, intern_kind, shard_of_id};
 use tokio::time::{Instant, error::Elapsed, timeout_at};
 use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
 
 use crate::error::OpError;
 use crate::schema::Sql;
@@ -311,7 +323,7 @@ impl StateStore for PostgresStore {
         let commit_sent = AtomicBool::new(false);
         let saved = run!(self, "save", retry = false, |client| save_on(
             &self.sql,
-            &mut client,
+            &client,
             id,
             &write,
             &commit_sent
@@ -452,20 +464,24 @@ async fn actor_conflict(sql: &Sql, client: &Object, id: &ActorId, expected: u64)
 }
 
 /// The conditional write of the record itself; `false` when the CAS condition failed.
+/// `commit_sent` is raised just before the statement goes out (it is its own commit).
 async fn write_state<C: GenericClient>(
     sql: &Sql,
     client: &C,
     id: &ActorId,
     expected: i64,
     state: &[u8],
+    commit_sent: &AtomicBool,
 ) -> Result<bool, OpError> {
     let rows = if expected == 0 {
         let statement = client.prepare_cached(&sql.insert_state).await?;
+        commit_sent.store(true, Ordering::Release);
         client
             .execute(&statement, &[&id.kind, &id.key, &state])
             .await?
     } else {
         let statement = client.prepare_cached(&sql.update_state).await?;
+        commit_sent.store(true, Ordering::Release);
         client
             .execute(&statement, &[&id.kind, &id.key, &expected, &state])
             .await?
@@ -487,7 +503,7 @@ fn unknown_once_committing(error: StoreError, commit_sent: &AtomicBool) -> Store
 
 async fn save_on(
     sql: &Sql,
-    client: &mut Object,
+    client: &Object,
     id: &ActorId,
     write: &StateWrite,
     commit_sent: &AtomicBool,
@@ -500,12 +516,11 @@ async fn save_on(
     let Ok(expected_sql) = i64::try_from(expected) else {
         return Err(actor_conflict(sql, client, id, expected).await);
     };
+    // Either way one statement, atomic by itself: no transaction block, one round trip.
     let applied = if write.outbox.is_empty() && write.reminders.is_empty() {
-        // One statement is atomic by itself: no transaction, one round trip.
-        commit_sent.store(true, Ordering::Release);
-        write_state(sql, &*client, id, expected_sql, &write.state).await
+        write_state(sql, client, id, expected_sql, &write.state, commit_sent).await
     } else {
-        save_in_transaction(sql, client, id, expected_sql, write, commit_sent).await
+        write_state_with_effects(sql, client, id, expected_sql, write, commit_sent).await
     };
     match applied {
         Ok(true) => Ok(next),
@@ -517,55 +532,85 @@ async fn save_on(
     }
 }
 
-async fn save_in_transaction(
+/// The record's conditional write together with its outbox entries and reminder changes,
+/// in the one statement of [`Sql::update_state_with_effects`] (or the insert variant);
+/// `false` when the CAS condition failed, and then nothing was written.
+async fn write_state_with_effects<C: GenericClient>(
     sql: &Sql,
-    client: &mut Object,
+    client: &C,
     id: &ActorId,
     expected: i64,
     write: &StateWrite,
     commit_sent: &AtomicBool,
 ) -> Result<bool, OpError> {
-    let transaction = client.transaction().await?;
-    if !write_state(sql, &transaction, id, expected, &write.state).await? {
-        transaction.rollback().await?;
-        return Ok(false);
-    }
-    if !write.outbox.is_empty() {
-        let event_ids: Vec<&str> = write.outbox.iter().map(|e| e.event_id.as_str()).collect();
-        let topics: Vec<&str> = write.outbox.iter().map(|e| e.topic.as_str()).collect();
-        let payloads: Vec<&[u8]> = write.outbox.iter().map(|e| &e.payload[..]).collect();
-        let shard = shard_sql(shard_of_id(id))?;
-        let statement = transaction.prepare_cached(&sql.insert_outbox).await?;
-        transaction
-            .execute(
-                &statement,
-                &[&id.kind, &id.key, &event_ids, &topics, &payloads, &shard],
-            )
+    let shard = shard_sql(shard_of_id(id))?;
+    let event_ids: Vec<&str> = write.outbox.iter().map(|e| e.event_id.as_str()).collect();
+    let topics: Vec<&str> = write.outbox.iter().map(|e| e.topic.as_str()).collect();
+    let payloads: Vec<&[u8]> = write.outbox.iter().map(|e| &e.payload[..]).collect();
+    let reminders = ReminderArrays::collapse(&write.reminders);
+    let state: &[u8] = &write.state;
+    let effects: [&(dyn ToSql + Sync); 7] = [
+        &shard,
+        &event_ids,
+        &topics,
+        &payloads,
+        &reminders.set_names,
+        &reminders.set_dues,
+        &reminders.cancel_names,
+    ];
+    let row = if expected == 0 {
+        let statement = client
+            .prepare_cached(&sql.insert_state_with_effects)
             .await?;
-    }
-    if !write.reminders.is_empty() {
-        let shard = shard_sql(shard_of_id(id))?;
-        for change in &write.reminders {
+        let head: [&(dyn ToSql + Sync); 3] = [&id.kind, &id.key, &state];
+        let params: Vec<&(dyn ToSql + Sync)> = head.into_iter().chain(effects).collect();
+        commit_sent.store(true, Ordering::Release);
+        client.query_one(&statement, &params).await?
+    } else {
+        let statement = client
+            .prepare_cached(&sql.update_state_with_effects)
+            .await?;
+        let head: [&(dyn ToSql + Sync); 4] = [&id.kind, &id.key, &expected, &state];
+        let params: Vec<&(dyn ToSql + Sync)> = head.into_iter().chain(effects).collect();
+        commit_sent.store(true, Ordering::Release);
+        client.query_one(&statement, &params).await?
+    };
+    Ok(row.try_get::<_, i64>(0)? == 1)
+}
+
+/// A write's reminder changes as the arrays of the one-statement save: the last change of
+/// each name wins (changes apply in order), so no name is both set and cancelled and no row
+/// is touched twice by the statement.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ReminderArrays<'a> {
+    set_names: Vec<&'a str>,
+    set_dues: Vec<i64>,
+    cancel_names: Vec<&'a str>,
+}
+
+impl<'a> ReminderArrays<'a> {
+    fn collapse(changes: &'a [ReminderChange]) -> Self {
+        let mut last: BTreeMap<&'a str, Option<u64>> = BTreeMap::new();
+        for change in changes {
             match change {
                 ReminderChange::Set { name, due_at_ms } => {
-                    let due_at_ms = u64_to_bits(*due_at_ms);
-                    let statement = transaction.prepare_cached(&sql.set_reminder).await?;
-                    transaction
-                        .execute(&statement, &[&shard, &id.kind, &id.key, name, &due_at_ms])
-                        .await?;
+                    last.insert(name.as_str(), Some(*due_at_ms))
                 }
-                ReminderChange::Cancel { name } => {
-                    let statement = transaction.prepare_cached(&sql.cancel_reminder).await?;
-                    transaction
-                        .execute(&statement, &[&shard, &id.kind, &id.key, name])
-                        .await?;
+                ReminderChange::Cancel { name } => last.insert(name.as_str(), None),
+            };
+        }
+        let mut arrays = Self::default();
+        for (name, due_at_ms) in last {
+            match due_at_ms {
+                Some(due_at_ms) => {
+                    arrays.set_names.push(name);
+                    arrays.set_dues.push(u64_to_bits(due_at_ms));
                 }
+                None => arrays.cancel_names.push(name),
             }
         }
+        arrays
     }
-    commit_sent.store(true, Ordering::Release);
-    transaction.commit().await?;
-    Ok(true)
 }
 
 async fn delete_on(
@@ -946,6 +991,35 @@ mod tests {
         for value in [0, 1, 42, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
             assert_eq!(bits_to_u64(u64_to_bits(value)), value);
         }
+    }
+
+    #[test]
+    fn reminder_changes_collapse_to_the_last_change_of_each_name() {
+        let set = |name: &str, due_at_ms| ReminderChange::Set {
+            name: name.to_owned(),
+            due_at_ms,
+        };
+        let cancel = |name: &str| ReminderChange::Cancel {
+            name: name.to_owned(),
+        };
+        let changes = [
+            set("a", 1),
+            cancel("a"),
+            cancel("b"),
+            set("b", 2),
+            set("c", 3),
+            set("c", u64::MAX),
+            cancel("d"),
+        ];
+        assert_eq!(
+            ReminderArrays::collapse(&changes),
+            ReminderArrays {
+                set_names: vec!["b", "c"],
+                set_dues: vec![2, u64_to_bits(u64::MAX)],
+                cancel_names: vec!["a", "d"],
+            }
+        );
+        assert_eq!(ReminderArrays::collapse(&[]), ReminderArrays::default());
     }
 
     #[test]
