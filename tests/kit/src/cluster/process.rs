@@ -42,11 +42,15 @@ pub fn default_binary() -> PathBuf {
     beside_current_exe().unwrap_or_else(|| PathBuf::from("emporium"))
 }
 
-/// `target/<profile>/emporium` for an executable in `target/<profile>/` or its `deps/`.
+/// `target/<profile>/emporium` for an executable in `target/<profile>/` or its `deps/` or
+/// `examples/`.
 fn beside_current_exe() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let mut dir = exe.parent()?;
-    if dir.file_name().is_some_and(|name| name == "deps") {
+    if dir
+        .file_name()
+        .is_some_and(|name| name == "deps" || name == "examples")
+    {
         dir = dir.parent()?;
     }
     Some(dir.join(format!("emporium{}", std::env::consts::EXE_SUFFIX)))
