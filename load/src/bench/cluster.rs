@@ -510,3 +510,87 @@ fn rows(figures: &[Figure], moved: usize, connections: usize) -> Vec<Row> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figure(name: &'static str, done: usize, forwards: Option<f64>) -> Figure {
+        Figure {
+            name,
+            done,
+            failed: 0,
+            secs: 1.0,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            forwards,
+        }
+    }
+
+    #[test]
+    fn forwarded_rows_are_ratios_to_the_owner_and_the_others_to_the_faster_hello_world() {
+        let figures = [
+            figure("hello-world (first)", 800, None),
+            figure("cart read, owner", 400, Some(0.0)),
+            figure("cart read, forwarded", 300, Some(300.0)),
+            figure("hello-world (last)", 1000, None),
+        ];
+        let rows = rows(&figures, 0, 8);
+        let ratio = |name: &str| {
+            let row = rows.iter().find(|row| row.name == name).expect("a row");
+            (row.ratio.expect("a ratio"), row.ratio_to.clone())
+        };
+        assert_eq!(ratio("cart read, owner").0, 0.4);
+        assert_eq!(ratio("cart read, forwarded").0, 0.75);
+        assert!(
+            ratio("cart read, forwarded")
+                .1
+                .starts_with("cart read, owner")
+        );
+        assert_eq!(ratio("hello-world (first)").0, 0.8);
+        let forwarded = rows.iter().find(|row| row.name == "cart read, forwarded");
+        assert!(forwarded.is_some_and(|row| row.note.contains("1.00 forwards/request")));
+    }
+
+    #[test]
+    fn percentiles_are_ranks_of_the_sorted_latencies() {
+        let sorted: Vec<u32> = (1..=100).map(|ms| ms * 1000).collect();
+        assert_eq!(percentile(&sorted, 0.50), 50.0);
+        assert_eq!(percentile(&sorted, 0.99), 99.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn each_connection_keeps_to_its_own_carts() {
+        let carts: Arc<Vec<Cart>> = Arc::new(
+            (0..12)
+                .map(|index| Cart {
+                    id: format!("c{index}"),
+                    owner: index % 3,
+                })
+                .collect(),
+        );
+        let bases = Arc::new(vec![
+            "http://a".to_owned(),
+            "http://b".to_owned(),
+            "http://c".to_owned(),
+        ]);
+        let target = cart_target(&carts, &bases, 4, true, false);
+        for connection in 0..4 {
+            for n in 0..10 {
+                let (_, url, _) = target(connection, n);
+                let cart: usize = url
+                    .rsplit('c')
+                    .next()
+                    .and_then(|i| i.parse().ok())
+                    .expect("cart");
+                assert_eq!(cart % 4, connection, "{url}");
+                let owner = &bases[cart % 3];
+                assert!(
+                    !url.starts_with(owner.as_str()),
+                    "forwarded, not to the owner: {url}"
+                );
+            }
+        }
+    }
+}

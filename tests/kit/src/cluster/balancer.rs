@@ -265,3 +265,61 @@ impl Balancer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(reply: Reply) -> Exchange {
+        let now = Instant::now();
+        Exchange {
+            node: "node-1".to_owned(),
+            sent_at: now,
+            done_at: now,
+            reply,
+        }
+    }
+
+    fn answer(status: u16) -> Reply {
+        Reply::Answer(Answer {
+            status,
+            content_type: String::new(),
+            body: Value::Null,
+            headers: reqwest::header::HeaderMap::new(),
+        })
+    }
+
+    #[test]
+    fn only_a_2xx_is_applied_and_only_a_504_or_a_lost_answer_is_unknown() {
+        assert_eq!(exchange(answer(201)).outcome(), Outcome::Acked);
+        assert_eq!(exchange(answer(503)).outcome(), Outcome::Refused);
+        assert_eq!(exchange(answer(409)).outcome(), Outcome::Refused);
+        assert_eq!(exchange(answer(504)).outcome(), Outcome::Unknown);
+        assert_eq!(
+            exchange(Reply::Lost("reset".into())).outcome(),
+            Outcome::Unknown
+        );
+        assert_eq!(
+            exchange(Reply::NotSent("refused".into())).outcome(),
+            Outcome::Refused
+        );
+    }
+
+    #[tokio::test]
+    async fn the_balancer_turns_over_the_nodes_in_rotation() {
+        let balancer = Balancer::new(reqwest::Client::new());
+        balancer.add("a", "http://a");
+        balancer.add("b", "http://b");
+        balancer.add("a", "http://a2");
+        let picks: Vec<String> = (0..4)
+            .filter_map(|_| balancer.pick())
+            .map(|(_, base)| base)
+            .collect();
+        assert_eq!(picks, ["http://b", "http://a2", "http://b", "http://a2"]);
+        balancer.remove("b");
+        assert_eq!(balancer.pick().map(|(id, _)| id).as_deref(), Some("a"));
+        balancer.remove("a");
+        let sent = balancer.send(Method::GET, "/", None).await;
+        assert!(matches!(sent.reply, Reply::NotSent(_)), "{sent:?}");
+    }
+}

@@ -42,10 +42,13 @@ pub fn default_binary() -> PathBuf {
     beside_current_exe().unwrap_or_else(|| PathBuf::from("emporium"))
 }
 
+fn beside_current_exe() -> Option<PathBuf> {
+    binary_beside(&std::env::current_exe().ok()?)
+}
+
 /// `target/<profile>/emporium` for an executable in `target/<profile>/` or its `deps/` or
 /// `examples/`.
-fn beside_current_exe() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
+fn binary_beside(exe: &Path) -> Option<PathBuf> {
     let mut dir = exe.parent()?;
     if dir
         .file_name()
@@ -277,4 +280,37 @@ fn signal(pid: i32, signal: i32) {
     // SAFETY: plain kill(2) on a child we spawned and have not reaped.
     let result = unsafe { libc::kill(pid, signal) };
     assert_eq!(result, 0, "kill({pid}, {signal})");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_binary_is_found_in_the_profile_dir_of_tests_examples_and_binaries() {
+        let expected = PathBuf::from(format!(
+            "/t/release/emporium{}",
+            std::env::consts::EXE_SUFFIX
+        ));
+        for exe in [
+            "/t/release/deps/blackbox-0123",
+            "/t/release/examples/sections",
+            "/t/release/bench",
+        ] {
+            assert_eq!(
+                binary_beside(Path::new(exe)),
+                Some(expected.clone()),
+                "{exe}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_last_setting_of_a_variable_is_the_one_the_node_gets() {
+        let spec = NodeSpec::embedded(Path::new("/data"))
+            .env("EMPORIUM_LOG", "warn")
+            .env("EMPORIUM_LOG", "info");
+        assert_eq!(spec.env_value("EMPORIUM_LOG"), Some("info"));
+        assert_eq!(spec.env_value("EMPORIUM_STORE"), None);
+    }
 }

@@ -111,3 +111,87 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn view(second: (&str, &str), shards: [u64; 2], unowned: u64) -> Value {
+        json!({
+            "nodes": [
+                {"node_id": "node-1", "status": "up", "liveness": "alive", "shards_owned": shards[0]},
+                {"node_id": "node-2", "status": second.0, "liveness": second.1, "shards_owned": shards[1]},
+            ],
+            "unowned_shards": unowned,
+        })
+    }
+
+    #[test]
+    fn a_view_is_complete_only_with_every_node_up_and_every_shard_owned() {
+        let ids = ["node-1".to_owned(), "node-2".to_owned()];
+        assert!(view_is_complete(
+            &view(("up", "alive"), [512, 512], 0),
+            &ids
+        ));
+        assert!(!view_is_complete(
+            &view(("joining", "alive"), [512, 512], 0),
+            &ids
+        ));
+        assert!(!view_is_complete(
+            &view(("up", "suspect"), [512, 512], 0),
+            &ids
+        ));
+        assert!(!view_is_complete(
+            &view(("up", "alive"), [512, 500], 12),
+            &ids
+        ));
+        assert!(!view_is_complete(
+            &view(("up", "alive"), [512, 500], 0),
+            &ids
+        ));
+        let three = [ids[0].clone(), ids[1].clone(), "node-3".to_owned()];
+        assert!(!view_is_complete(
+            &view(("up", "alive"), [512, 512], 0),
+            &three
+        ));
+    }
+
+    #[test]
+    fn shards_per_node_are_read_from_the_view() {
+        let view = view(("up", "alive"), [600, 424], 0);
+        assert_eq!(shards_line(&view), "node-1=600 node-2=424");
+        assert_eq!(shards_by_node(&view)["node-2"], 424);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settled_means_unchanged_for_the_whole_interval() {
+        let views = std::cell::RefCell::new(vec![
+            view(("up", "alive"), [1024, 0], 0),
+            view(("up", "alive"), [600, 424], 0),
+        ]);
+        let next = || {
+            let mut views = views.borrow_mut();
+            let view = if views.len() > 1 {
+                views.remove(0)
+            } else {
+                views[0].clone()
+            };
+            async move { view }
+        };
+        let started = Instant::now();
+        let since = wait_settled(Duration::from_secs(1), Duration::from_secs(10), next)
+            .await
+            .expect("settles");
+        assert!(
+            since > started,
+            "the last change is the second view, not the first"
+        );
+        let never = wait_settled(Duration::from_secs(20), Duration::from_secs(2), || async {
+            Value::Null
+        })
+        .await;
+        assert_eq!(never, None, "not settled within the deadline");
+    }
+}
