@@ -113,25 +113,7 @@ impl Cluster {
         store: TestStore,
         events: Arc<TestStream>,
     ) -> Option<Cluster> {
-        let slot = CLUSTER_SLOT
-            .acquire()
-            .await
-            .expect("the cluster slot is never closed");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (spec, provisioned) = store.provision(dir.path()).await?;
-        Some(Cluster {
-            members: Vec::new(),
-            http: http_client(CLIENT_TIMEOUT),
-            admin: None,
-            admin_api: false,
-            shared: events.node_env(shared_settings(spec, store)),
-            _events: events,
-            store: Some(provisioned),
-            logs: None,
-            dir,
-            last_start: Instant::now(),
-            _slot: slot,
-        })
+        Self::provision_on(store, &StoreServers::from_env(), events).await
     }
 
     /// `nodes` nodes on loopback addresses, ready, with the admin logged in and the test
