@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
 
 use crate::cluster_kit::{
-    Balancer, Cluster, Endpoints, Load, LoadPlan, Op, Outcome, PRODUCTS, Placement, SHARD_COUNT,
-    describe, next_loopback_host, shards_by_node, sku,
+    Balancer, CartChecks, Cluster, Endpoints, Load, LoadChecks, LoadPlan, Op, Outcome, PRODUCTS,
+    Placement, SHARD_COUNT, describe, next_loopback_host, shards_by_node, sku,
 };
 use crate::stores::{Provisioned, TestStore};
 use crate::support::{Answer, NodeProcess, metric_sum};

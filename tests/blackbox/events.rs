@@ -388,7 +388,7 @@ async fn a_killed_owner_with_pending_events_loses_and_double_counts_nothing() {
     else {
         return;
     };
-    let shops = cluster.shops().await;
+    let shops = crate::cluster_kit::shops(&cluster).await;
     let sku = crate::cluster_kit::sku(0);
     assert_eq!(shops[0].set_stock(&sku, "east", 1000).await.status, 200);
     let mut customers = Vec::new();

@@ -36,8 +36,8 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 
 use crate::cluster_kit::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Balancer, CLUSTER_SECRET, Cluster, JWT_SECRET, Load, LoadPlan,
-    Placement, free_port, next_loopback_host,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Balancer, CLUSTER_SECRET, CartChecks, Cluster, JWT_SECRET, Load,
+    LoadChecks, LoadPlan, Placement, free_port, next_loopback_host,
 };
 use crate::stores::TestStore;
 use crate::support::{NodeProcess, NodeSpec};

@@ -20,12 +20,17 @@
 //! [`browser`] drives a headless Chromium through chromedriver (W3C WebDriver): the admin
 //! console's browser test.
 //!
+//! [`cluster`] starts real `emporium` node processes, alone or as a cluster on a scratch
+//! store, and drives them from outside (a balancer, a load): the black-box tests and the
+//! benchmark harness share it.
+//!
 //! [`netns`] puts a process in its own network namespace behind a veth pair the test can
 //! take down: a real partition; a second veth pair can carry a path (to the store) that a
 //! cut of the first leaves intact (a partition of the cluster links alone).
 
 pub mod browser;
 pub mod cas_bench;
+pub mod cluster;
 pub mod hello_world;
 pub mod linearizability;
 pub mod netns;
@@ -185,6 +190,12 @@ async fn pump(
             return;
         }
     }
+}
+
+/// Install the build's one TLS crypto provider (aws-lc-rs) for this process, unless one is
+/// already (the clients the kit builds take the process's provider).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// The socket address of a `nats://host:port` URL, to put a [`TcpProxy`] in front of it.
