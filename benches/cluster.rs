@@ -15,8 +15,8 @@
 //!
 //! For each: requests/s, p50 and p99 latency, and the cart asks the nodes forwarded per
 //! request (`emporium_forwarded_requests_total`): 0 when served by the owner; 1 for a
-//! forwarded read, 2 for a forwarded write (the edge reads the cart to authorize the caller,
-//! then sends the command). The owners are looked up again at the end: a cart that moved
+//! forwarded read or write (the cart checks its caller in the same turn as the command).
+//! The owners are looked up again at the end: a cart that moved
 //! would blur the two cases.
 //!
 //! The server is `EMPORIUM_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/postgres`;
