@@ -4,6 +4,17 @@
 //! product actor for the current price; later price changes do not touch lines already in
 //! the cart. Limits: at most [`MAX_LINES`] lines and [`Quantity::MAX`] units per line.
 //!
+//! # Who may use a cart
+//! A guest cart (no owner) is open to anyone holding its id; an owned cart to its owner and
+//! to admins. The edge wraps a shopper's command in [`CartCommand::AsCaller`] with the
+//! caller it verified ([`CartCaller`]), and the cart decides in the same turn that runs the
+//! command: [`CartRejection::SignInRequired`] for nobody, [`CartRejection::NotYourCart`] for
+//! another account. Checking inside the turn costs nothing more than the command itself,
+//! where a read before each command would cost a second ask — and a second cluster hop when
+//! the cart lives on another node. An owner never changes once a cart exists, so the check
+//! and the command cannot disagree either way. Commands the domain sends itself (checkout,
+//! login merge) are not wrapped: they carry their own rules (`BeginCheckout`'s `user`).
+//!
 //! # Events
 //! Raised in the commit of the change they report; a rejected command or one that changes
 //! nothing raises nothing. The funnel events carry the shopper's experiment variants, those
@@ -78,8 +89,51 @@ pub struct CartView {
     pub currency: Currency,
 }
 
+/// Who asks a shopper's command of a cart: a signed-in account (`None`: nobody signed in)
+/// and whether that account is an admin. A domain value: the edge makes it from a verified
+/// token, the cart judges it in its turn (see "Who may use a cart").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartCaller {
+    pub account: Option<String>,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+impl CartCaller {
+    /// Nobody signed in: guest carts only.
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    /// A signed-in account; `admin` opens every cart.
+    pub fn account(id: impl Into<String>, admin: bool) -> Self {
+        Self {
+            account: Some(id.into()),
+            admin,
+        }
+    }
+
+    /// May this caller use a cart owned by `owner` (`None`: a guest cart)?
+    fn may_use(&self, owner: Option<&str>) -> Result<(), CartRejection> {
+        match (owner, self.account.as_deref()) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(CartRejection::SignInRequired),
+            (Some(owner), Some(account)) if account == owner || self.admin => Ok(()),
+            (Some(_), Some(_)) => Err(CartRejection::NotYourCart),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CartCommand {
+    /// `command` on behalf of `caller`: refused with [`CartRejection::SignInRequired`] or
+    /// [`CartRejection::NotYourCart`] when the cart exists and `caller` may not use it, in
+    /// the same turn that runs `command` (a cart that does not exist is `NotFound`, as
+    /// unwrapped). What the edge sends for every shopper's read and change.
+    AsCaller {
+        caller: CartCaller,
+        command: Box<CartCommand>,
+    },
     /// Create the cart (idempotent: creating an existing cart returns it unchanged).
     Create {
         owner: Option<String>,
@@ -141,11 +195,22 @@ pub enum CartRejection {
     },
     #[error("this cart belongs to another user")]
     NotYourCart,
+    /// An owned cart asked by nobody signed in.
+    #[error("this cart belongs to a user: send that user's bearer token")]
+    SignInRequired,
     #[error("a checkout of this cart is in progress")]
     CheckoutInProgress,
 }
 
 impl CartCommand {
+    /// This command on behalf of `caller` (see [`CartCommand::AsCaller`]).
+    pub fn as_caller(self, caller: CartCaller) -> Self {
+        Self::AsCaller {
+            caller,
+            command: Box::new(self),
+        }
+    }
+
     /// Whether the command changes the lines (refused while a checkout holds the cart).
     fn changes_lines(&self) -> bool {
         matches!(
@@ -200,14 +265,29 @@ impl VirtualActor for CartActor {
     type Reply = Result<CartView, CartRejection>;
 
     fn is_read(command: &CartCommand) -> bool {
-        matches!(command, CartCommand::Get)
+        match command {
+            CartCommand::AsCaller { command, .. } => Self::is_read(command),
+            command => matches!(command, CartCommand::Get),
+        }
     }
 
     async fn handle(
         &self,
         turn: &mut Turn<Self>,
-        command: CartCommand,
+        mut command: CartCommand,
     ) -> Result<Self::Reply, RuntimeError> {
+        while let CartCommand::AsCaller {
+            caller,
+            command: inner,
+        } = command
+        {
+            if turn.state().created
+                && let Err(refused) = caller.may_use(turn.state().owner.as_deref())
+            {
+                return Ok(Err(refused));
+            }
+            command = *inner;
+        }
         if let CartCommand::Create { owner } = command {
             if !turn.state().created {
                 let state = turn.state_mut();
@@ -228,10 +308,14 @@ impl VirtualActor for CartActor {
         if turn.state().checkout.is_some() && command.changes_lines() {
             return Ok(Err(CartRejection::CheckoutInProgress));
         }
+        if matches!(command, CartCommand::Get) {
+            // A read changes nothing: no copy of the state to compare against.
+            return Ok(Ok(view(turn)));
+        }
         let before = turn.state().clone();
         let shopper_changes_lines = command.changes_lines();
         let outcome = match command {
-            CartCommand::Create { .. } | CartCommand::Get => Ok(()),
+            CartCommand::Create { .. } | CartCommand::Get | CartCommand::AsCaller { .. } => Ok(()),
             CartCommand::AddItem { sku, quantity } => add_item(turn, sku, quantity).await?,
             CartCommand::SetQuantity { sku, quantity } => set_quantity(turn, &sku, quantity),
             CartCommand::RemoveItem { sku } => set_quantity(turn, &sku, 0),
@@ -821,6 +905,76 @@ mod tests {
             "{:?}",
             events.last()
         );
+    }
+
+    #[tokio::test]
+    async fn a_callers_command_is_checked_against_the_owner_in_the_same_turn() {
+        let shop = shop().await;
+        let owned = shop.cart("c-owned");
+        owned
+            .ask(CartCommand::Create {
+                owner: Some("u-1".to_owned()),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        owned.ask(add("MUG", 2)).await.unwrap().unwrap();
+        let version = shop.version("c-owned").await;
+        let nobody = CartCaller::anonymous();
+        let other = CartCaller::account("u-2", false);
+        for command in [
+            CartCommand::Get,
+            add("MUG", 1),
+            set("MUG", 5),
+            CartCommand::RemoveItem { sku: sku("MUG") },
+        ] {
+            let refused = |caller: &CartCaller| command.clone().as_caller(caller.clone());
+            assert_eq!(
+                owned.ask(refused(&nobody)).await.unwrap(),
+                Err(CartRejection::SignInRequired),
+                "{command:?}"
+            );
+            assert_eq!(
+                owned.ask(refused(&other)).await.unwrap(),
+                Err(CartRejection::NotYourCart),
+                "{command:?}"
+            );
+        }
+        assert_eq!(shop.version("c-owned").await, version, "refused: no write");
+        let quantity = |reply: Result<CartView, CartRejection>| reply.unwrap().items[0].quantity;
+        let owner = CartCaller::account("u-1", false);
+        let admin = CartCaller::account("admin-1", true);
+        assert_eq!(
+            quantity(owned.ask(add("MUG", 1).as_caller(owner)).await.unwrap()),
+            3
+        );
+        assert_eq!(
+            quantity(owned.ask(set("MUG", 7).as_caller(admin)).await.unwrap()),
+            7
+        );
+        assert!(CartActor::is_read(
+            &CartCommand::Get.as_caller(nobody.clone())
+        ));
+        assert!(!CartActor::is_read(
+            &add("MUG", 1).as_caller(nobody.clone())
+        ));
+
+        // A guest cart is open to anyone; an unknown cart is not found, whoever asks.
+        let guest = shop.cart("c-guest");
+        guest
+            .ask(CartCommand::Create { owner: None })
+            .await
+            .unwrap()
+            .unwrap();
+        for caller in [&nobody, &other] {
+            let reply = guest.ask(add("TEE", 1).as_caller(caller.clone())).await;
+            assert!(reply.unwrap().is_ok());
+            let unknown = shop.cart("c-none");
+            let reply = unknown
+                .ask(CartCommand::Get.as_caller(caller.clone()))
+                .await;
+            assert_eq!(reply.unwrap(), Err(CartRejection::NotFound));
+        }
     }
 
     #[tokio::test]

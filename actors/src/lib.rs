@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use emporium_runtime::RuntimeBuilder;
 
-pub use cart::{CartActor, CartCommand, CartLine, CartRejection, CartView};
+pub use cart::{CartActor, CartCaller, CartCommand, CartLine, CartRejection, CartView};
 pub use catalog::{Catalog, CatalogError, Product, ProductActor, ProductDraft};
 pub use user::{Email, Password, Role, User, UserActor, UserError, UserName, Users};
 pub use values::{CartId, Currency, InvalidValue, Quantity, Sku};

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use emporium_actors::cart::{CartActor, CartCommand, CartLine, CartRejection, CartView};
+use emporium_actors::cart::{
+    CartActor, CartCaller, CartCommand, CartLine, CartRejection, CartView,
+};
 use emporium_actors::catalog::{Product, ProductActor, ProductCommand, ProductDraft};
 use emporium_actors::checkout::{
     CheckoutActor, CheckoutCommand, CheckoutFailure, CheckoutOutcome, CheckoutRejection,
@@ -208,10 +210,12 @@ fn cart_commands_and_replies_round_trip() {
             lines: vec![line("SKU-3", 4)],
             currency: Currency::parse("EUR").unwrap(),
         },
+        CartCommand::Get.as_caller(CartCaller::anonymous()),
+        CartCommand::RemoveItem { sku: sku("SKU-2") }.as_caller(CartCaller::account("u-1", true)),
     ] {
         round_trip(&command);
     }
-    let replies: [<CartActor as VirtualActor>::Reply; 3] = [
+    let replies: [<CartActor as VirtualActor>::Reply; 4] = [
         Ok(cart_view()),
         Err(CartRejection::CurrencyMismatch {
             product: sku("SKU-9"),
@@ -219,6 +223,7 @@ fn cart_commands_and_replies_round_trip() {
             cart_currency: usd(),
         }),
         Err(CartRejection::TooManyLines { max: 50 }),
+        Err(CartRejection::SignInRequired),
     ];
     for reply in &replies {
         round_trip(reply);

@@ -312,6 +312,12 @@ fn cart_problem(rejection: &CartRejection) -> Problem {
         CartRejection::NotYourCart => {
             Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
         }
+        CartRejection::SignInRequired => Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            detail,
+        ),
         CartRejection::CheckoutInProgress => Problem::new(
             StatusCode::CONFLICT,
             "checkout-in-progress",
