@@ -410,10 +410,6 @@ impl Runtime {
         &self.inner.lifecycle
     }
 
-    pub(crate) fn lifecycle_handle(&self) -> Arc<Lifecycle> {
-        Arc::clone(&self.inner.lifecycle)
-    }
-
     pub(crate) fn downgrade(&self) -> WeakRuntime {
         WeakRuntime(Arc::downgrade(&self.inner))
     }
