@@ -4,6 +4,7 @@
 //! console over a node's admin gRPC API.
 
 pub mod ctl;
+pub mod memory;
 pub mod node;
 pub mod telemetry;
 

@@ -149,7 +149,7 @@ impl Node {
             .await
             .with_context(|| format!("cannot listen on {}", config.http_addr))?;
         let http_addr = listener.local_addr()?;
-        let store = open_store(&config.store, &config.data_dir).await?;
+        let store = open_store(&config.store, &config.data_dir, config.store_cache_mb).await?;
         tracing::info!(adapter = store.adapter(), "state store open");
         let ports = domain_ports(config)?;
         let bus = event_bus(config).await?;
@@ -160,6 +160,8 @@ impl Node {
         let mut builder = emporium_actors::register_with(Runtime::builder(store), &ports)
             .events(bus, relay)
             .node_id(config.node_id.clone())
+            // Passivated actors' memory goes back to the OS, not only to malloc.
+            .on_passivation(crate::memory::trim_after_passivations())
             // The runtime's verdict (applied / not applied / unknown) always comes before
             // the edge's request timeout would answer without knowing.
             .config(RuntimeConfig {
@@ -396,12 +398,19 @@ async fn poll_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool 
     .is_ok()
 }
 
-async fn open_store(config: &StoreConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn StateStore>> {
+async fn open_store(
+    config: &StoreConfig,
+    data_dir: &Path,
+    cache_mb: usize,
+) -> anyhow::Result<Arc<dyn StateStore>> {
     Ok(match config {
         StoreConfig::Embedded { path } => {
             std::fs::create_dir_all(data_dir)
                 .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-            let store = emporium_store_embedded::EmbeddedStore::open(path)
+            let options = emporium_store_embedded::EmbeddedOptions {
+                cache_bytes: cache_mb.saturating_mul(1024 * 1024),
+            };
+            let store = emporium_store_embedded::EmbeddedStore::open_with(path, options)
                 .with_context(|| format!("cannot open the embedded store at {}", path.display()))?;
             Arc::new(store)
         }

@@ -105,6 +105,14 @@ pub(crate) const MAX_ACTIVE_ACTORS: Field = field(
     Plain,
     "Most actors kept in memory at once on this node",
 );
+pub(crate) const STORE_CACHE_MB: Field = field(
+    "store_cache_mb",
+    "EMPORIUM_STORE_CACHE_MB",
+    None,
+    Some("64"),
+    Plain,
+    "MiB of pages the embedded store caches in memory (other stores ignore it)",
+);
 pub(crate) const NODE_ID: Field = field(
     "node_id",
     "EMPORIUM_NODE_ID",
@@ -505,6 +513,7 @@ pub(crate) const ALL: &[Field] = &[
     STORE,
     IDLE_TIMEOUT,
     MAX_ACTIVE_ACTORS,
+    STORE_CACHE_MB,
     NODE_ID,
     DEMO,
     REQUEST_TIMEOUT,

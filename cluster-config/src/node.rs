@@ -44,6 +44,8 @@ pub struct NodeConfig {
     pub idle_timeout: Duration,
     /// Most actors in memory at once (`max_active_actors`, > 0).
     pub max_active_actors: usize,
+    /// MiB of pages the embedded store may cache (`store_cache_mb`, 1..=65536).
+    pub store_cache_mb: usize,
     /// This node's name (`node_id`).
     pub node_id: String,
     /// Seed demo data into an empty store (`demo`).
@@ -289,6 +291,9 @@ impl NodeConfig {
             idle_timeout: r.required(&fields::IDLE_TIMEOUT, values::positive_duration)?,
             max_active_actors: r.required(&fields::MAX_ACTIVE_ACTORS, |t| {
                 values::integer_in(t, 1, usize::MAX)
+            })?,
+            store_cache_mb: r.required(&fields::STORE_CACHE_MB, |t| {
+                values::integer_in(t, 1, 65_536)
             })?,
             node_id: r.required(&fields::NODE_ID, values::node_id)?,
             demo: r.required(&fields::DEMO, values::boolean)?,
@@ -626,6 +631,7 @@ impl Default for NodeConfig {
             data_dir,
             idle_timeout: Duration::from_secs(5 * 60),
             max_active_actors: 100_000,
+            store_cache_mb: 64,
             node_id: "node-1".to_owned(),
             demo: true,
             request_timeout: Duration::from_secs(10),
@@ -672,6 +678,7 @@ impl fmt::Debug for NodeConfig {
             store,
             idle_timeout,
             max_active_actors,
+            store_cache_mb,
             node_id,
             demo,
             request_timeout,
@@ -706,6 +713,7 @@ impl fmt::Debug for NodeConfig {
             .field("store", store)
             .field("idle_timeout", idle_timeout)
             .field("max_active_actors", max_active_actors)
+            .field("store_cache_mb", store_cache_mb)
             .field("node_id", node_id)
             .field("demo", demo)
             .field("request_timeout", request_timeout)
@@ -745,7 +753,7 @@ impl fmt::Display for NodeConfig {
         write!(
             f,
             "node_id={} http_addr={} store={} data_dir={} idle_timeout={} max_active_actors={} \
-             demo={} request_timeout={} max_body_bytes={} log={:?} jwt_secret={} admin={} \
+             store_cache_mb={} demo={} request_timeout={} max_body_bytes={} log={:?} jwt_secret={} admin={} \
              redis_url={} events={} otlp={} admin_api={} cluster=",
             self.node_id,
             self.http_addr,
@@ -753,6 +761,7 @@ impl fmt::Display for NodeConfig {
             self.data_dir.display(),
             humantime::format_duration(self.idle_timeout),
             self.max_active_actors,
+            self.store_cache_mb,
             self.demo,
             humantime::format_duration(self.request_timeout),
             self.max_body_bytes,

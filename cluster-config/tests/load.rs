@@ -1056,7 +1056,7 @@ fn summary_and_debug_never_show_secrets() {
     assert_eq!(
         summary,
         "node_id=node-testhost http_addr=127.0.0.1:8080 store=postgres://app:***@db/shop data_dir=./data \
-         idle_timeout=5m max_active_actors=100000 demo=true request_timeout=10s max_body_bytes=65536 \
+         idle_timeout=5m max_active_actors=100000 store_cache_mb=64 demo=true request_timeout=10s max_body_bytes=65536 \
          log=\"info\" jwt_secret=set admin=admin@example.com redis_url=redis://:***@cache \
          events=nats://***@bus otlp=http://collector:4318 admin_api=off cluster=127.0.0.1:7101 seeds=[127.0.0.1:7102] cluster_secret=set \
          heartbeat_interval=500ms suspect_after=2s dead_after=5s crash_confirm=600ms \

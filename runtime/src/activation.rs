@@ -1,27 +1,39 @@
-//! One activation: a ractor actor that hosts one instance of a [`VirtualActor`].
+//! One activation: the loaded instance of a [`VirtualActor`] on this node, with its mailbox.
 //!
-//! ractor gives the mailbox and the turn-based loop (one message at a time). This module adds
-//! what a virtual actor needs on top:
-//! - **lazy load**: the stored state is loaded by the first message, not in `pre_start`, so a
-//!   store outage answers that message with a typed error instead of failing the spawn and
-//!   dropping every queued message;
+//! An activation is a small cell in the directory: the actor's identity, its loaded turn and
+//! a queue. It owns **no task while idle**: the first message queued on an empty mailbox
+//! spawns a tokio task (the *runner*) that handles the queue one message at a time and ends
+//! when the queue is empty, parking the loaded turn back in the cell. Turn-based execution
+//! holds by construction: at most one runner per activation exists, because "a runner is
+//! running" is decided under the mailbox lock together with the queue's state. So an idle
+//! active actor costs its state and a few hundred bytes, not a task and a mailbox's channels
+//! (issue 14; each activation was a ractor actor until then, about 9 KiB while idle).
+//!
+//! On top of that loop this module adds what a virtual actor needs:
+//! - **lazy load**: the stored state is loaded by the first message, not at activation, so
+//!   a store outage answers that message with a typed error instead of losing it;
 //! - **commit before reply** (see [`crate::actor`]);
 //! - **panic isolation**: a panicking handler is caught here, its caller gets
 //!   [`RuntimeError::Panicked`], and the activation retires so the next message starts from
 //!   the last committed state;
 //! - **retirement**: a retired activation is out of the directory; messages that were already
 //!   queued for it are re-dispatched to the fresh activation (bounded by [`MAX_HOPS`]), and
-//!   it stops when its last in-flight message is done.
+//!   it ends when its queue is empty.
 //!
-//! **Invariant**: every message counted in [`EntryShared::inflight`] is answered (or
-//! re-dispatched) exactly once, and the count drops only after that.
+//! **Invariants**
+//! - Every message counted in [`Activation::inflight`] is answered (or re-dispatched)
+//!   exactly once, and the count drops only after that.
+//! - A message is queued only under its directory stripe lock, so once an activation is out
+//!   of the directory nothing is queued on it any more: its runner drains what is there.
+//! - The activation's end is counted ([`crate::lifecycle`]'s `stopped`) when its cell is
+//!   dropped: out of the directory and no runner left.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures::FutureExt;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
@@ -53,74 +65,125 @@ pub(crate) enum ActivationMsg<A: VirtualActor> {
     Reminder {
         name: String,
     },
-    Deactivate {
-        reason: DeactivationReason,
-    },
 }
 
-// With ractor's `cluster` feature its blanket `Message` impl is gone. Activations are
-// local-only (never announced to peers): the default impl says "not serialisable".
-#[cfg(feature = "cluster")]
-impl<A: VirtualActor> ractor::Message for ActivationMsg<A> {}
-
-/// Counters shared between an activation and its directory entry.
-pub(crate) struct EntryShared {
+/// One activation: shared by its directory entry and, while messages are queued, its runner.
+pub(crate) struct Activation<A: VirtualActor> {
+    pub(crate) id: ActorId,
+    host: Arc<KindHost<A>>,
+    runtime: Runtime,
     /// Tells this activation apart from earlier and later ones of the same actor.
     pub(crate) generation: u64,
-    /// Messages sent to this activation and not yet answered.
+    /// Messages queued on this activation and not yet answered.
     pub(crate) inflight: AtomicU32,
     /// Monotonic ms of the last message sent to it: drives idle passivation and LRU.
     pub(crate) last_used_ms: AtomicU64,
+    mailbox: Mutex<Mailbox<A>>,
 }
 
-impl EntryShared {
-    pub(crate) fn new(generation: u64, now_ms: u64) -> Self {
-        Self {
-            generation,
-            inflight: AtomicU32::new(0),
-            last_used_ms: AtomicU64::new(now_ms),
-        }
-    }
+/// The queue and the loaded turn, under one lock.
+struct Mailbox<A: VirtualActor> {
+    queue: VecDeque<ActivationMsg<A>>,
+    /// A runner task is handling the queue (and holds the state meanwhile).
+    running: bool,
+    /// The runner ended abnormally: nothing is queued here any more.
+    closed: bool,
+    /// The state between runs; `None` while a runner holds it.
+    parked: Option<ActivationState<A>>,
 }
 
-/// The ractor actor behind one activation.
-pub(crate) struct Activation<A: VirtualActor> {
-    pub(crate) id: ActorId,
-    pub(crate) host: Arc<KindHost<A>>,
-    pub(crate) runtime: Runtime,
-    pub(crate) shared: Arc<EntryShared>,
-}
-
-/// The activation's state as ractor sees it.
-pub(crate) struct ActivationState<A: VirtualActor> {
+/// The activation's state, owned by its runner while it runs.
+struct ActivationState<A: VirtualActor> {
     /// `None` until the first message loads it.
     turn: Option<Turn<A>>,
     /// Out of the directory: queued messages go to the next activation.
     retired: bool,
 }
 
-impl<A: VirtualActor> Actor for Activation<A> {
-    type Msg = ActivationMsg<A>;
-    type State = ActivationState<A>;
-    type Arguments = ();
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        _args: (),
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(ActivationState {
-            turn: None,
-            retired: false,
-        })
+impl<A: VirtualActor> Activation<A> {
+    /// A fresh activation (its state loads with the first message). Counted active from now.
+    pub(crate) fn new(
+        id: ActorId,
+        host: Arc<KindHost<A>>,
+        runtime: Runtime,
+        generation: u64,
+        now_ms: u64,
+    ) -> Self {
+        runtime.lifecycle().activated(A::KIND);
+        Self {
+            id,
+            host,
+            runtime,
+            generation,
+            inflight: AtomicU32::new(0),
+            last_used_ms: AtomicU64::new(now_ms),
+            mailbox: Mutex::new(Mailbox {
+                queue: VecDeque::new(),
+                running: false,
+                closed: false,
+                parked: Some(ActivationState {
+                    turn: None,
+                    retired: false,
+                }),
+            }),
+        }
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    fn mailbox(&self) -> MutexGuard<'_, Mailbox<A>> {
+        // Critical sections never panic midway, so a poisoned mailbox is still consistent.
+        self.mailbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queue `message` (the caller holds the directory stripe lock and counted it in
+    /// `inflight`), starting a runner if none runs. `Err` gives it back when this
+    /// activation has ended abnormally.
+    pub(crate) fn deliver(
+        self: &Arc<Self>,
+        message: ActivationMsg<A>,
+    ) -> Result<(), ActivationMsg<A>> {
+        let mut mailbox = self.mailbox();
+        if mailbox.closed {
+            return Err(message);
+        }
+        mailbox.queue.push_back(message);
+        if !mailbox.running {
+            mailbox.running = true;
+            drop(mailbox);
+            tokio::spawn(Arc::clone(self).run());
+        }
+        Ok(())
+    }
+
+    /// The activation left the directory for `reason`: it ends once its runner (if any)
+    /// is done, when the last reference to it goes.
+    pub(crate) fn deactivated(&self, reason: DeactivationReason) {
+        self.runtime.lifecycle().deactivated(A::KIND, reason);
+    }
+
+    /// The runner: handle queued messages one at a time until the queue is empty.
+    async fn run(self: Arc<Self>) {
+        let Some(mut state) = self.mailbox().parked.take() else {
+            return; // unreachable: `running` is set by whoever spawns, once
+        };
+        let guard = RunnerGuard(&self);
+        loop {
+            let message = {
+                let mut mailbox = self.mailbox();
+                match mailbox.queue.pop_front() {
+                    Some(message) => message,
+                    None => {
+                        mailbox.parked = Some(state);
+                        mailbox.running = false;
+                        std::mem::forget(guard);
+                        return;
+                    }
+                }
+            };
+            self.handle(message, &mut state).await;
+        }
+    }
+
+    async fn handle(&self, message: ActivationMsg<A>, state: &mut ActivationState<A>) {
         match message {
             ActivationMsg::Command {
                 command,
@@ -155,14 +218,37 @@ impl<A: VirtualActor> Actor for Activation<A> {
                     self.run_reminder(state, &name).instrument(turn).await;
                 }
             }
-            ActivationMsg::Deactivate { reason } => {
-                self.runtime.lifecycle().deactivated(A::KIND, reason);
-                myself.stop(None);
-                return Ok(());
-            }
         }
-        self.finish_message(&myself, state);
-        Ok(())
+        self.finish_message(state);
+    }
+}
+
+impl<A: VirtualActor> Drop for Activation<A> {
+    fn drop(&mut self) {
+        self.runtime.lifecycle().stopped(A::KIND);
+    }
+}
+
+/// Armed while a runner runs: should it unwind (a bug outside the handler's own panic
+/// isolation), the activation closes, leaves the directory and drops its queue (closing the
+/// callers' reply channels: they see it as unreachable) instead of staying "running" forever.
+struct RunnerGuard<'a, A: VirtualActor>(&'a Arc<Activation<A>>);
+
+impl<A: VirtualActor> Drop for RunnerGuard<'_, A> {
+    fn drop(&mut self) {
+        let activation = self.0;
+        let dropped = {
+            let mut mailbox = activation.mailbox();
+            mailbox.closed = true;
+            std::mem::take(&mut mailbox.queue)
+        };
+        if activation
+            .host
+            .remove_entry(&activation.id.key, activation.generation)
+        {
+            activation.deactivated(DeactivationReason::Discarded);
+        }
+        drop(dropped);
     }
 }
 
@@ -336,7 +422,7 @@ impl<A: VirtualActor> Activation<A> {
     fn retire(&self, state: &mut ActivationState<A>, reason: DeactivationReason) {
         if !state.retired {
             state.retired = true;
-            self.host.remove_entry(&self.id.key, self.shared.generation);
+            self.host.remove_entry(&self.id.key, self.generation);
             self.runtime.lifecycle().deactivated(A::KIND, reason);
         }
     }
@@ -378,16 +464,13 @@ impl<A: VirtualActor> Activation<A> {
         );
     }
 
-    /// Count the message done; a retired activation stops once it has nothing in flight.
-    /// One whose shard moved away while it ran retires now: the shard's lost-shard pass
-    /// skipped it as busy, and nothing routes here any more to make it notice later.
-    fn finish_message(&self, myself: &ActorRef<ActivationMsg<A>>, state: &mut ActivationState<A>) {
+    /// Count the message done. One whose shard moved away while it ran retires now: the
+    /// shard's lost-shard pass skipped it as busy, and nothing routes here any more to make
+    /// it notice later.
+    fn finish_message(&self, state: &mut ActivationState<A>) {
         if !state.retired && self.runtime.serving_epoch(&self.id).is_err() {
             self.retire(state, DeactivationReason::ShardMoved);
         }
-        let before = self.shared.inflight.fetch_sub(1, Ordering::AcqRel);
-        if state.retired && before == 1 {
-            myself.stop(None);
-        }
+        self.inflight.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -4,6 +4,11 @@
 //! mutex, held only for a lookup, an insert or a removal (never across an await). That keeps
 //! the hot path free of a global lock.
 //!
+//! **Memory**: an entry is the key and one reference to its [`Activation`] (the cell that
+//! holds the loaded state). A stripe's map shrinks when it is mostly empty after removals,
+//! so passivating a burst of actors gives their slots back (a `HashMap` never shrinks by
+//! itself; issue 14).
+//!
 //! **Invariants**
 //! - At most one activation per key is in the directory at a time; a new one is spawned only
 //!   under the stripe lock, after the old one was removed.
@@ -15,20 +20,18 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use ractor::{ActorRef, ActorRuntime, MessagingErr};
-
-use crate::activation::{Activation, ActivationMsg, EntryShared};
+use crate::activation::{Activation, ActivationMsg};
 use crate::actor::VirtualActor;
 use crate::identity::ActorId;
 use crate::lifecycle::DeactivationReason;
 use crate::runtime::Runtime;
 
 const STRIPES: usize = 64;
+/// A stripe's map shrinks when fewer than a quarter of its slots are used (and it has
+/// more than this many): to twice its entries, so shrinking is amortised over removals.
+const SHRINK_ABOVE: usize = 64;
 
-struct Entry<A: VirtualActor> {
-    actor_ref: ActorRef<ActivationMsg<A>>,
-    shared: Arc<EntryShared>,
-}
+type Entry<A> = Arc<Activation<A>>;
 
 /// A passivation candidate found by a sweep.
 pub(crate) struct IdleEntry {
@@ -101,67 +104,52 @@ impl<A: VirtualActor> KindHost<A> {
             let mut stripe = self.stripe(key);
             let entry = match stripe.get(key) {
                 Some(entry) => entry,
-                None => match self.activate(runtime, key, now_ms) {
-                    Some(entry) => stripe.entry(key.to_owned()).or_insert(entry),
-                    None => return,
-                },
+                None => {
+                    let entry = self.activate(runtime, key, now_ms);
+                    stripe.entry(key.to_owned()).or_insert(entry)
+                }
             };
-            entry.shared.inflight.fetch_add(1, Ordering::AcqRel);
-            entry.shared.last_used_ms.store(now_ms, Ordering::Release);
-            match entry.actor_ref.send_message(message) {
+            entry.inflight.fetch_add(1, Ordering::AcqRel);
+            entry.last_used_ms.store(now_ms, Ordering::Release);
+            let delivered = entry.deliver(message);
+            if delivered.is_err() {
+                entry.inflight.fetch_sub(1, Ordering::AcqRel);
+            }
+            match delivered {
                 Ok(()) => return,
-                Err(MessagingErr::SendErr(returned)) => {
-                    // The activation died outside our control: forget it and start afresh.
-                    stripe.remove(key);
+                Err(returned) => {
+                    // The activation ended outside our control: forget it and start afresh.
+                    remove(&mut stripe, key);
                     message = returned;
                 }
-                Err(_) => {
-                    stripe.remove(key);
-                    return;
-                }
             }
         }
     }
 
-    /// Spawn a fresh activation (its state loads with the first message).
-    fn activate(self: &Arc<Self>, runtime: &Runtime, key: &str, now_ms: u64) -> Option<Entry<A>> {
+    /// A fresh activation (its state loads with the first message; its runner starts with
+    /// it).
+    fn activate(self: &Arc<Self>, runtime: &Runtime, key: &str, now_ms: u64) -> Entry<A> {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let shared = Arc::new(EntryShared::new(generation, now_ms));
-        let activation = Activation {
-            id: ActorId::new(A::KIND, key),
-            host: Arc::clone(self),
-            runtime: runtime.clone(),
-            shared: Arc::clone(&shared),
-        };
-        match ActorRuntime::spawn_instant(None, activation, ()) {
-            Ok((actor_ref, startup)) => {
-                runtime.lifecycle().activated(A::KIND);
-                let lifecycle = runtime.lifecycle_handle();
-                tokio::spawn(async move {
-                    // Runs when the activation ends, however it ends.
-                    if let Ok(Ok(running)) = startup.await {
-                        let _ = running.await;
-                    }
-                    lifecycle.stopped(A::KIND);
-                });
-                Some(Entry { actor_ref, shared })
-            }
-            Err(error) => {
-                tracing::error!(kind = A::KIND, key, %error, "cannot spawn activation");
-                None
-            }
-        }
+        Arc::new(Activation::new(
+            ActorId::new(A::KIND, key),
+            Arc::clone(self),
+            runtime.clone(),
+            generation,
+            now_ms,
+        ))
     }
 
-    /// Remove `key` from the directory if it still holds activation `generation`.
-    pub(crate) fn remove_entry(&self, key: &str, generation: u64) {
+    /// Remove `key` from the directory if it still holds activation `generation`; returns
+    /// whether it did.
+    pub(crate) fn remove_entry(&self, key: &str, generation: u64) -> bool {
         let mut stripe = self.stripe(key);
-        if stripe
+        let held = stripe
             .get(key)
-            .is_some_and(|entry| entry.shared.generation == generation)
-        {
-            stripe.remove(key);
+            .is_some_and(|entry| entry.generation == generation);
+        if held {
+            remove(&mut stripe, key);
         }
+        held
     }
 
     /// Entries with nothing in flight, used before `idle_before_ms` (all of them when
@@ -171,13 +159,11 @@ impl<A: VirtualActor> KindHost<A> {
         for stripe in self.stripes.iter() {
             let stripe = stripe.lock().unwrap_or_else(PoisonError::into_inner);
             for (key, entry) in stripe.iter() {
-                let last_used_ms = entry.shared.last_used_ms.load(Ordering::Acquire);
-                if entry.shared.inflight.load(Ordering::Acquire) == 0
-                    && last_used_ms < idle_before_ms
-                {
+                let last_used_ms = entry.last_used_ms.load(Ordering::Acquire);
+                if entry.inflight.load(Ordering::Acquire) == 0 && last_used_ms < idle_before_ms {
                     idle.push(IdleEntry {
                         key: key.clone(),
-                        generation: entry.shared.generation,
+                        generation: entry.generation,
                         last_used_ms,
                     });
                 }
@@ -191,18 +177,18 @@ impl<A: VirtualActor> KindHost<A> {
     pub(crate) fn passivate(&self, candidate: &IdleEntry, reason: DeactivationReason) -> bool {
         let mut stripe = self.stripe(&candidate.key);
         let still_idle = stripe.get(&candidate.key).is_some_and(|entry| {
-            entry.shared.generation == candidate.generation
-                && entry.shared.inflight.load(Ordering::Acquire) == 0
-                && entry.shared.last_used_ms.load(Ordering::Acquire) == candidate.last_used_ms
+            entry.generation == candidate.generation
+                && entry.inflight.load(Ordering::Acquire) == 0
+                && entry.last_used_ms.load(Ordering::Acquire) == candidate.last_used_ms
         });
         if !still_idle {
             return false;
         }
-        match stripe.remove(&candidate.key) {
-            Some(entry) => entry
-                .actor_ref
-                .send_message(ActivationMsg::Deactivate { reason })
-                .is_ok(),
+        match remove(&mut stripe, &candidate.key) {
+            Some(entry) => {
+                entry.deactivated(reason);
+                true
+            }
             None => false,
         }
     }
@@ -214,14 +200,12 @@ impl<A: VirtualActor> KindHost<A> {
         let Some(entry) = stripe.get(key) else {
             return PassivateResult::Inactive;
         };
-        if entry.shared.inflight.load(Ordering::Acquire) != 0 {
+        if entry.inflight.load(Ordering::Acquire) != 0 {
             return PassivateResult::Busy;
         }
-        match stripe.remove(key) {
+        match remove(&mut stripe, key) {
             Some(entry) => {
-                let _ = entry.actor_ref.send_message(ActivationMsg::Deactivate {
-                    reason: DeactivationReason::Requested,
-                });
+                entry.deactivated(DeactivationReason::Requested);
                 PassivateResult::Passivated
             }
             None => PassivateResult::Inactive,
@@ -232,4 +216,15 @@ impl<A: VirtualActor> KindHost<A> {
     pub(crate) fn is_active(&self, key: &str) -> bool {
         self.stripe(key).contains_key(key)
     }
+}
+
+/// Remove `key` from `stripe`, shrinking the map when it is mostly empty (a burst of
+/// activations must not pin its peak's slots once passivated).
+fn remove<A: VirtualActor>(stripe: &mut HashMap<String, Entry<A>>, key: &str) -> Option<Entry<A>> {
+    let removed = stripe.remove(key);
+    let capacity = stripe.capacity();
+    if capacity > SHRINK_ABOVE && stripe.len() * 4 < capacity {
+        stripe.shrink_to(stripe.len() * 2);
+    }
+    removed
 }

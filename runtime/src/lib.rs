@@ -50,7 +50,9 @@ pub use lifecycle::{DeactivationReason, KindSnapshot};
 pub use operations::OperationError;
 pub use placement::{Rendezvous, SHARD_COUNT, Shard, owner_of, shard_of, shard_of_id};
 pub use rates::{NodeRates, Rates};
-pub use runtime::{ActorHandle, ForwardedCallError, Runtime, RuntimeBuilder, RuntimeConfig};
+pub use runtime::{
+    ActorHandle, ForwardedCallError, PassivationHook, Runtime, RuntimeBuilder, RuntimeConfig,
+};
 pub use status::{
     ActorLocation, ClusterChange, ClusterEvent, ClusterStatus, DrainOutcome, NodeLoad, NodeStatus,
     PassivateOutcome, RATE_WINDOW_SECONDS,

@@ -35,24 +35,34 @@ pub(crate) async fn run(runtime: WeakRuntime) {
     }
 }
 
-/// One sweep: idle actors first, then the LRU ones above the cap.
+/// One sweep: idle actors first, then the LRU ones above the cap. The runtime's
+/// passivation hook hears how many went.
 pub(crate) fn sweep(runtime: &Runtime) {
     let now_ms = runtime.clock().monotonic_ms();
     let idle_ms = runtime.config().idle_timeout.as_millis() as u64;
     let idle_before_ms = now_ms.saturating_sub(idle_ms);
+    let mut passivated = 0;
     for host in runtime.hosts() {
         for candidate in host.idle_entries(idle_before_ms) {
-            host.passivate(&candidate, DeactivationReason::Idle);
+            if host.passivate(&candidate, DeactivationReason::Idle) {
+                passivated += 1;
+            }
         }
     }
-    evict_over_capacity(runtime);
+    passivated += evict_over_capacity(runtime);
+    if passivated > 0
+        && let Some(hook) = runtime.passivation_hook()
+    {
+        hook(passivated);
+    }
 }
 
-fn evict_over_capacity(runtime: &Runtime) {
+/// Passivate the least recently used idle actors above the cap; returns how many.
+fn evict_over_capacity(runtime: &Runtime) -> usize {
     let cap = runtime.config().max_active_actors as i64;
     let excess = runtime.lifecycle().total_active() - cap;
     if excess <= 0 {
-        return;
+        return 0;
     }
     let mut candidates: Vec<(usize, IdleEntry)> = runtime
         .hosts()
@@ -74,4 +84,5 @@ fn evict_over_capacity(runtime: &Runtime) {
             evicted += 1;
         }
     }
+    evicted as usize
 }

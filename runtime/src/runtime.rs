@@ -87,6 +87,10 @@ impl RuntimeConfig {
     }
 }
 
+/// Told how many actors a passivation sweep just passivated (see
+/// [`RuntimeBuilder::on_passivation`]). Runs on the sweeper's task: it must be quick.
+pub type PassivationHook = Arc<dyn Fn(usize) + Send + Sync>;
+
 /// What the runtime needs to know of a kind without knowing its type.
 pub(crate) trait ErasedHost: Send + Sync {
     fn idle_entries(&self, idle_before_ms: u64) -> Vec<IdleEntry>;
@@ -175,6 +179,8 @@ pub(crate) struct RuntimeInner {
     journal: Journal,
     /// Writes and reads the trace context of forwarded calls ([`NoTrace`] by default).
     trace: Arc<dyn TraceContext>,
+    /// Told of each sweep's passivations (the node gives freed memory back with it).
+    on_passivation: Option<PassivationHook>,
 }
 
 /// A cheap, cloneable handle on the node's runtime.
@@ -194,9 +200,18 @@ pub struct RuntimeBuilder {
     lifecycle: Arc<Lifecycle>,
     relay: Option<Arc<Relay>>,
     trace: Arc<dyn TraceContext>,
+    on_passivation: Option<PassivationHook>,
 }
 
 impl RuntimeBuilder {
+    /// Call `hook` with the number of actors each passivation sweep passivated (when it
+    /// passivated any). The runtime frees their memory; what the allocator does with it is
+    /// the process's business (the node trims glibc's arenas after a burst).
+    pub fn on_passivation(mut self, hook: PassivationHook) -> Self {
+        self.on_passivation = Some(hook);
+        self
+    }
+
     /// Publish the actors' outbox entries to `bus` with an outbox relay (see
     /// [`crate::events::relay`]). Without it, events stay in the outbox.
     pub fn events(mut self, bus: Arc<dyn EventBus>, settings: RelaySettings) -> Self {
@@ -278,6 +293,7 @@ impl RuntimeBuilder {
                 rates,
                 journal,
                 trace: self.trace,
+                on_passivation: self.on_passivation,
             }),
         };
         if let Some(relay) = &runtime.inner.relay {
@@ -311,6 +327,7 @@ impl Runtime {
             lifecycle: Arc::new(Lifecycle::default()),
             relay: None,
             trace: Arc::new(NoTrace),
+            on_passivation: None,
         }
     }
 
@@ -410,16 +427,16 @@ impl Runtime {
         &self.inner.lifecycle
     }
 
-    pub(crate) fn lifecycle_handle(&self) -> Arc<Lifecycle> {
-        Arc::clone(&self.inner.lifecycle)
-    }
-
     pub(crate) fn downgrade(&self) -> WeakRuntime {
         WeakRuntime(Arc::downgrade(&self.inner))
     }
 
     pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
         self.inner.stopping.subscribe()
+    }
+
+    pub(crate) fn passivation_hook(&self) -> Option<&PassivationHook> {
+        self.inner.on_passivation.as_ref()
     }
 
     pub(crate) fn capacity_notify(&self) -> &Notify {

@@ -22,6 +22,11 @@
 //! A file written before the `outbox_by_shard` index existed (layout 1) is indexed when it
 //! is opened, in one pass over its pending outbox entries.
 //!
+//! **Memory**: redb keeps pages in a cache of its own (read pages, and written pages until
+//! they are flushed), 1 GiB by default, which a node would fill with every page it ever
+//! wrote. [`EmbeddedOptions::cache_bytes`] bounds it (64 MiB by default; the node's
+//! `store_cache_mb` setting).
+//!
 //! **Invariants**: exactly one thread writes the file; nothing is answered `Ok` before its
 //! commit returned; dropping the store stops the writer after it finished the requests already
 //! queued, then releases the file so it can be reopened.
@@ -62,6 +67,27 @@ struct Writer {
     thread: JoinHandle<()>,
 }
 
+/// Settings of [`EmbeddedStore::open_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    /// Most bytes redb keeps cached in memory (read cache and write buffer together).
+    pub cache_bytes: usize,
+}
+
+impl EmbeddedOptions {
+    /// The default cache: 64 MiB, enough for the hot pages of a node's working set while
+    /// keeping the process small (redb's own default is 1 GiB).
+    pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: Self::DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
 /// How the group commit has batched so far (since the store was opened).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommitStats {
@@ -83,8 +109,15 @@ impl CommitStats {
 }
 
 impl EmbeddedStore {
-    /// Open the store at `path`, creating the file (and its parent directories) when absent.
+    /// Open the store at `path` with the default [`EmbeddedOptions`], creating the file (and
+    /// its parent directories) when absent.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, EmbeddedOptions::default())
+    }
+
+    /// Open the store at `path` with `options`, creating the file (and its parent
+    /// directories) when absent.
+    pub fn open_with(path: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
         if let Some(parent) = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
@@ -93,9 +126,12 @@ impl EmbeddedStore {
                 StoreError::Other(format!("cannot create {}: {error}", parent.display()))
             })?;
         }
-        let db = Database::create(path).map_err(|error| {
-            StoreError::Other(format!("cannot open {}: {error}", path.display()))
-        })?;
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(path)
+            .map_err(|error| {
+                StoreError::Other(format!("cannot open {}: {error}", path.display()))
+            })?;
         initialize(&db)?;
         let db = Arc::new(db);
 
