@@ -1,37 +1,58 @@
 //! The checkout saga: one `checkout` actor per `{user_id}:{idempotency_key}`.
 //!
 //! # Steps
-//! 1. **Start**: remember the request's fingerprint, mint the checkout id (it names the
-//!    stock reservations and the payment authorization) and the order id, arm the `recover`
-//!    reminder. Checkpoint.
+//! 1. **Start**: read the cart (a read, no lock), remember the request's fingerprint and
+//!    the cart's lines, mint the checkout id (it names the stock reservations and the
+//!    payment authorization) and the order id, arm the `recover` reminder. **Checkpoint**:
+//!    the saga's first durable write, before any effect.
 //! 2. **Lock the cart** ([`CartCommand::BeginCheckout`]): the cart must be the caller's (a
-//!    guest cart is refused: login merges it into the user's cart); it records this checkout, refuses every change to its lines
-//!    and every other checkout until this one completes or aborts, and answers its lines,
-//!    priced at add time. Shipping is quoted from the rate table. Checkpoint.
-//! 3. **Reserve** every line on its SKU's inventory actor. Checkpoint.
+//!    guest cart is refused: login merges it into the user's cart); it records this
+//!    checkout, refuses every change to its lines and every other checkout until this one
+//!    completes or aborts, and answers its lines, priced at add time. Shipping is quoted
+//!    from the rate table. Only if the lines differ from the ones read in step 1 (the cart
+//!    changed in between) is this checkpointed, so that recovery knows what to release.
+//! 3. **Reserve** every line on its SKU's inventory actor (all lines at once).
 //! 4. **Authorize** subtotal + shipping (idempotency key: the checkout id), under the
-//!    payment deadline. Checkpoint before (a crash now means "unknown outcome") and after.
-//! 5. **Place the order** and index it for the user. Checkpoint.
-//! 6. **Commit** every reservation. Checkpoint. *This is the pivot*: before it, any failure
-//!    is compensated; after it, the saga only rolls forward.
-//! 7. **Capture** the payment, mark the order paid, **empty the cart** (completing its
-//!    checkout). A step that cannot be done now (the gateway does not answer) is retried by
-//!    the `follow-up` reminder; the client already has its order.
+//!    payment deadline.
+//! 5. **Commit** every reservation (the stock is sold).
+//! 6. **Capture** the authorized amount. *This is the pivot*: before it, any failure is
+//!    compensated; after it, the saga only rolls forward. It is decided inside one
+//!    payment record: a capture and a void by key cannot both win.
+//! 7. **Place the order**, already paid (`placed` + `paid` in one write), then **index**
+//!    it for the user and **empty the cart** (completing its checkout), both at once. A
+//!    step that cannot be done now is retried by the `follow-up` reminder; the client
+//!    already has its order.
+//! 8. **Store the outcome** (and cancel the `recover` reminder): the saga's second and
+//!    last durable write of its own.
+//!
+//! # Why two checkpoints are enough
+//! Every step is idempotent by the checkout id, and every undo is too (a release or a void
+//! of something that never happened leaves a tombstone that refuses it later), so a saga
+//! needs no checkpoint *between* effects: recovery undoes everything the start checkpoint
+//! says it may have done. The one question that must have a single answer is whether the
+//! pivot passed, and the payment record answers it: recovery voids by key; voided means
+//! the capture never happened and never will (compensate), refused means it happened
+//! (roll forward, reading the reference from the gateway). Durable writes of a one-line
+//! checkout: 10 (were 17); see ARCHITECTURE.md, "Checkout".
 //!
 //! # Compensation
-//! Before the pivot, a failure undoes what was done, newest first: cancel the order (which
-//! returns its stock and voids its payment), void the authorization *by key* (so a timed-out
-//! authorization that did happen is voided, and one that arrives late is refused), release
-//! every reservation (releasing also leaves a tombstone against late reserves), unlock the
-//! cart with its lines intact.
+//! Before the pivot, a failure undoes what was done, newest first: void the authorization
+//! *by key* (so a timed-out authorization that did happen is voided, and one that arrives
+//! late is refused; if the void is refused, the payment was captured: the pivot passed and
+//! the saga rolls forward instead), release every reservation (releasing also leaves a
+//! tombstone against late reserves, and returns committed units), unlock the cart with its
+//! lines intact. Records of earlier versions that placed the order before the pivot have
+//! it cancelled first.
 //!
 //! # Idempotency and crashes
 //! The outcome (a placed order's snapshot, or the failure) is stored; a retry with the same
 //! key and the same request gets it back unchanged; with a different request,
 //! [`CheckoutRejection::KeyReused`]. A retry while the saga runs waits behind it (one turn at
 //! a time). If the node dies mid-saga, the next request with the key, or the `recover`
-//! reminder, finds the saga unfinished: before the pivot it is compensated and ends
-//! [`CheckoutFailure::Interrupted`]; after it, it rolls forward to the order.
+//! reminder, finds the saga unfinished at `Started`: it voids by key; before the pivot it
+//! is compensated and ends [`CheckoutFailure::Interrupted`]; after it, it rolls forward to
+//! the order. Records of earlier versions (one checkpoint per step) are settled the same
+//! way from the step they stored.
 //!
 //! Deadlocks: this actor asks cart, inventory, payment, order and user-orders actors; none
 //! of them ever asks a checkout.
@@ -41,8 +62,9 @@
 //!   the start (step 1). That commit happens once per checkout: a retry or the recovery of
 //!   a started saga finds the fingerprint and never starts again, and a start whose commit
 //!   failed left nothing behind (its retry mints a new checkout id and raises its own).
-//! - `PaymentCaptured` in the commit that records the capture as done (the roll-forward's
-//!   `follow_up.capture` turning false after the gateway answered a captured payment).
+//! - `PaymentCaptured` in the commit that records the capture as done: the saga's last
+//!   write (or, after a crash, the commit of the turn whose void found it captured;
+//!   for records of earlier versions, the one whose `follow_up.capture` turned false).
 //!   The checkout is the one actor whose commit records a capture whatever the gateway:
 //!   the built-in test gateway's `payment` actors stand in for an external processor and
 //!   raise nothing. A capture the gateway refused (the payment was voided) raises nothing.
@@ -53,7 +75,7 @@ use emporium_runtime::{RuntimeError, Turn, VirtualActor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cart::{CartActor, CartCommand, CartLine, CartRejection, subtotal_cents};
+use crate::cart::{CartActor, CartCommand, CartLine, CartRejection, CartView, subtotal_cents};
 use crate::events::DomainEvent;
 use crate::experiments::Experiments;
 use crate::inventory::{InventoryActor, StockCommand, StockRejection, StockReply};
@@ -61,7 +83,8 @@ use crate::order::{
     NewOrder, OrderActor, OrderCommand, OrderView, UserOrdersActor, UserOrdersCommand,
 };
 use crate::payment::{
-    Authorization, AuthorizeRequest, PaymentError, PaymentProvider, PaymentStatus, within,
+    Authorization, AuthorizeRequest, PaymentError, PaymentProvider, PaymentRecord, PaymentStatus,
+    within,
 };
 use crate::shipping::{ShippingAddress, ShippingRates};
 use crate::values::{CartId, Currency, InvalidValue};
@@ -236,6 +259,12 @@ pub enum CheckoutCommand {
 }
 
 /// How far the saga got.
+///
+/// A saga of this version *stores* only `Started` (its first checkpoint, before any
+/// effect), `Committed` (when roll-forward work is left after the pivot) and `Done`; the
+/// other steps are its progress within the turn that runs it, which compensation reads to
+/// undo exactly what was done. They are also what records written by earlier versions
+/// (one checkpoint per step) may hold, which recovery still settles.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
@@ -246,8 +275,10 @@ pub enum Step {
     Reserved,
     Authorizing,
     Authorized,
+    /// Earlier versions only: the order was placed before the pivot.
     OrderPlaced,
-    /// The pivot: stock is sold.
+    /// The pivot passed: the payment is captured (earlier versions: the stock is
+    /// committed, the capture still owed in [`FollowUp::capture`]).
     Committed,
     Done,
 }
@@ -255,14 +286,32 @@ pub enum Step {
 /// Roll-forward work after the pivot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowUp {
+    /// Earlier versions only (they captured after the pivot).
     pub capture: bool,
+    /// Earlier versions only (their order was placed before it was paid).
     pub mark_paid: bool,
     pub clear_cart: bool,
+    /// Place the order, already paid.
+    #[serde(default)]
+    pub place_order: bool,
+    /// Add the order to the user's index.
+    #[serde(default)]
+    pub index_order: bool,
 }
 
 impl FollowUp {
+    /// What the pivot leaves to do.
+    fn after_capture() -> Self {
+        Self {
+            place_order: true,
+            index_order: true,
+            clear_cart: true,
+            ..Self::default()
+        }
+    }
+
     fn is_done(&self) -> bool {
-        !(self.capture || self.mark_paid || self.clear_cart)
+        !(self.capture || self.mark_paid || self.clear_cart || self.place_order || self.index_order)
     }
 }
 
@@ -276,6 +325,9 @@ pub struct CheckoutState {
     pub user_id: String,
     pub cart_id: String,
     pub shipping_address: Option<ShippingAddress>,
+    /// From `Started` on, the lines whose stock the saga may reserve: what recovery
+    /// releases. Read from the cart before the start, checkpointed again in the rare case
+    /// that the cart changed before it was locked.
     pub lines: Vec<CartLine>,
     pub currency: Currency,
     pub subtotal_cents: i64,
@@ -319,6 +371,14 @@ impl CheckoutActor {
 /// A saga step's result: `Err(failure)` means "compensate and answer this".
 type StepResult<T> = Result<Result<T, CheckoutFailure>, RuntimeError>;
 
+/// Where a payment of unknown fate stands once it was voided by key.
+enum Settled {
+    /// Voided (or never authorized): no capture can happen any more.
+    Voided,
+    /// It had been captured: the pivot passed.
+    Captured(PaymentRecord),
+}
+
 impl VirtualActor for CheckoutActor {
     const KIND: &'static str = "checkout";
     type State = CheckoutState;
@@ -340,17 +400,15 @@ impl VirtualActor for CheckoutActor {
                 return Ok(Ok(outcome.clone()));
             }
             // Started before and never finished: the node died mid-saga.
-            return Ok(Ok(self.recover(turn).await?));
+            return Ok(Ok(self.recover_interrupted(turn).await?));
         }
-        self.start(turn, &request, fingerprint).await?;
+        let lines = self.read_cart(turn, &request).await?;
+        self.start(turn, &request, fingerprint, lines).await?;
         let outcome = match self.forward(turn, &request).await {
             Ok(Ok(order)) => CheckoutOutcome::Placed {
                 order: Box::new(order),
             },
-            Ok(Err(failure)) => {
-                self.compensate(turn).await?;
-                CheckoutOutcome::Failed { failure }
-            }
+            Ok(Err(failure)) => self.unwind(turn, failure).await?,
             Err(error) => {
                 // An actor or the store did not answer: settle it now if possible (undo
                 // before the pivot, finish after it); else the recover reminder will.
@@ -368,7 +426,7 @@ impl VirtualActor for CheckoutActor {
         match name {
             RECOVER_REMINDER if turn.state().outcome.is_none() && turn.state().step > Step::New => {
                 tracing::warn!(checkout = turn.key(), step = ?turn.state().step, "recovering an unfinished checkout");
-                self.recover(turn).await?;
+                self.recover_interrupted(turn).await?;
             }
             FOLLOW_UP_REMINDER if !turn.state().follow_up.is_done() => {
                 self.roll_forward(turn).await?;
@@ -380,11 +438,29 @@ impl VirtualActor for CheckoutActor {
 }
 
 impl CheckoutActor {
+    /// The cart's lines as they are now (a read: no write, no lock). They go into the
+    /// start checkpoint, so that recovery knows which SKUs the saga may have reserved
+    /// without a checkpoint after the lock. `None` when there is no readable cart (the
+    /// lock then says why).
+    async fn read_cart(
+        &self,
+        turn: &Turn<Self>,
+        request: &CheckoutRequest,
+    ) -> Result<Option<CartView>, RuntimeError> {
+        let reply = turn
+            .runtime()
+            .actor::<CartActor>(request.cart_id.as_str())
+            .ask(CartCommand::Get)
+            .await?;
+        Ok(reply.ok())
+    }
+
     async fn start(
         &self,
         turn: &mut Turn<Self>,
         request: &CheckoutRequest,
         fingerprint: String,
+        cart: Option<CartView>,
     ) -> Result<(), RuntimeError> {
         let now_ms = turn.now_ms();
         let recover_at = now_ms + self.budget_ms();
@@ -397,6 +473,17 @@ impl CheckoutActor {
         state.cart_id = request.cart_id.as_str().to_owned();
         state.shipping_address = Some(request.shipping_address.clone());
         state.started_at_ms = now_ms;
+        // Quoted again at the lock (which refuses a country without a rate); stored now so
+        // that a saga recovered past its pivot places the order it charged for.
+        state.shipping_cents = self
+            .shipping
+            .quote(&request.shipping_address.country)
+            .unwrap_or_default();
+        if let Some(cart) = cart {
+            state.subtotal_cents = subtotal_cents(&cart.items);
+            state.lines = cart.items;
+            state.currency = cart.currency;
+        }
         let started = DomainEvent::CheckoutStarted {
             checkout_id: state.checkout_id.clone(),
             cart_id: state.cart_id.clone(),
@@ -432,8 +519,10 @@ impl CheckoutActor {
         if let Err(failure) = self.authorize(turn, request).await? {
             return Ok(Err(failure));
         }
-        self.place_order(turn).await?;
         if let Err(failure) = self.commit_stock(turn).await? {
+            return Ok(Err(failure));
+        }
+        if let Err(failure) = self.capture(turn).await? {
             return Ok(Err(failure));
         }
         Ok(Ok(self.roll_forward(turn).await?))
@@ -464,6 +553,7 @@ impl CheckoutActor {
                 return Ok(Err(CheckoutFailure::CartBusy));
             }
         };
+        let changed = cart.items != turn.state().lines || cart.currency != turn.state().currency;
         let state = turn.state_mut();
         state.step = Step::CartLocked;
         state.subtotal_cents = subtotal_cents(&cart.items);
@@ -473,23 +563,42 @@ impl CheckoutActor {
         if state.lines.is_empty() {
             return Ok(Err(CheckoutFailure::EmptyCart));
         }
-        turn.commit().await?;
+        if changed {
+            // The cart changed between the read and the lock: recovery must know the
+            // lines it is about to reserve. Rare; the only checkpoint before the pivot.
+            turn.commit().await?;
+        }
         Ok(Ok(()))
     }
 
+    /// Ask every line's inventory actor at once; answers come back in line order. Every
+    /// ask is awaited before an error is returned, so none is left in flight.
+    async fn each_line(
+        &self,
+        turn: &Turn<Self>,
+        command: impl Fn(&CartLine) -> StockCommand,
+    ) -> Result<Vec<StockReply>, RuntimeError> {
+        let runtime = turn.runtime();
+        let asks = turn.state().lines.iter().map(|line| {
+            let (sku, command) = (
+                runtime.actor::<InventoryActor>(line.sku.as_str()),
+                command(line),
+            );
+            async move { sku.ask(command).await }
+        });
+        futures::future::join_all(asks).await.into_iter().collect()
+    }
+
     async fn reserve(&self, turn: &mut Turn<Self>) -> StepResult<()> {
-        let mut short = Vec::new();
-        let lines = turn.state().lines.clone();
         let checkout_id = turn.state().checkout_id.clone();
-        for line in &lines {
-            let reply = turn
-                .runtime()
-                .actor::<InventoryActor>(line.sku.as_str())
-                .ask(StockCommand::Reserve {
-                    reservation: checkout_id.clone(),
-                    units: u64::from(line.quantity),
-                })
-                .await?;
+        let replies = self
+            .each_line(turn, |line| StockCommand::Reserve {
+                reservation: checkout_id.clone(),
+                units: u64::from(line.quantity),
+            })
+            .await?;
+        let mut short = Vec::new();
+        for (line, reply) in turn.state().lines.iter().zip(replies) {
             match reply {
                 StockReply::Reservation(Ok(_)) => {}
                 StockReply::Reservation(Err(StockRejection::Insufficient { sku, .. })) => {
@@ -502,18 +611,17 @@ impl CheckoutActor {
                 _ => short.push(line.sku.to_string()),
             }
         }
+        // Reserved (or some were): compensation releases every line either way.
+        Self::set_step(turn, Step::Reserved);
         if !short.is_empty() {
             return Ok(Err(CheckoutFailure::InsufficientStock { skus: short }));
         }
-        Self::set_step(turn, Step::Reserved);
-        turn.commit().await?;
         Ok(Ok(()))
     }
 
     async fn authorize(&self, turn: &mut Turn<Self>, request: &CheckoutRequest) -> StepResult<()> {
-        // From here a crash leaves an authorization of unknown outcome: recovery voids it.
+        // From here compensation voids by key: the authorization may have happened.
         Self::set_step(turn, Step::Authorizing);
-        turn.commit().await?;
         let state = turn.state();
         let gateway = self.payments.gateway(turn.runtime());
         let answer = within(
@@ -531,7 +639,6 @@ impl CheckoutActor {
                 let state = turn.state_mut();
                 state.payment_reference = Some(reference);
                 state.step = Step::Authorized;
-                turn.commit().await?;
                 Ok(Ok(()))
             }
             Ok(Authorization::Declined { code, message }) => {
@@ -544,115 +651,139 @@ impl CheckoutActor {
         }
     }
 
-    async fn place_order(&self, turn: &mut Turn<Self>) -> Result<(), RuntimeError> {
+    /// Sell the reserved units. Before the pivot: a lost reservation (expired, and the
+    /// units sold meanwhile) is compensated like a short one.
+    async fn commit_stock(&self, turn: &mut Turn<Self>) -> StepResult<()> {
+        let checkout_id = turn.state().checkout_id.clone();
+        let replies = self
+            .each_line(turn, |_| StockCommand::Commit {
+                reservation: checkout_id.clone(),
+            })
+            .await?;
+        let lost: Vec<String> = turn
+            .state()
+            .lines
+            .iter()
+            .zip(replies)
+            .filter(|(_, reply)| !matches!(reply, StockReply::Reservation(Ok(_))))
+            .map(|(line, _)| line.sku.to_string())
+            .collect();
+        if !lost.is_empty() {
+            return Ok(Err(CheckoutFailure::InsufficientStock { skus: lost }));
+        }
+        Ok(Ok(()))
+    }
+
+    /// *The pivot*: capture the authorized amount. One payment record decides it: a
+    /// capture and a void by key cannot both win, so a capture whose answer was lost is
+    /// settled by voiding: refused means it was captured.
+    async fn capture(&self, turn: &mut Turn<Self>) -> StepResult<()> {
         let state = turn.state();
-        let new = NewOrder {
+        let gateway = self.payments.gateway(turn.runtime());
+        let reference = state.payment_reference.clone().unwrap_or_default();
+        let captured = within(
+            self.payment_timeout,
+            gateway.capture(
+                &reference,
+                state.total_cents(),
+                &format!("capture:{}", state.checkout_id),
+            ),
+        )
+        .await;
+        let failure = match captured {
+            Ok(record) if is_captured(&record) => {
+                self.pivot(turn, &record)?;
+                return Ok(Ok(()));
+            }
+            Ok(record) => {
+                tracing::warn!(
+                    checkout = turn.key(),
+                    status = record.status.as_str(),
+                    "capture not applied"
+                );
+                CheckoutFailure::Interrupted
+            }
+            Err(PaymentError::Refused(reason)) => {
+                tracing::warn!(checkout = turn.key(), reason, "capture refused");
+                CheckoutFailure::Interrupted
+            }
+            Err(PaymentError::Unavailable(reason)) => {
+                tracing::warn!(checkout = turn.key(), reason, "capture outcome unknown");
+                CheckoutFailure::PaymentTimeout
+            }
+        };
+        Ok(Err(failure))
+    }
+
+    /// The pivot passed: record what is left to do, and the capture's event (committed
+    /// with the saga's next write, its last in the usual case).
+    fn pivot(&self, turn: &mut Turn<Self>, record: &PaymentRecord) -> Result<(), RuntimeError> {
+        let state = turn.state_mut();
+        state.step = Step::Committed;
+        state.payment_reference = Some(record.reference.clone());
+        state.follow_up = FollowUp::after_capture();
+        let captured = DomainEvent::PaymentCaptured {
+            order_id: state.order_id.clone(),
+            user_id: state.user_id.clone(),
+            reference: record.reference.clone(),
+            amount_cents: record.captured_cents,
+            currency: record.currency.as_str().to_owned(),
+        };
+        turn.emit(captured)
+    }
+
+    /// The order this checkout places (the `placed` event's payload).
+    fn new_order(turn: &Turn<Self>) -> Result<NewOrder, RuntimeError> {
+        Self::new_order_of(turn.state()).ok_or_else(|| RuntimeError::CorruptState {
+            actor: turn.id().clone(),
+            reason: "a started checkout has an address".to_owned(),
+        })
+    }
+
+    /// The order of a checkout state; `None` for a state without an address (never
+    /// started).
+    fn new_order_of(state: &CheckoutState) -> Option<NewOrder> {
+        Some(NewOrder {
             user_id: state.user_id.clone(),
             checkout_id: state.checkout_id.clone(),
             items: state.lines.clone(),
             subtotal_cents: state.subtotal_cents,
             shipping_cents: state.shipping_cents,
             currency: state.currency.clone(),
-            shipping_address: state.shipping_address.clone().ok_or_else(|| {
-                RuntimeError::CorruptState {
-                    actor: turn.id().clone(),
-                    reason: "a started checkout has an address".to_owned(),
-                }
-            })?,
+            shipping_address: state.shipping_address.clone()?,
             payment_reference: state.payment_reference.clone().unwrap_or_default(),
-        };
-        let order_id = state.order_id.clone();
-        let user_id = state.user_id.clone();
+        })
+    }
+
+    /// Place the order, already paid, in one write. Its id is a fresh UUID: a clash is
+    /// a bug, not a user error.
+    async fn place_order(&self, turn: &Turn<Self>) -> Result<OrderView, RuntimeError> {
+        let order_id = turn.state().order_id.clone();
         let placed = turn
             .runtime()
             .actor::<OrderActor>(order_id.clone())
-            .ask(OrderCommand::Place(Box::new(new)))
+            .ask(OrderCommand::PlacePaid(Box::new(Self::new_order(turn)?)))
             .await?;
-        if let Err(rejection) = placed {
-            // Order ids are fresh UUIDs: a clash is a bug, not a user error.
-            return Err(RuntimeError::Unreachable {
-                actor: turn.id().clone(),
-                reason: format!("cannot place order {order_id}: {rejection}"),
-            });
-        }
-        turn.runtime()
-            .actor::<UserOrdersActor>(user_id)
-            .ask(UserOrdersCommand::Add { order_id })
-            .await?;
-        Self::set_step(turn, Step::OrderPlaced);
-        turn.commit().await
+        placed.map_err(|rejection| RuntimeError::Unreachable {
+            actor: turn.id().clone(),
+            reason: format!("cannot place order {order_id}: {rejection}"),
+        })
     }
 
-    async fn commit_stock(&self, turn: &mut Turn<Self>) -> StepResult<()> {
-        let lines = turn.state().lines.clone();
-        let checkout_id = turn.state().checkout_id.clone();
-        let mut lost = Vec::new();
-        for line in &lines {
-            let reply = turn
-                .runtime()
-                .actor::<InventoryActor>(line.sku.as_str())
-                .ask(StockCommand::Commit {
-                    reservation: checkout_id.clone(),
-                })
-                .await?;
-            if !matches!(reply, StockReply::Reservation(Ok(_))) {
-                lost.push(line.sku.to_string());
-            }
-        }
-        if !lost.is_empty() {
-            // Reservations expired and the units were sold meanwhile.
-            return Ok(Err(CheckoutFailure::InsufficientStock { skus: lost }));
-        }
-        let state = turn.state_mut();
-        state.step = Step::Committed;
-        state.follow_up = FollowUp {
-            capture: true,
-            mark_paid: true,
-            clear_cart: true,
-        };
-        turn.commit().await?;
-        Ok(Ok(()))
-    }
-
-    /// After the pivot: capture, mark paid, empty the cart. What fails is left to the
-    /// `follow-up` reminder. Answers the order as it stands.
+    /// After the pivot: place the order (paid), then index it and empty the cart, both
+    /// at once. Every call is idempotent. What fails after the order exists is left to
+    /// the `follow-up` reminder; the client already has its order. Answers the order as
+    /// it stands. (Records of earlier versions may still owe a capture and a `paid`.)
     async fn roll_forward(&self, turn: &mut Turn<Self>) -> Result<OrderView, RuntimeError> {
         let mut follow_up = turn.state().follow_up.clone();
         let state = turn.state().clone();
         if follow_up.capture {
-            let gateway = self.payments.gateway(turn.runtime());
-            let reference = state.payment_reference.clone().unwrap_or_default();
-            let captured = within(
-                self.payment_timeout,
-                gateway.capture(
-                    &reference,
-                    state.total_cents(),
-                    &format!("capture:{}", state.checkout_id),
-                ),
-            )
-            .await;
-            match captured {
-                Ok(record) if record.status != PaymentStatus::Authorized => {
-                    follow_up.capture = false;
-                    turn.emit(DomainEvent::PaymentCaptured {
-                        order_id: state.order_id.clone(),
-                        user_id: state.user_id.clone(),
-                        reference: record.reference,
-                        amount_cents: record.captured_cents,
-                        currency: record.currency.as_str().to_owned(),
-                    })?;
-                }
-                Ok(_) => {}
-                Err(PaymentError::Refused(reason)) => {
-                    // Voided meanwhile (the order was cancelled): nothing to charge.
-                    tracing::warn!(checkout = turn.key(), reason, "capture refused");
-                    follow_up.capture = false;
-                    follow_up.mark_paid = false;
-                }
-                Err(error) => {
-                    tracing::warn!(checkout = turn.key(), %error, "capture not done yet; will retry");
-                }
-            }
+            self.legacy_capture(turn, &mut follow_up).await?;
+        }
+        let mut order = None;
+        if follow_up.place_order {
+            order = Some(self.place_order(turn).await?);
+            follow_up.place_order = false;
         }
         if follow_up.mark_paid && !follow_up.capture {
             let paid = turn
@@ -665,18 +796,30 @@ impl CheckoutActor {
                 follow_up.mark_paid = false;
             }
         }
-        if follow_up.clear_cart {
-            let cleared = turn
-                .runtime()
-                .actor::<CartActor>(state.cart_id.clone())
-                .ask(CartCommand::CompleteCheckout {
-                    checkout_id: state.checkout_id.clone(),
-                })
-                .await;
-            if cleared.is_ok() {
-                follow_up.clear_cart = false;
-            }
-        }
+        let runtime = turn.runtime().clone();
+        let index = async {
+            !follow_up.index_order
+                || runtime
+                    .actor::<UserOrdersActor>(state.user_id.clone())
+                    .ask(UserOrdersCommand::Add {
+                        order_id: state.order_id.clone(),
+                    })
+                    .await
+                    .is_ok()
+        };
+        let clear = async {
+            !follow_up.clear_cart
+                || runtime
+                    .actor::<CartActor>(state.cart_id.clone())
+                    .ask(CartCommand::CompleteCheckout {
+                        checkout_id: state.checkout_id.clone(),
+                    })
+                    .await
+                    .is_ok()
+        };
+        let (indexed, cleared) = tokio::join!(index, clear);
+        follow_up.index_order &= !indexed;
+        follow_up.clear_cart &= !cleared;
         if follow_up.is_done() {
             turn.cancel_reminder(FOLLOW_UP_REMINDER);
         } else {
@@ -684,30 +827,134 @@ impl CheckoutActor {
             turn.set_reminder(FOLLOW_UP_REMINDER, retry_at);
         }
         let done = follow_up.is_done();
-        let changed = follow_up != state.follow_up;
-        if changed {
+        if follow_up != state.follow_up {
             turn.state_mut().follow_up = follow_up;
         }
         if done && turn.state().step < Step::Done {
             Self::set_step(turn, Step::Done);
         }
+        match order {
+            Some(order) => Ok(order),
+            None => self.current_order(turn).await,
+        }
+    }
+
+    async fn current_order(&self, turn: &Turn<Self>) -> Result<OrderView, RuntimeError> {
+        let order_id = turn.state().order_id.clone();
         let order = turn
             .runtime()
-            .actor::<OrderActor>(state.order_id.clone())
+            .actor::<OrderActor>(order_id.clone())
             .ask(OrderCommand::Get)
             .await?;
         order.map_err(|rejection| RuntimeError::Unreachable {
             actor: turn.id().clone(),
-            reason: format!("order {} is missing: {rejection}", state.order_id),
+            reason: format!("order {order_id} is missing: {rejection}"),
         })
     }
 
-    /// Undo everything done before the pivot, newest first. Every call is idempotent, so
-    /// it is safe to run on a saga whose exact progress is unknown (after a crash).
+    /// A record of an earlier version, past its pivot (stock committed): capture now.
+    async fn legacy_capture(
+        &self,
+        turn: &mut Turn<Self>,
+        follow_up: &mut FollowUp,
+    ) -> Result<(), RuntimeError> {
+        let state = turn.state().clone();
+        let gateway = self.payments.gateway(turn.runtime());
+        let reference = state.payment_reference.clone().unwrap_or_default();
+        let captured = within(
+            self.payment_timeout,
+            gateway.capture(
+                &reference,
+                state.total_cents(),
+                &format!("capture:{}", state.checkout_id),
+            ),
+        )
+        .await;
+        match captured {
+            Ok(record) if record.status != PaymentStatus::Authorized => {
+                follow_up.capture = false;
+                turn.emit(DomainEvent::PaymentCaptured {
+                    order_id: state.order_id.clone(),
+                    user_id: state.user_id.clone(),
+                    reference: record.reference,
+                    amount_cents: record.captured_cents,
+                    currency: record.currency.as_str().to_owned(),
+                })?;
+            }
+            Ok(_) => {}
+            Err(PaymentError::Refused(reason)) => {
+                // Voided meanwhile (the order was cancelled): nothing to charge.
+                tracing::warn!(checkout = turn.key(), reason, "capture refused");
+                follow_up.capture = false;
+                follow_up.mark_paid = false;
+            }
+            Err(error) => {
+                tracing::warn!(checkout = turn.key(), %error, "capture not done yet; will retry");
+            }
+        }
+        Ok(())
+    }
+
+    /// Before the pivot: void the payment by key if it may exist, which settles whether
+    /// the pivot passed after all (a capture whose answer was lost); then undo the rest,
+    /// or roll forward if it was captured.
+    async fn unwind(
+        &self,
+        turn: &mut Turn<Self>,
+        failure: CheckoutFailure,
+    ) -> Result<CheckoutOutcome, RuntimeError> {
+        if turn.state().step >= Step::Authorizing
+            && let Settled::Captured(record) = self.void(turn).await?
+        {
+            self.pivot(turn, &record)?;
+            return Ok(CheckoutOutcome::Placed {
+                order: Box::new(self.roll_forward(turn).await?),
+            });
+        }
+        self.compensate(turn).await?;
+        Ok(CheckoutOutcome::Failed { failure })
+    }
+
+    /// Void by the authorization's key: voids it if it exists and leaves a tombstone
+    /// otherwise, so a late authorization or capture is refused. A refusal means the money
+    /// was captured; the record then gives the reference. No answer: the saga stays
+    /// unfinished and the recover reminder tries again.
+    async fn void(&self, turn: &Turn<Self>) -> Result<Settled, RuntimeError> {
+        let checkout_id = &turn.state().checkout_id;
+        let gateway = self.payments.gateway(turn.runtime());
+        let unreachable = |error: PaymentError| RuntimeError::Unreachable {
+            actor: turn.id().clone(),
+            reason: format!("cannot settle the payment yet: {error}"),
+        };
+        let reason = match within(self.payment_timeout, gateway.void(checkout_id)).await {
+            Ok(_) => return Ok(Settled::Voided),
+            Err(PaymentError::Refused(reason)) => reason,
+            Err(error) => return Err(unreachable(error)),
+        };
+        let found = within(self.payment_timeout, gateway.authorization(checkout_id))
+            .await
+            .map_err(unreachable)?;
+        match found {
+            Some(record) if is_captured(&record) => Ok(Settled::Captured(record)),
+            _ => {
+                tracing::error!(
+                    checkout = turn.key(),
+                    reason,
+                    "cannot void a checkout's payment"
+                );
+                Ok(Settled::Voided)
+            }
+        }
+    }
+
+    /// Undo what was done before the pivot, newest first, the payment aside (see
+    /// [`Self::unwind`]). Every call is idempotent, so it is safe to run on a saga whose
+    /// exact progress is unknown (after a crash).
     async fn compensate(&self, turn: &mut Turn<Self>) -> Result<(), RuntimeError> {
         let state = turn.state().clone();
         let runtime = turn.runtime().clone();
         if state.step >= Step::OrderPlaced {
+            // Earlier versions placed the order before the pivot.
             let cancelled = runtime
                 .actor::<OrderActor>(state.order_id.clone())
                 .ask(OrderCommand::Cancel {
@@ -718,35 +965,11 @@ impl CheckoutActor {
                 tracing::warn!(checkout = turn.key(), %rejection, "order not cancellable");
             }
         }
-        if state.step >= Step::Authorizing {
-            let gateway = self.payments.gateway(&runtime);
-            match within(self.payment_timeout, gateway.void(&state.checkout_id)).await {
-                Ok(_) => {}
-                Err(PaymentError::Refused(reason)) => {
-                    tracing::error!(
-                        checkout = turn.key(),
-                        reason,
-                        "cannot void a checkout's payment"
-                    );
-                }
-                Err(error) => {
-                    // Keep the saga unfinished: the recover reminder voids again later.
-                    return Err(RuntimeError::Unreachable {
-                        actor: turn.id().clone(),
-                        reason: format!("cannot void the authorization yet: {error}"),
-                    });
-                }
-            }
-        }
         if state.step >= Step::CartLocked {
-            for line in &state.lines {
-                runtime
-                    .actor::<InventoryActor>(line.sku.as_str())
-                    .ask(StockCommand::Release {
-                        reservation: state.checkout_id.clone(),
-                    })
-                    .await?;
-            }
+            self.each_line(turn, |_| StockCommand::Release {
+                reservation: state.checkout_id.clone(),
+            })
+            .await?;
         }
         if state.step >= Step::Started {
             let aborted = runtime
@@ -761,17 +984,27 @@ impl CheckoutActor {
         Ok(())
     }
 
-    /// A saga found unfinished (crash): compensate before the pivot, roll forward after.
+    /// A saga found unfinished by a later turn (the node died mid-saga). Nothing between
+    /// its start and its end was checkpointed, so a record at `Started` may have got as
+    /// far as the capture: settle it as if the payment were in flight.
+    async fn recover_interrupted(
+        &self,
+        turn: &mut Turn<Self>,
+    ) -> Result<CheckoutOutcome, RuntimeError> {
+        if turn.state().step == Step::Started {
+            Self::set_step(turn, Step::Authorizing);
+        }
+        self.recover(turn).await
+    }
+
+    /// An unfinished saga: compensate before the pivot, roll forward after.
     async fn recover(&self, turn: &mut Turn<Self>) -> Result<CheckoutOutcome, RuntimeError> {
         let outcome = if turn.state().step >= Step::Committed {
             CheckoutOutcome::Placed {
                 order: Box::new(self.roll_forward(turn).await?),
             }
         } else {
-            self.compensate(turn).await?;
-            CheckoutOutcome::Failed {
-                failure: CheckoutFailure::Interrupted,
-            }
+            self.unwind(turn, CheckoutFailure::Interrupted).await?
         };
         Ok(self.finish(turn, outcome))
     }
@@ -788,13 +1021,24 @@ impl CheckoutActor {
     }
 }
 
+/// Whether the money was taken (a refund later does not undo the pivot).
+fn is_captured(record: &PaymentRecord) -> bool {
+    matches!(
+        record.status,
+        PaymentStatus::Captured | PaymentStatus::Refunded
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use emporium_runtime::store::{MemoryStore, ReminderChange, StateWrite};
-    use emporium_runtime::{ActorId, ManualClock, Runtime, StateStore};
+    use emporium_runtime::store::{
+        Lease, MemberRecord, MemoryStore, PendingEvent, Reminder, ReminderChange, StateWrite,
+        Versioned,
+    };
+    use emporium_runtime::{ActorId, ManualClock, Runtime, Shard, StateStore, StoreError};
 
     use super::*;
     use crate::catalog::{ProductActor, ProductCommand, ProductDraft};
@@ -1119,7 +1363,8 @@ mod tests {
         );
     }
 
-    /// What a node that died mid-saga leaves behind: the cart locked, `units` of SKU-A
+    /// What a node of an earlier version (one checkpoint per step) that died mid-saga
+    /// leaves behind, which this version still settles: the cart locked, `units` of SKU-A
     /// reserved (committed too from `Step::Committed` on), the payment authorized and the
     /// order placed when the step says so, and the checkout's own record at `step`, with
     /// its `recover` reminder due at `recover_at` if given.
@@ -1206,6 +1451,7 @@ mod tests {
                 capture: true,
                 mark_paid: true,
                 clear_cart: true,
+                ..FollowUp::default()
             };
         }
         let reminders: BTreeMap<&str, u64> = recover_at
@@ -1390,5 +1636,408 @@ mod tests {
         dead_saga(&shop, &store, "early", Step::Authorized, None).await;
         failed(shop.checkout("u-1", "early", "cart-1", "tok_visa").await);
         assert!(shop.events("u-1", "early").await.is_empty());
+    }
+
+    /// How far a saga of this version got before its node died: its record says `Started`
+    /// (with the lines it read), whatever it did after.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    enum DiedAfter {
+        Start,
+        Lock,
+        Reserve,
+        Authorize,
+        CommitStock,
+        /// The pivot.
+        Capture,
+        PlaceOrder,
+        EmptyCart,
+    }
+
+    /// What a node of this version leaves behind when it dies after `died`: the effects
+    /// up to it (two units of SKU-A) and the one checkpoint, `Started`, with the recover
+    /// reminder due at `recover_at` if given.
+    async fn dead_saga_now(
+        shop: &Shop,
+        store: &Arc<dyn StateStore>,
+        key: &str,
+        died: DiedAfter,
+        recover_at: Option<u64>,
+    ) -> CheckoutState {
+        let request = request("u-1", "cart-1", "tok_visa");
+        let lines = shop.cart_lines("cart-1").await;
+        let checkout_id = format!("ck-{key}");
+        let state = CheckoutState {
+            fingerprint: Some(request.fingerprint()),
+            step: Step::Started,
+            checkout_id: checkout_id.clone(),
+            order_id: format!("o-{key}"),
+            user_id: "u-1".to_owned(),
+            cart_id: "cart-1".to_owned(),
+            shipping_address: Some(request.shipping_address.clone()),
+            lines,
+            subtotal_cents: 2_000,
+            shipping_cents: 900,
+            ..CheckoutState::default()
+        };
+        let sku = shop.runtime.actor::<InventoryActor>("SKU-A");
+        let gateway = TestGateway::new(shop.runtime.clone());
+        let reference = format!("pay_{checkout_id}");
+        for step in [
+            DiedAfter::Lock,
+            DiedAfter::Reserve,
+            DiedAfter::Authorize,
+            DiedAfter::CommitStock,
+            DiedAfter::Capture,
+            DiedAfter::PlaceOrder,
+            DiedAfter::EmptyCart,
+        ] {
+            if step > died {
+                break;
+            }
+            match step {
+                DiedAfter::Start => {}
+                DiedAfter::Lock => {
+                    shop.runtime
+                        .actor::<CartActor>("cart-1")
+                        .ask(CartCommand::BeginCheckout {
+                            user: "u-1".to_owned(),
+                            checkout_id: checkout_id.clone(),
+                        })
+                        .await
+                        .unwrap()
+                        .unwrap();
+                }
+                DiedAfter::Reserve => {
+                    let reply = sku
+                        .ask(StockCommand::Reserve {
+                            reservation: checkout_id.clone(),
+                            units: 2,
+                        })
+                        .await
+                        .unwrap();
+                    assert!(matches!(reply, StockReply::Reservation(Ok(_))));
+                }
+                DiedAfter::Authorize => {
+                    let approved = gateway
+                        .authorize(AuthorizeRequest {
+                            idempotency_key: checkout_id.clone(),
+                            amount_cents: state.total_cents(),
+                            currency: Currency::default(),
+                            token: "tok_visa".to_owned(),
+                        })
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        approved,
+                        Authorization::Approved {
+                            reference: reference.clone()
+                        }
+                    );
+                }
+                DiedAfter::CommitStock => {
+                    let reply = sku
+                        .ask(StockCommand::Commit {
+                            reservation: checkout_id.clone(),
+                        })
+                        .await
+                        .unwrap();
+                    assert!(matches!(reply, StockReply::Reservation(Ok(_))));
+                }
+                DiedAfter::Capture => {
+                    let record = gateway
+                        .capture(
+                            &reference,
+                            state.total_cents(),
+                            &format!("capture:{checkout_id}"),
+                        )
+                        .await
+                        .unwrap();
+                    assert_eq!(record.status, PaymentStatus::Captured);
+                }
+                DiedAfter::PlaceOrder => {
+                    let new = NewOrder {
+                        payment_reference: reference.clone(),
+                        ..CheckoutActor::new_order_of(&state).unwrap()
+                    };
+                    shop.runtime
+                        .actor::<OrderActor>(state.order_id.clone())
+                        .ask(OrderCommand::PlacePaid(Box::new(new)))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                }
+                DiedAfter::EmptyCart => {
+                    shop.runtime
+                        .actor::<CartActor>("cart-1")
+                        .ask(CartCommand::CompleteCheckout {
+                            checkout_id: checkout_id.clone(),
+                        })
+                        .await
+                        .unwrap()
+                        .unwrap();
+                }
+            }
+        }
+        save_record(store, key, &state, recover_at).await;
+        state
+    }
+
+    async fn save_record(
+        store: &Arc<dyn StateStore>,
+        key: &str,
+        state: &CheckoutState,
+        recover_at: Option<u64>,
+    ) {
+        let reminders: BTreeMap<&str, u64> = recover_at
+            .map(|due| (RECOVER_REMINDER, due))
+            .into_iter()
+            .collect();
+        let record = serde_json::json!({"state": state, "reminders": reminders});
+        let id = ActorId::new(
+            "checkout",
+            checkout_key("u-1", &IdempotencyKey::parse(key).unwrap()),
+        );
+        store
+            .save(
+                &id,
+                StateWrite {
+                    expected_version: 0,
+                    state: serde_json::to_vec(&record).unwrap().into(),
+                    reminders: recover_at
+                        .map(|due_at_ms| ReminderChange::Set {
+                            name: RECOVER_REMINDER.to_owned(),
+                            due_at_ms,
+                        })
+                        .into_iter()
+                        .collect(),
+                    ..StateWrite::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    /// A node of this version dies at every point of a one-line saga; the retry settles
+    /// it: compensated (nothing charged, stock back, cart unlocked with its lines) before
+    /// the capture, rolled forward to one paid order after it.
+    #[tokio::test]
+    async fn a_saga_that_died_anywhere_is_settled_by_its_retry() {
+        for died in [
+            DiedAfter::Start,
+            DiedAfter::Lock,
+            DiedAfter::Reserve,
+            DiedAfter::Authorize,
+            DiedAfter::CommitStock,
+            DiedAfter::Capture,
+            DiedAfter::PlaceOrder,
+            DiedAfter::EmptyCart,
+        ] {
+            let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+            let shop = shop_on(store.clone(), Duration::from_secs(5)).await;
+            shop.set_stock("SKU-A", 5).await;
+            shop.cart("cart-1", &[("SKU-A", 2)]).await.unwrap();
+            let key = format!("died-{died:?}");
+            let state = dead_saga_now(&shop, &store, &key, died, None).await;
+
+            let answer = shop.checkout("u-1", &key, "cart-1", "tok_visa").await;
+            let reference = format!("pay_{}", state.checkout_id);
+            let stock = shop.stock("SKU-A").await;
+            if died < DiedAfter::Capture {
+                assert_eq!(failed(answer), CheckoutFailure::Interrupted, "{died:?}");
+                assert_eq!((stock.on_hand, stock.reserved), (5, 0), "{died:?}");
+                assert_eq!(
+                    shop.payment(&reference).await.map(|p| p.status),
+                    Some(PaymentStatus::Voided),
+                    "{died:?}: voided by key, a late capture is refused"
+                );
+                assert!(shop.events("u-1", &key).await.is_empty(), "{died:?}");
+                // Unlocked with its lines: it checks out again.
+                let order = placed(shop.checkout("u-1", "again", "cart-1", "tok_visa").await);
+                assert_eq!(order.items[0].quantity, 2, "{died:?}");
+            } else {
+                let order = placed(answer);
+                assert_eq!(order.id, state.order_id, "{died:?}");
+                assert_eq!(order.status, OrderStatus::Paid, "{died:?}");
+                assert_eq!(order.total_cents, 2_900, "{died:?}");
+                assert_eq!(order.payment_reference, reference, "{died:?}");
+                assert_eq!((stock.on_hand, stock.reserved), (3, 0), "{died:?}");
+                let payment = shop.payment(&reference).await.unwrap();
+                assert_eq!(payment.status, PaymentStatus::Captured, "{died:?}");
+                assert_eq!(
+                    payment.operations.len(),
+                    2,
+                    "{died:?}: one authorize, one capture"
+                );
+                assert!(shop.cart_lines("cart-1").await.is_empty(), "{died:?}");
+                let index = shop
+                    .runtime
+                    .actor::<UserOrdersActor>("u-1")
+                    .ask(UserOrdersCommand::List)
+                    .await
+                    .unwrap();
+                assert_eq!(index, std::slice::from_ref(&order.id), "{died:?}");
+                assert_eq!(
+                    shop.events("u-1", &key).await,
+                    [captured(&order)],
+                    "{died:?}: the capture raised once, by the commit that recorded it"
+                );
+                // The stored outcome answers later retries unchanged.
+                let again = placed(shop.checkout("u-1", &key, "cart-1", "tok_visa").await);
+                assert_eq!(again, order, "{died:?}");
+            }
+        }
+    }
+
+    /// The recover reminder of a node of this version settles its dead saga after a
+    /// restart, past the pivot too: nobody needs to retry.
+    #[tokio::test]
+    async fn the_recover_reminder_rolls_a_dead_saga_forward_after_a_restart() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let first = shop_with_clock(store.clone(), clock.clone(), Duration::from_secs(5)).await;
+        first.set_stock("SKU-A", 5).await;
+        first.cart("cart-1", &[("SKU-A", 2)]).await.unwrap();
+        let state = dead_saga_now(
+            &first,
+            &store,
+            "dead",
+            DiedAfter::Capture,
+            Some(START_MS + 60_000),
+        )
+        .await;
+        first.runtime.shutdown(Duration::from_secs(1)).await;
+        drop(first);
+
+        let second = shop_with_clock(store.clone(), clock.clone(), Duration::from_secs(5)).await;
+        clock.advance_ms(61_000);
+        let mut settled = false;
+        for _ in 0..100 {
+            if second.cart_lines("cart-1").await.is_empty() {
+                settled = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(settled, "the recover reminder rolled the saga forward");
+        let order = placed(second.checkout("u-1", "dead", "cart-1", "tok_visa").await);
+        assert_eq!(order.id, state.order_id);
+        assert_eq!(order.status, OrderStatus::Paid);
+        let stock = second.stock("SKU-A").await;
+        assert_eq!((stock.on_hand, stock.reserved), (3, 0));
+    }
+
+    /// Counts the durable writes (`save`s) per actor kind, delegating to a memory store.
+    struct CountingStore {
+        inner: MemoryStore,
+        saves: std::sync::Mutex<BTreeMap<String, usize>>,
+    }
+
+    impl CountingStore {
+        fn new() -> Self {
+            Self {
+                inner: MemoryStore::new(),
+                saves: std::sync::Mutex::new(BTreeMap::new()),
+            }
+        }
+
+        fn take(&self) -> BTreeMap<String, usize> {
+            std::mem::take(&mut *self.saves.lock().unwrap())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl StateStore for CountingStore {
+        fn adapter(&self) -> &'static str {
+            "counting"
+        }
+        async fn load(&self, id: &ActorId) -> Result<Option<Versioned>, StoreError> {
+            self.inner.load(id).await
+        }
+        async fn save(&self, id: &ActorId, write: StateWrite) -> Result<u64, StoreError> {
+            *self
+                .saves
+                .lock()
+                .unwrap()
+                .entry(id.kind.to_string())
+                .or_default() += 1;
+            self.inner.save(id, write).await
+        }
+        async fn delete(&self, id: &ActorId, expected_version: u64) -> Result<(), StoreError> {
+            self.inner.delete(id, expected_version).await
+        }
+        async fn list_keys(
+            &self,
+            kind: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<String>, StoreError> {
+            self.inner.list_keys(kind, after, limit).await
+        }
+        async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+            self.inner.outbox_pending(limit).await
+        }
+        async fn outbox_pending_in(
+            &self,
+            shard: Shard,
+            limit: usize,
+        ) -> Result<Vec<PendingEvent>, StoreError> {
+            self.inner.outbox_pending_in(shard, limit).await
+        }
+        async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
+            self.inner.outbox_ack(events).await
+        }
+        async fn list_reminders(&self, shard: Shard) -> Result<Vec<Reminder>, StoreError> {
+            self.inner.list_reminders(shard).await
+        }
+        async fn upsert_member(&self, member: &MemberRecord) -> Result<(), StoreError> {
+            self.inner.upsert_member(member).await
+        }
+        async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
+            self.inner.list_members().await
+        }
+        async fn remove_member(&self, node_id: &str, incarnation: u64) -> Result<bool, StoreError> {
+            self.inner.remove_member(node_id, incarnation).await
+        }
+        async fn claim_lease(
+            &self,
+            shard: Shard,
+            owner: &str,
+            expected_epoch: u64,
+        ) -> Result<Lease, StoreError> {
+            self.inner.claim_lease(shard, owner, expected_epoch).await
+        }
+        async fn list_leases(&self) -> Result<Vec<Lease>, StoreError> {
+            self.inner.list_leases().await
+        }
+    }
+
+    /// Issue 14's measure: the durable writes of a one-line checkout, per actor kind. Two
+    /// are the saga's own (start, outcome); the rest are one per participant change.
+    #[tokio::test]
+    async fn a_one_line_checkout_makes_ten_durable_writes() {
+        let counting = Arc::new(CountingStore::new());
+        let store: Arc<dyn StateStore> = counting.clone();
+        let shop = shop_on(store, Duration::from_secs(5)).await;
+        shop.set_stock("SKU-A", 10).await;
+        shop.cart("cart-1", &[("SKU-A", 1)]).await.unwrap();
+        counting.take();
+        placed(shop.checkout("u-1", "k-1", "cart-1", "tok_visa").await);
+        let writes = counting.take();
+        let expected: BTreeMap<String, usize> = [
+            ("checkout", 2),  // start, outcome
+            ("cart", 2),      // lock, empty
+            ("inventory", 2), // reserve, commit
+            ("payment", 2),   // authorize, capture
+            ("order", 1),     // placed + paid
+            ("user-orders", 1),
+        ]
+        .into_iter()
+        .map(|(kind, n)| (kind.to_owned(), n))
+        .collect();
+        assert_eq!(writes, expected);
+        assert_eq!(writes.values().sum::<usize>(), 10, "17 before issue 14");
+        // A retry reads the stored outcome: no write.
+        placed(shop.checkout("u-1", "k-1", "cart-1", "tok_visa").await);
+        assert!(counting.take().is_empty());
     }
 }

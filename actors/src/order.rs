@@ -188,6 +188,10 @@ fn allowed(from: OrderStatus, to: OrderStatus) -> bool {
 pub enum OrderCommand {
     /// Create the order; placing it again with the same checkout answers it unchanged.
     Place(Box<NewOrder>),
+    /// Create the order already paid (the checkout captured before placing it): `placed`
+    /// and `paid` in one write. Placing it again with the same checkout answers it as it
+    /// stands (paying a `placed` one, so a half-done placement of any version completes).
+    PlacePaid(Box<NewOrder>),
     Get,
     /// The payment was captured. Idempotent.
     MarkPaid,
@@ -248,14 +252,18 @@ impl VirtualActor for OrderActor {
         turn: &mut Turn<Self>,
         command: OrderCommand,
     ) -> Result<OrderReply, RuntimeError> {
-        if let OrderCommand::Place(new) = command {
-            return place(turn, new, &self.experiments);
+        match command {
+            OrderCommand::Place(new) => return place(turn, new, &self.experiments),
+            OrderCommand::PlacePaid(new) => return place_paid(turn, new, &self.experiments),
+            _ => {}
         }
         let Some(current) = fold(turn.key(), &turn.state().events) else {
             return Ok(Err(OrderRejection::NotFound));
         };
         match command {
-            OrderCommand::Place(_) | OrderCommand::Get => Ok(Ok(current)),
+            OrderCommand::Place(_) | OrderCommand::PlacePaid(_) | OrderCommand::Get => {
+                Ok(Ok(current))
+            }
             OrderCommand::MarkPaid => {
                 if current.has_been(OrderStatus::Paid) {
                     return Ok(Ok(current));
@@ -410,6 +418,26 @@ fn place(
         });
     }
     append(turn, OrderEventKind::Placed(new), experiments)?;
+    Ok(Ok(view(turn)?))
+}
+
+/// [`OrderCommand::PlacePaid`]: the history starts `placed`, `paid`, in one commit.
+fn place_paid(
+    turn: &mut Turn<OrderActor>,
+    new: Box<NewOrder>,
+    experiments: &Experiments,
+) -> Result<OrderReply, RuntimeError> {
+    if let Some(existing) = fold(turn.key(), &turn.state().events) {
+        if existing.checkout_id != new.checkout_id {
+            return Ok(Err(OrderRejection::AlreadyExists(turn.key().to_owned())));
+        }
+        if existing.status == OrderStatus::Placed {
+            return transition(turn, &existing, OrderEventKind::Paid, experiments);
+        }
+        return Ok(Ok(existing));
+    }
+    append(turn, OrderEventKind::Placed(new), experiments)?;
+    append(turn, OrderEventKind::Paid, experiments)?;
     Ok(Ok(view(turn)?))
 }
 
@@ -926,5 +954,47 @@ mod tests {
             index.ask(UserOrdersCommand::List).await.unwrap(),
             ["a", "b"]
         );
+    }
+
+    /// What the checkout places after its capture: one write holding `placed` and `paid`,
+    /// with both events; repeating it (or paying a `placed` one) changes nothing more.
+    #[tokio::test]
+    async fn placing_a_paid_order_is_one_write_with_both_events() {
+        let (runtime, _clock, store) = runtime().await;
+        let order = runtime.actor::<OrderActor>("o-1");
+        let placed = ask(&order, OrderCommand::PlacePaid(Box::new(new_order("c-1")))).await;
+        assert_eq!(status(&placed), OrderStatus::Paid);
+        let id = emporium_runtime::ActorId::new("order", "o-1");
+        let version = || {
+            let (store, id) = (store.clone(), id.clone());
+            async move { store.load(&id).await.unwrap().map(|record| record.version) }
+        };
+        assert_eq!(version().await, Some(1), "one write");
+        let again = ask(&order, OrderCommand::PlacePaid(Box::new(new_order("c-1")))).await;
+        assert_eq!(again, placed);
+        assert_eq!(version().await, Some(1), "a repeat writes nothing");
+        assert_eq!(
+            ask(&order, OrderCommand::PlacePaid(Box::new(new_order("c-2")))).await,
+            Err(OrderRejection::AlreadyExists("o-1".to_owned()))
+        );
+        let events = crate::events::emitted::events(store.as_ref(), "order", "o-1").await;
+        assert!(
+            matches!(
+                events.as_slice(),
+                [
+                    DomainEvent::OrderPlaced { .. },
+                    DomainEvent::OrderPaid { .. }
+                ]
+            ),
+            "{events:?}"
+        );
+
+        // An order placed unpaid (by an earlier version) is paid by it.
+        let older = runtime.actor::<OrderActor>("o-2");
+        ask(&older, OrderCommand::Place(Box::new(new_order("c-9"))))
+            .await
+            .unwrap();
+        let paid = ask(&older, OrderCommand::PlacePaid(Box::new(new_order("c-9")))).await;
+        assert_eq!(status(&paid), OrderStatus::Paid);
     }
 }

@@ -10,6 +10,11 @@
 //! caller treats it as unknown and voids *by the authorization's idempotency key*
 //! ([`PaymentGateway::void`]): that voids the authorization if it exists and otherwise
 //! leaves a tombstone, so an authorization arriving late under that key is refused.
+//!
+//! A void and a capture of one payment cannot both win, so voiding by key also settles a
+//! capture whose answer was lost: refused means it was captured
+//! ([`PaymentGateway::authorization`] then gives its record). The checkout saga's pivot is
+//! the capture for that reason.
 
 mod test_gateway;
 
@@ -150,6 +155,14 @@ pub trait PaymentGateway: Send + Sync + 'static {
 
     /// The payment named by `reference`, if the gateway knows it.
     async fn retrieve(&self, reference: &str) -> Result<Option<PaymentRecord>, PaymentError>;
+
+    /// The payment authorized under `authorize_key`, if the gateway knows it: how a caller
+    /// whose void by that key was refused (the money was captured) learns the payment's
+    /// reference without the card token, which it never keeps.
+    async fn authorization(
+        &self,
+        authorize_key: &str,
+    ) -> Result<Option<PaymentRecord>, PaymentError>;
 }
 
 /// Which gateway a node uses.

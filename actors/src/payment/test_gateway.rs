@@ -387,7 +387,14 @@ impl PaymentGateway for TestGateway {
         let Ok(key) = Self::key_of(reference) else {
             return Ok(None);
         };
-        match self.ask(key, PaymentCommand::Get).await? {
+        self.authorization(key).await
+    }
+
+    async fn authorization(
+        &self,
+        authorize_key: &str,
+    ) -> Result<Option<PaymentRecord>, PaymentError> {
+        match self.ask(authorize_key, PaymentCommand::Get).await? {
             PaymentReply::Found(found) => Ok(found),
             _ => Err(PaymentError::Unavailable("unexpected reply".to_owned())),
         }
