@@ -7,6 +7,7 @@
 //! request passed its checks (`verdict`). Every answer is checked, status and body
 //! (`wire`, through `http`); a failed check is an error in goose's report.
 
+pub mod bench;
 pub mod http;
 pub mod options;
 pub mod scenarios;
