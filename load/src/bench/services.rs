@@ -70,12 +70,16 @@ impl ScratchDatabase {
         let client = connect(url).await?;
         scratch_postgres::drop_stale_databases(&client, PREFIX).await;
         let name = scratch_name(tag);
-        client
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-            ))
-            .await
-            .map_err(|error| format!("cannot create database {name}: {error}"))?;
+        // Two statements: CREATE DATABASE cannot run in the implicit transaction of a batch.
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            client
+                .batch_execute(&statement)
+                .await
+                .map_err(|error| format!("cannot create database {name}: {}", pg_error(&error)))?;
+        }
         Ok(Self {
             admin_url: url.to_owned(),
             url: scratch_postgres::with_database(url, &name),
@@ -92,12 +96,20 @@ impl ScratchDatabase {
                     self.name
                 ))
                 .await
-                .map_err(|error| error.to_string()),
+                .map_err(|error| pg_error(&error)),
             Err(error) => Err(error),
         };
         if let Err(error) = outcome {
             eprintln!("bench: could not drop database {}: {error}", self.name);
         }
+    }
+}
+
+/// The server's own message when there is one (tokio-postgres displays only "db error").
+fn pg_error(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
     }
 }
 
