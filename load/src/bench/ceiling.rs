@@ -15,11 +15,17 @@ pub const NAME: &str = "hello-world";
 const MAX_REQUESTS: u64 = 2_000_000;
 
 pub async fn run(ctx: &BenchContext) -> Vec<Row> {
-    let row = match ctx.ceiling().await {
-        Ok(hello) => Row::measured("ceiling", NAME, hello).against(NAME, hello.ops_per_sec()),
-        Err(why) => Row::skipped("ceiling", NAME, why),
-    };
-    vec![row.with_note(format!("{} connections", ctx.options.connections))]
+    match ctx.ceiling().await {
+        Ok(hello) => vec![row(ctx, hello)],
+        Err(why) => vec![Row::skipped("ceiling", NAME, why)],
+    }
+}
+
+/// The ceiling's row.
+pub fn row(ctx: &BenchContext, hello: &Measurement) -> Row {
+    Row::measured("ceiling", NAME, hello)
+        .against(NAME, hello.ops_per_sec())
+        .with_note(format!("{} connections", ctx.options.connections))
 }
 
 /// Start the server and measure it (once per run: see [`BenchContext::ceiling`]).

@@ -168,8 +168,8 @@ impl Measurement {
         parts.join("; ")
     }
 
-    /// A measurement with `ops` in `secs` (tests).
-    pub fn for_test(ops: u64, secs: f64) -> Self {
+    /// `ops` done in `secs`, with nothing else known (a figure measured elsewhere).
+    pub fn counted(ops: u64, secs: f64) -> Self {
         Self {
             ops,
             secs,

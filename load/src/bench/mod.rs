@@ -272,6 +272,13 @@ pub async fn run(ctx: &BenchContext, sections: &[&'static Section]) -> Vec<Row> 
         );
         rows.extend(section_rows);
     }
+    // A run whose HTTP ratios used the ceiling shows it, even when `--only` left its
+    // section out.
+    if let Some(Ok(hello)) = ctx.ceiling.get()
+        && !rows.iter().any(|row| row.section == "ceiling")
+    {
+        rows.insert(0, ceiling::row(ctx, hello));
+    }
     rows
 }
 
@@ -281,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_ratio_needs_both_figures() {
-        let m = Measurement::for_test(1000, 1.0);
+        let m = Measurement::counted(1000, 1.0);
         let row = Row::measured("node", "x", &m).against("hello-world", 4000.0);
         assert_eq!(row.ratio, Some(0.25));
         assert_eq!(row.ratio_to, "hello-world");

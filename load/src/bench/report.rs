@@ -118,6 +118,15 @@ pub fn utc(secs: u64) -> String {
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
 }
 
+/// The build profile of this binary: a debug build's figures are not the product's.
+fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "a **debug** build: its figures are not representative"
+    } else {
+        "release build"
+    }
+}
+
 /// The report's text.
 pub fn render(machine: &Machine, command: &str, rows: &[Row]) -> String {
     format!(
@@ -126,9 +135,10 @@ pub fn render(machine: &Machine, command: &str, rows: &[Row]) -> String {
          Every HTTP figure is a ratio against a plain hyper hello-world measured in the same \
          run with the same load generator; compare ratios, not absolute rates, across machines.\n\n\
          ## Machine\n\n{}\n\
-         ## Run\n\n`{command}`\n\n\
+         ## Run\n\n`{command}` ({})\n\n\
          ## Figures\n\n{}",
         machine.markdown(),
+        profile(),
         table::markdown(rows)
     )
 }

@@ -157,7 +157,7 @@ async fn idle_memory(ctx: &BenchContext) -> Row {
     let actors = if ctx.options.quick { 20_000 } else { 100_000 };
     match memory_probe::in_child(actors).await {
         Ok(report) => {
-            let m = Measurement::for_test(report.actors, report.activation_secs);
+            let m = Measurement::counted(report.actors, report.activation_secs);
             let mut row = Row::measured(SECTION, name, &m);
             row.note = format!(
                 "{:.0} B per idle active actor ({} actors, RSS {:.1} -> {:.1} MB), {:.0} B per actor still held after all passivated (child process, memory store: no record, no cache)",

@@ -78,7 +78,7 @@ mod tests {
 
     #[test]
     fn markdown_has_a_line_per_row_and_escapes_pipes() {
-        let m = Measurement::for_test(500, 1.0);
+        let m = Measurement::counted(500, 1.0);
         let rows = vec![
             Row::measured("node", "product read (embedded)", &m)
                 .against("hello-world", 1000.0)
