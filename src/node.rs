@@ -145,11 +145,22 @@ impl Node {
         config: &NodeConfig,
         metrics: Option<PrometheusHandle>,
     ) -> anyhow::Result<Self> {
+        Self::build_with_store_layer(config, metrics, |store| store).await
+    }
+
+    /// [`Node::build`] with `layer` wrapped around the store once it is open: the benchmark
+    /// harness counts the durable writes a request makes through it, whatever the adapter.
+    pub async fn build_with_store_layer(
+        config: &NodeConfig,
+        metrics: Option<PrometheusHandle>,
+        layer: impl FnOnce(Arc<dyn StateStore>) -> Arc<dyn StateStore>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.http_addr))?;
         let http_addr = listener.local_addr()?;
-        let store = open_store(&config.store, &config.data_dir, config.store_cache_mb).await?;
+        let store =
+            layer(open_store(&config.store, &config.data_dir, config.store_cache_mb).await?);
         tracing::info!(adapter = store.adapter(), "state store open");
         let ports = domain_ports(config)?;
         let bus = event_bus(config).await?;

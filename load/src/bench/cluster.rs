@@ -33,7 +33,7 @@ use reqwest::Method;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::{BenchContext, Row};
+use super::{BenchContext, ClusterSettings, Row};
 
 const SECTION: &str = "cluster";
 /// Nodes in the cluster.
@@ -51,7 +51,7 @@ const POOL_SIZE: &str = "16";
 
 /// Run the section: rows for hello-world, reads and writes at the owner and forwarded.
 pub async fn run(ctx: &BenchContext) -> Vec<Row> {
-    let ctx = ctx.clone();
+    let ctx = ClusterSettings::of(ctx);
     guarded(SECTION, measure(ctx)).await
 }
 
@@ -133,7 +133,7 @@ pub(super) fn node_binary() -> Result<PathBuf, String> {
 /// A cluster of `nodes` on a scratch PostgreSQL database and a stream of its own, its
 /// logs in `logs`, settled; `Err` says why not.
 pub(super) async fn start_cluster(
-    ctx: &BenchContext,
+    ctx: &ClusterSettings,
     nodes: usize,
     pool_size: &str,
     logs: PathBuf,
@@ -192,7 +192,7 @@ struct Cart {
     owner: usize,
 }
 
-async fn measure(ctx: BenchContext) -> Result<Vec<Row>, String> {
+async fn measure(ctx: ClusterSettings) -> Result<Vec<Row>, String> {
     let logs = tempfile::tempdir().map_err(|error| error.to_string())?;
     let cluster = start_cluster(&ctx, NODES, POOL_SIZE, logs.path().to_owned()).await?;
     let hello = emporium_testkit::hello_world::start()

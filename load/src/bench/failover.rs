@@ -4,7 +4,7 @@
 //! Three `emporium` processes form a cluster on a scratch PostgreSQL database with the
 //! cluster process kit (as in the `cluster` section); [`CARTS`] guest carts are made.
 //!
-//! - **Failover rounds** (`BenchContext::failover_rounds`, at most [`MAX_ROUNDS`]): the
+//! - **Failover rounds** (`ClusterSettings::failover_rounds`, at most [`MAX_ROUNDS`]): the
 //!   victim is node `round % 3`. Its carts are found through the admin API; the kit's load
 //!   (writes of one new line per write, reads back) runs on them through the two survivors;
 //!   the victim gets `SIGKILL`; one probe per cart reads it through the survivors and the
@@ -35,7 +35,7 @@ use emporium_testkit::cluster::{
 use tokio::time::Instant;
 
 use super::cluster::{SETTLE_DEADLINE, SETTLED_AFTER, guarded, start_cluster};
-use super::{BenchContext, Row};
+use super::{BenchContext, ClusterSettings, Row};
 
 const SECTION: &str = "failover";
 const NODES: usize = 3;
@@ -61,7 +61,7 @@ const POOL_SIZE: &str = "8";
 
 /// Run the section: rows for the kills, the rolling restart and the read-back.
 pub async fn run(ctx: &BenchContext) -> Vec<Row> {
-    guarded(SECTION, measure(ctx.clone())).await
+    guarded(SECTION, measure(ClusterSettings::of(ctx))).await
 }
 
 /// One kill.
@@ -77,7 +77,7 @@ struct Round {
     report: LoadReport,
 }
 
-async fn measure(ctx: BenchContext) -> Result<Vec<Row>, String> {
+async fn measure(ctx: ClusterSettings) -> Result<Vec<Row>, String> {
     let rounds = ctx.failover_rounds.clamp(1, MAX_ROUNDS);
     let logs = tempfile::tempdir().map_err(|error| error.to_string())?;
     let mut cluster = start_cluster(&ctx, NODES, POOL_SIZE, logs.path().to_owned()).await?;

@@ -1,4 +1,5 @@
-//! The harness of the adapters' CAS-write benches (`runtime/stores/*/benches/cas_writes.rs`).
+//! CAS writes per second of a store adapter: the `stores` section of the benchmark harness
+//! (`load/src/bench/stores.rs`) measures every adapter with it.
 //!
 //! A configuration runs `writers` concurrent writers, each on a key of its own, for
 //! [`CasOptions::run_for`] or until the [`Budget`] is spent. A writer saves under the version

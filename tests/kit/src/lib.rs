@@ -7,7 +7,8 @@
 //! `reset_connections()` drops connections without refusing new ones (a server restart),
 //! and `restore()` undoes all of them on the same address.
 //!
-//! [`cas_bench`] is the harness of the adapters' CAS-write benches; [`hello_world`] is the
+//! [`cas_bench`] measures CAS writes per store (the benchmark harness's `stores` section,
+//! `load/src/bench/stores.rs`); [`hello_world`] is the
 //! plain hyper server every HTTP benchmark measures itself against.
 //!
 //! [`scratch_postgres`] names a fresh PostgreSQL database per process and drops those of
