@@ -37,7 +37,7 @@ pub async fn run(ctx: &BenchContext) -> Vec<Row> {
         rows.extend(adapter_rows(ctx, adapter, None).await);
     }
     let lwt = raw_lwt(ctx).await;
-    let baseline = (!lwt.is_skipped()).then(|| ("raw LWT (cql)", lwt.ops_per_sec));
+    let baseline = (!lwt.is_skipped()).then_some(("raw LWT (cql)", lwt.ops_per_sec));
     rows.push(lwt);
     rows.extend(adapter_rows(ctx, Adapter::Cql, baseline).await);
     rows
