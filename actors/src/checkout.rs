@@ -1034,11 +1034,8 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use emporium_runtime::store::{
-        Lease, MemberRecord, MemoryStore, PendingEvent, Reminder, ReminderChange, StateWrite,
-        Versioned,
-    };
-    use emporium_runtime::{ActorId, ManualClock, Runtime, Shard, StateStore, StoreError};
+    use emporium_runtime::store::{CountingStore, MemoryStore, ReminderChange, StateWrite};
+    use emporium_runtime::{ActorId, ManualClock, Runtime, StateStore};
 
     use super::*;
     use crate::catalog::{ProductActor, ProductCommand, ProductDraft};
@@ -1926,104 +1923,19 @@ mod tests {
         assert_eq!((stock.on_hand, stock.reserved), (3, 0));
     }
 
-    /// Counts the durable writes (`save`s) per actor kind, delegating to a memory store.
-    struct CountingStore {
-        inner: MemoryStore,
-        saves: std::sync::Mutex<BTreeMap<String, usize>>,
-    }
-
-    impl CountingStore {
-        fn new() -> Self {
-            Self {
-                inner: MemoryStore::new(),
-                saves: std::sync::Mutex::new(BTreeMap::new()),
-            }
-        }
-
-        fn take(&self) -> BTreeMap<String, usize> {
-            std::mem::take(&mut *self.saves.lock().unwrap())
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl StateStore for CountingStore {
-        fn adapter(&self) -> &'static str {
-            "counting"
-        }
-        async fn load(&self, id: &ActorId) -> Result<Option<Versioned>, StoreError> {
-            self.inner.load(id).await
-        }
-        async fn save(&self, id: &ActorId, write: StateWrite) -> Result<u64, StoreError> {
-            *self
-                .saves
-                .lock()
-                .unwrap()
-                .entry(id.kind.to_string())
-                .or_default() += 1;
-            self.inner.save(id, write).await
-        }
-        async fn delete(&self, id: &ActorId, expected_version: u64) -> Result<(), StoreError> {
-            self.inner.delete(id, expected_version).await
-        }
-        async fn list_keys(
-            &self,
-            kind: &str,
-            after: Option<&str>,
-            limit: usize,
-        ) -> Result<Vec<String>, StoreError> {
-            self.inner.list_keys(kind, after, limit).await
-        }
-        async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
-            self.inner.outbox_pending(limit).await
-        }
-        async fn outbox_pending_in(
-            &self,
-            shard: Shard,
-            limit: usize,
-        ) -> Result<Vec<PendingEvent>, StoreError> {
-            self.inner.outbox_pending_in(shard, limit).await
-        }
-        async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
-            self.inner.outbox_ack(events).await
-        }
-        async fn list_reminders(&self, shard: Shard) -> Result<Vec<Reminder>, StoreError> {
-            self.inner.list_reminders(shard).await
-        }
-        async fn upsert_member(&self, member: &MemberRecord) -> Result<(), StoreError> {
-            self.inner.upsert_member(member).await
-        }
-        async fn list_members(&self) -> Result<Vec<MemberRecord>, StoreError> {
-            self.inner.list_members().await
-        }
-        async fn remove_member(&self, node_id: &str, incarnation: u64) -> Result<bool, StoreError> {
-            self.inner.remove_member(node_id, incarnation).await
-        }
-        async fn claim_lease(
-            &self,
-            shard: Shard,
-            owner: &str,
-            expected_epoch: u64,
-        ) -> Result<Lease, StoreError> {
-            self.inner.claim_lease(shard, owner, expected_epoch).await
-        }
-        async fn list_leases(&self) -> Result<Vec<Lease>, StoreError> {
-            self.inner.list_leases().await
-        }
-    }
-
     /// Issue 14's measure: the durable writes of a one-line checkout, per actor kind. Two
     /// are the saga's own (start, outcome); the rest are one per participant change.
     #[tokio::test]
     async fn a_one_line_checkout_makes_ten_durable_writes() {
-        let counting = Arc::new(CountingStore::new());
-        let store: Arc<dyn StateStore> = counting.clone();
+        let (store, counts) = CountingStore::wrap(Arc::new(MemoryStore::new()));
         let shop = shop_on(store, Duration::from_secs(5)).await;
         shop.set_stock("SKU-A", 10).await;
         shop.cart("cart-1", &[("SKU-A", 1)]).await.unwrap();
-        counting.take();
+        let before = counts.snapshot();
         placed(shop.checkout("u-1", "k-1", "cart-1", "tok_visa").await);
-        let writes = counting.take();
-        let expected: BTreeMap<String, usize> = [
+        let after = counts.snapshot();
+        let writes = after.since(&before).saves;
+        let expected: BTreeMap<&str, u64> = [
             ("checkout", 2),  // start, outcome
             ("cart", 2),      // lock, empty
             ("inventory", 2), // reserve, commit
@@ -2032,12 +1944,11 @@ mod tests {
             ("user-orders", 1),
         ]
         .into_iter()
-        .map(|(kind, n)| (kind.to_owned(), n))
         .collect();
         assert_eq!(writes, expected);
-        assert_eq!(writes.values().sum::<usize>(), 10, "17 before issue 14");
+        assert_eq!(writes.values().sum::<u64>(), 10, "17 before issue 14");
         // A retry reads the stored outcome: no write.
         placed(shop.checkout("u-1", "k-1", "cart-1", "tok_visa").await);
-        assert!(counting.take().is_empty());
+        assert_eq!(counts.snapshot().total_saves(), after.total_saves());
     }
 }

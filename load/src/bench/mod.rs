@@ -19,7 +19,6 @@
 
 pub mod ceiling;
 pub mod cluster;
-pub mod counting_store;
 pub mod drive;
 pub mod failover;
 pub mod memory_probe;

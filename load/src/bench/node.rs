@@ -29,10 +29,10 @@ use emporium_runtime::Runtime;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use super::counting_store::{CountingStore, Counts, WriteCounts};
 use super::drive::{self, Call, Measurement};
 use super::services::{self, ScratchDatabase};
 use super::{BenchContext, Row};
+use emporium_runtime::store::{CountingStore, Counts, WriteCounts};
 
 const SECTION: &str = "node";
 const FIGURES: [&str; 5] = [

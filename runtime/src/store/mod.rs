@@ -25,11 +25,13 @@
 //! paused process, a partitioned node) still holds the version it loaded, so its save fails
 //! with [`StoreError::Conflict`] and it deactivates instead of overwriting newer state.
 
+mod counting;
 mod memory;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use counting::{CountingStore, Counts, WriteCounts};
 pub use memory::MemoryStore;
 
 use async_trait::async_trait;

@@ -1,8 +1,8 @@
 //! A [`StateStore`] decorator that counts the durable writes going through it: each
 //! successful `save` is one atomic commit (state, outbox entries and reminder changes
-//! together), counted per actor kind, with its outbox entries. The `node` section wraps the
-//! node's store in it (`Node::build_with_store_layer`) to say how many durable writes one
-//! checkout makes, whatever the adapter.
+//! together), counted per actor kind, with its outbox entries. The benchmark harness wraps a
+//! node's store in it (`Node::build_with_store_layer`) and the checkout saga's tests wrap a
+//! memory store, to say how many durable writes one checkout makes, whatever the adapter.
 //!
 //! Only successful saves count: a refused compare-and-set wrote nothing. Cluster rows
 //! (members, leases) are not actor writes and are not counted.
@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::{Lease, MemberRecord, PendingEvent, Reminder, StateStore, StateWrite, Versioned};
+use crate::{ActorId, Shard, StoreError};
 use async_trait::async_trait;
-use emporium_runtime::store::{Lease, MemberRecord, PendingEvent, Reminder, StateWrite, Versioned};
-use emporium_runtime::{ActorId, Shard, StateStore, StoreError};
 
 /// Saves and outbox entries per actor kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -152,9 +152,9 @@ impl StateStore for CountingStore {
 
 #[cfg(test)]
 mod tests {
+    use crate::intern_kind;
+    use crate::store::{MemoryStore, OutboxEntry};
     use bytes::Bytes;
-    use emporium_runtime::intern_kind;
-    use emporium_runtime::store::{MemoryStore, OutboxEntry};
 
     use super::*;
 
