@@ -101,9 +101,7 @@ impl Browser {
                     driver_path.display()
                 ))
             })?;
-        // reqwest is built without a TLS provider of its own (see the workspace manifest):
-        // install the build's one unless the process did (an error means it did).
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(COMMAND_TIMEOUT)
             .build()

@@ -307,7 +307,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_balancer_turns_over_the_nodes_in_rotation() {
-        let balancer = Balancer::new(reqwest::Client::new());
+        let balancer = Balancer::new(http_client(Duration::from_secs(1)));
         balancer.add("a", "http://a");
         balancer.add("b", "http://b");
         balancer.add("a", "http://a2");

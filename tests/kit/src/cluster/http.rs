@@ -36,6 +36,7 @@ impl Answer {
 
 impl Api {
     pub fn new(node: &NodeProcess) -> Self {
+        crate::install_crypto_provider();
         Self {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
