@@ -383,6 +383,22 @@ impl Leases {
         requests
     }
 
+    /// Of `shards`, those still held back until `previous` lets go: no answer completed
+    /// their hand-over and it has not expired.
+    pub fn awaiting_handover(&self, previous: &LeaseHolder, shards: &[Shard]) -> Vec<Shard> {
+        let handovers = lock(&self.shared.handovers);
+        let now_ms = self.shared.membership.clock().monotonic_ms();
+        shards
+            .iter()
+            .copied()
+            .filter(|shard| {
+                handovers.get(shard).is_some_and(|handover| {
+                    handover.previous == *previous && now_ms < handover.until_ms
+                })
+            })
+            .collect()
+    }
+
     /// The previous holder of `shards` confirmed it no longer serves them: serve them here.
     pub fn complete_handover(&self, shards: &[Shard]) {
         let mut handovers = lock(&self.shared.handovers);

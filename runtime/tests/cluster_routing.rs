@@ -529,6 +529,72 @@ async fn a_new_owner_waits_until_a_stale_owner_can_no_longer_serve() {
     .await;
 }
 
+/// A joining node often claims shards before the holder can answer its request to let go
+/// (its link is not up yet, the holder is busy). It asks again, so the shards are served as
+/// soon as the holder answers, not only once the hold-back runs out (`fence_after`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_owner_asks_again_when_its_first_request_to_let_go_goes_unanswered() {
+    bounded(async {
+        // fence_after = 5.8 s: far beyond the 3 s for which A cannot answer.
+        let membership = MembershipConfig {
+            heartbeat_interval: Duration::from_millis(200),
+            suspect_after: Duration::from_secs(1),
+            dead_after: Duration::from_secs(6),
+            forget_after: Duration::from_secs(3600),
+        };
+        let unanswered = Duration::from_secs(3);
+        let shared = Arc::new(MemoryStore::new());
+        let a_store = Arc::new(PausableStore::new(Arc::clone(&shared), PauseScope::Leases));
+        let a = try_start(a_store.clone(), "reask-a", SECRET, membership.clone())
+            .await
+            .unwrap_or_else(|error| panic!("reask-a: {error}"));
+        until(Duration::from_secs(10), "A holds every shard", || {
+            a.holds() == usize::from(SHARD_COUNT)
+        })
+        .await;
+        let key = keys_owned_by("reask", "reask-b", &["reask-a", "reask-b"], 1).remove(0);
+        let shard = shard_of(Ledger::KIND, &key);
+
+        // A's lease reads hang, so it cannot answer B's first request to let go (a request
+        // waits 2 s for its answer); A answers again once its reads resume.
+        a_store.pause();
+        let started = Instant::now();
+        let b = try_start(shared.clone(), "reask-b", SECRET, membership.clone())
+            .await
+            .unwrap_or_else(|error| panic!("reask-b: {error}"));
+        let resume = tokio::spawn({
+            let a_store = Arc::clone(&a_store);
+            async move {
+                tokio::time::sleep(unanswered).await;
+                a_store.resume();
+            }
+        });
+        let mut both_served = false;
+        until(Duration::from_secs(10), "B serves K's shard", || {
+            let b_serves = b.cluster.leases().serves(shard);
+            both_served |= b_serves && a.cluster.leases().serves(shard);
+            b_serves
+        })
+        .await;
+        let took = started.elapsed();
+        println!("reask-b serves shard {shard} {took:?} after starting (A silent for {unanswered:?})");
+        assert!(!both_served, "A and B served shard {shard} at the same time");
+        let fence_after = membership.fence_after();
+        assert!(
+            took < unanswered + (fence_after - unanswered) / 2,
+            "B served {took:?} after starting: it waited out the hold-back ({fence_after:?}) instead of asking A again once A could answer ({unanswered:?})"
+        );
+        resume.await.expect("resume task");
+        let reply = a
+            .ask(&key, LedgerCommand::Append("w1".into()))
+            .await
+            .expect("a write through A lands on B");
+        assert_eq!(reply.node, "reask-b");
+        stop_all(&[a, b]).await;
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. Graceful drain under load.
 

@@ -16,7 +16,7 @@ use super::operations::{DRAIN_KIND, REBALANCE_KIND};
 use super::status::StatusReply;
 use crate::error::{ErrorClass, RuntimeError};
 use crate::identity::ActorId;
-use crate::leases::Leases;
+use crate::leases::{LeaseHolder, Leases};
 use crate::placement::{Shard, shard_of};
 use crate::runtime::{ForwardedCallError, Runtime, WeakRuntime};
 use crate::transport::{Answer, Envelope, EnvelopeHandler, Refusal, Transport, TransportError};
@@ -26,8 +26,8 @@ pub(super) const STATUS_KIND: &str = "$status";
 /// The envelope kind that asks a node to let go of shards another node has claimed from it
 /// (payload: the shards, JSON); it answers once it no longer serves them.
 const REVOKE_KIND: &str = "$revoke";
-/// How long a claimer waits for the previous holder's answer before it stops asking (its
-/// claim is then served after the lease's hold-back expires).
+/// How long a claimer waits for one answer of the previous holder before it asks again
+/// (see [`request_handovers`]).
 const REVOKE_TIMEOUT_MS: u64 = 2_000;
 
 /// What the transport hands envelopes to; it learns the node's lives once the first one
@@ -195,22 +195,57 @@ async fn let_go(runtime: &Runtime, leases: &Leases, payload: &[u8]) -> Answer {
 
 /// Ask the previous holders of shards this life just claimed from them to let go; each
 /// answer lets this node serve those shards (see `Leases::serves`).
+///
+/// A request that is refused or goes unanswered is sent again (after 100 ms, doubling up to
+/// 1 s) for as long as the shards are still held back: a node that has just joined often
+/// claims before its link to the holder is up, and waiting out the hold-back instead
+/// (`fence_after`, 4.5 s by default) would leave those shards unserved for longer than a
+/// request waits for them.
 pub(super) fn request_handovers(transport: &Transport, life: &Arc<Life>) {
     for (holder, shards) in life.leases.handovers_to_request() {
         let (transport, life) = (transport.clone(), Arc::clone(life));
         tokio::spawn(async move {
-            let deadline_ms = life.membership.clock().now_ms() + REVOKE_TIMEOUT_MS;
-            let payload = serde_json::to_vec(&shards).unwrap_or_default();
-            let envelope = Envelope::new(REVOKE_KIND, "", payload, deadline_ms);
-            match transport.send(&holder.node_id, envelope).await {
-                Ok(Answer::Reply(_)) => life.leases.complete_handover(&shards),
-                Ok(Answer::Refused { reason, detail }) => {
-                    tracing::warn!(%holder, ?reason, %detail, "cluster: hand-over refused; waiting for it to expire");
+            let mut pending = shards;
+            let mut pause = FIRST_REVOKE_RETRY;
+            for attempt in 1.. {
+                if ask_to_let_go(&transport, &life, &holder, &pending, attempt).await {
+                    life.leases.complete_handover(&pending);
+                    return;
                 }
-                Err(error) => {
-                    tracing::debug!(%holder, %error, "cluster: hand-over unanswered; waiting for it to expire");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_REVOKE_RETRY);
+                pending = life.leases.awaiting_handover(&holder, &pending);
+                if pending.is_empty() || *life.ended().borrow() {
+                    return;
                 }
             }
         });
     }
+}
+
+/// First pause before asking a previous holder again; doubles up to [`MAX_REVOKE_RETRY`].
+const FIRST_REVOKE_RETRY: Duration = Duration::from_millis(100);
+const MAX_REVOKE_RETRY: Duration = Duration::from_secs(1);
+
+/// One request to `holder` to let go of `shards`: whether it confirmed.
+async fn ask_to_let_go(
+    transport: &Transport,
+    life: &Life,
+    holder: &LeaseHolder,
+    shards: &[Shard],
+    attempt: u32,
+) -> bool {
+    let deadline_ms = life.membership.clock().now_ms() + REVOKE_TIMEOUT_MS;
+    let payload = serde_json::to_vec(shards).unwrap_or_default();
+    let envelope = Envelope::new(REVOKE_KIND, "", payload, deadline_ms);
+    match transport.send(&holder.node_id, envelope).await {
+        Ok(Answer::Reply(_)) => return true,
+        Ok(Answer::Refused { reason, detail }) => {
+            tracing::debug!(%holder, attempt, ?reason, %detail, "cluster: hand-over refused; asking again");
+        }
+        Err(error) => {
+            tracing::debug!(%holder, attempt, %error, "cluster: hand-over unanswered; asking again");
+        }
+    }
+    false
 }
