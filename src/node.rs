@@ -13,7 +13,7 @@ use emporium_actors::catalog::{SearchIndex, search_consumer};
 use emporium_admin::{AuthError, Authorizer, ServerTls};
 use emporium_config::{AdminApiConfig, NodeConfig, Secret, StoreConfig};
 use emporium_events_nats::{JetStreamBus, JetStreamSettings};
-use emporium_http_edge::auth::{AdminTokenError, TokenKeys};
+use emporium_http_edge::auth::{AdminTokenError, RevocationList, TokenKeys};
 use emporium_http_edge::cache::{CATALOG, DEFAULT_PAGE_TTL, ReadCache};
 use emporium_http_edge::limits::{LoginThrottle, Rate, RateLimiter};
 use emporium_http_edge::{AppState, EdgeLimits};
@@ -69,21 +69,25 @@ struct AdminApi {
 }
 
 /// Who may use the admin gRPC API: the configured static token (`admin_token`), or an
-/// access token of an admin user signed with the edge's keys. The HTTP admin routes also
-/// check revocations; this check cannot (it is synchronous), so a logged-out admin token
-/// stays good here until it expires (at most [`TOKEN_TTL`]).
+/// access token of an admin user signed with the edge's keys and not logged out — the
+/// edge's own revocation list, so a logout counts here as on the HTTP admin routes.
 struct AdminTokens {
     token: Option<Secret>,
     keys: TokenKeys,
+    revocations: Arc<dyn RevocationList>,
 }
 
+#[emporium_admin::async_trait]
 impl Authorizer for AdminTokens {
-    fn check(&self, bearer: &str) -> Result<(), AuthError> {
+    async fn check(&self, bearer: &str) -> Result<(), AuthError> {
         // `Secret`'s equality takes the same time wherever the first difference is.
         if self.token.as_ref() == Some(&Secret::new(bearer)) {
             return Ok(());
         }
         match self.keys.verify_admin(bearer) {
+            Ok(claims) if self.revocations.is_revoked(&claims.jti).await => Err(
+                AuthError::Unauthenticated("this access token was logged out".to_owned()),
+            ),
             Ok(_) => Ok(()),
             Err(AdminTokenError::NotAdmin) => Err(AuthError::PermissionDenied(
                 "this token is not an admin's".to_owned(),
@@ -98,7 +102,11 @@ impl Authorizer for AdminTokens {
 impl AdminApi {
     /// Bind the admin API's port and read its certificate now, so that a taken port or a
     /// bad certificate stops the node at start.
-    async fn bind(config: &AdminApiConfig, keys: TokenKeys) -> anyhow::Result<Self> {
+    async fn bind(
+        config: &AdminApiConfig,
+        keys: TokenKeys,
+        revocations: Arc<dyn RevocationList>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("cannot listen on {} (admin_addr)", config.addr))?;
@@ -116,6 +124,7 @@ impl AdminApi {
             authorizer: Arc::new(AdminTokens {
                 token: config.token.clone(),
                 keys,
+                revocations,
             }),
         })
     }
@@ -212,10 +221,6 @@ impl Node {
         }
         let secret = jwt_secret(config)?;
         let tokens = TokenKeys::new(secret.as_bytes(), TOKEN_TTL);
-        let admin = match &config.admin_api {
-            Some(api) => Some(AdminApi::bind(api, tokens.clone()).await?),
-            None => None,
-        };
         let state = with_edge_services(
             with_metrics(
                 AppState::new(runtime, catalog, tokens)
@@ -227,6 +232,13 @@ impl Node {
             config,
         )
         .await?;
+        let admin = match &config.admin_api {
+            Some(api) => {
+                let revocations = Arc::clone(&state.revocations);
+                Some(AdminApi::bind(api, state.tokens.clone(), revocations).await?)
+            }
+            None => None,
+        };
         start_consumers(&state, config);
         Ok(Self {
             listener,

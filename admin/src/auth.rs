@@ -6,9 +6,11 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 /// Decides whether a bearer token may use the admin API.
+#[tonic::async_trait]
 pub trait Authorizer: Send + Sync + 'static {
-    /// `Ok` to let the call through. Called once per RPC (a stream is checked when it opens).
-    fn check(&self, bearer: &str) -> Result<(), AuthError>;
+    /// `Ok` to let the call through. Called once per RPC (a stream is checked when it opens);
+    /// asynchronous, so that it may ask a shared revocation list.
+    async fn check(&self, bearer: &str) -> Result<(), AuthError>;
 }
 
 /// Why a call was turned away.
@@ -48,9 +50,12 @@ pub(crate) fn bearer(metadata: &MetadataMap) -> Result<&str, AuthError> {
 }
 
 /// Check `metadata`'s bearer token with `authorizer`.
-pub(crate) fn authorize(authorizer: &dyn Authorizer, metadata: &MetadataMap) -> Result<(), Status> {
+pub(crate) async fn authorize(
+    authorizer: &dyn Authorizer,
+    metadata: &MetadataMap,
+) -> Result<(), Status> {
     let token = bearer(metadata)?;
-    authorizer.check(token).map_err(Status::from)
+    authorizer.check(token).await.map_err(Status::from)
 }
 
 #[cfg(test)]

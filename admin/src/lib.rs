@@ -48,3 +48,5 @@ pub use auth::{AuthError, Authorizer};
 pub use client::{AdminClient, ClientError, ClientSettings, EventStream, Failure, WatchItem};
 pub use convert::MalformedReply;
 pub use server::{AdminService, SHUTDOWN_GRACE, ServeError, ServerTls, serve, server};
+/// The attribute an [`Authorizer`] implementation needs (`async fn check`).
+pub use tonic::async_trait;

@@ -145,8 +145,8 @@ pub async fn serve(
 }
 
 impl AdminService {
-    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        authorize(self.authorizer.as_ref(), request.metadata())
+    async fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        authorize(self.authorizer.as_ref(), request.metadata()).await
     }
 }
 
@@ -158,7 +158,7 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::GetClusterRequest>,
     ) -> Result<Response<proto::ClusterView>, Status> {
-        self.authorize(&request)?;
+        self.authorize(&request).await?;
         let status = self.runtime.cluster_status().await;
         Ok(Response::new(convert::cluster_view(status)))
     }
@@ -167,7 +167,7 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::LocateActorRequest>,
     ) -> Result<Response<proto::ActorLocation>, Status> {
-        self.authorize(&request)?;
+        self.authorize(&request).await?;
         let message = request.get_ref();
         let kind = required("kind", &message.kind)?;
         let key = required("key", &message.key)?;
@@ -183,7 +183,7 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::DrainNodeRequest>,
     ) -> Result<Response<proto::DrainOutcome>, Status> {
-        self.authorize(&request)?;
+        self.authorize(&request).await?;
         let node = required("node_id", &request.get_ref().node_id)?;
         let outcome = self
             .runtime
@@ -197,7 +197,7 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::PassivateActorRequest>,
     ) -> Result<Response<proto::PassivateOutcome>, Status> {
-        self.authorize(&request)?;
+        self.authorize(&request).await?;
         let message = request.get_ref();
         let kind = required("kind", &message.kind)?;
         let key = required("key", &message.key)?;
@@ -213,7 +213,7 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::RebalanceRequest>,
     ) -> Result<Response<proto::RebalanceOutcome>, Status> {
-        self.authorize(&request)?;
+        self.authorize(&request).await?;
         let nodes = self.runtime.rebalance().await.map_err(operation_status)?;
         Ok(Response::new(proto::RebalanceOutcome { nodes }))
     }
@@ -224,7 +224,7 @@ impl Admin for AdminService {
         &self,
         request: Request<proto::WatchClusterRequest>,
     ) -> Result<Response<ReplyStream>, Status> {
-        self.authorize(&request)?;
+        self.authorize(&request).await?;
         let feed = self.runtime.cluster_events();
         let history = tokio_stream::iter(feed.history).map(event_reply);
         let caught_up = tokio_stream::once(reply(Item::CaughtUp(proto::CaughtUp {})));

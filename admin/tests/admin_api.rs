@@ -36,8 +36,9 @@ impl VirtualActor for Counter {
 /// `ADMIN` is an admin, `CUSTOMER` a valid token of someone else, anything else invalid.
 struct TestTokens;
 
+#[tonic::async_trait]
 impl Authorizer for TestTokens {
-    fn check(&self, bearer: &str) -> Result<(), AuthError> {
+    async fn check(&self, bearer: &str) -> Result<(), AuthError> {
         match bearer {
             ADMIN => Ok(()),
             CUSTOMER => Err(AuthError::PermissionDenied("not an admin".into())),

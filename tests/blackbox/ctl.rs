@@ -1,6 +1,7 @@
 //! `emporium ctl` against a real cluster: three nodes on PostgreSQL serving the admin gRPC
 //! API, the real binary run as a script would run it. The view, an actor's owner (the same
-//! as the HTTP route's), a drain watched live by `events --follow`, and the exit codes.
+//! as the HTTP route's), a drain watched live by `events --follow`, the exit codes, and an
+//! admin's access token refused once logged out.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
-use crate::cluster_kit::{Cluster, SHARD_COUNT, free_port};
+use crate::checkout::Shop;
+use crate::cluster_kit::{ADMIN_EMAIL, ADMIN_PASSWORD, Cluster, SHARD_COUNT, free_port};
 use crate::stores::TestStore;
 
 const TOKEN: &str = "ctl-blackbox-admin-token-0123456789abcdef";
@@ -163,6 +165,15 @@ async fn ctl_operates_a_three_node_cluster() {
     // Exit codes scripts rely on.
     let (code, _, err) = run(ctl(&addr, "not-the-token", &["cluster"])).await;
     assert_eq!(code, 4, "bad token: {err}");
+    // An admin's access token works until its holder logs out, then at once no more.
+    let shop = Shop::with_admin(cluster.members[0].running(), ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (code, _, err) = run(ctl(&addr, &shop.admin, &["cluster"])).await;
+    assert_eq!(code, 0, "an admin's access token: {err}");
+    let logout = shop.post("/v1/auth/logout", Some(&shop.admin), None).await;
+    assert_eq!(logout.status, 204, "logout: {logout:?}");
+    let (code, _, err) = run(ctl(&addr, &shop.admin, &["cluster"])).await;
+    assert_eq!(code, 4, "a logged-out admin's token: {err}");
+    assert!(err.contains("logged out"), "{err}");
     let (code, _, err) = run(ctl(&addr, TOKEN, &["drain", "node-9"])).await;
     assert_eq!(code, 5, "unknown node: {err}");
     let (code, _, err) = run(ctl(&addr, TOKEN, &["actor", "no-such-kind", "x"])).await;
