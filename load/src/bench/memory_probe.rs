@@ -6,7 +6,8 @@
 //! fresh keys once each (a read: no record is ever written, so no store or cache grows with
 //! the actors: the growth is the runtime's own per-actor cost), and reads its resident set
 //! (`/proc/self/statm`) before, with every actor active and idle, and once the idle timeout
-//! has passivated them all (what the allocator keeps afterwards). It prints one line,
+//! has passivated them all (what the allocator keeps afterwards, with the node's own
+//! passivation hook returning free memory, `emporium::memory`). It prints one line,
 //! [`ProbeReport::line`], that the parent parses.
 
 use std::sync::Arc;
@@ -110,6 +111,7 @@ pub async fn probe(actors: u64) -> Result<ProbeReport, String> {
             ..RuntimeConfig::default()
         })
         .register(Counter)
+        .on_passivation(emporium::memory::trim_after_passivations())
         .build()
         .await
         .map_err(|error| format!("cannot build the runtime: {error}"))?;
