@@ -7,7 +7,7 @@
 //! their own. So a listing is never older than the last acknowledged product change (once
 //! it reached the node's index, see below), and never older than the TTL otherwise.
 //!
-//! Catalog writes invalidate by themselves: [`invalidate_on_catalog_writes`] starts a new
+//! Catalog writes invalidate by themselves: [`after_catalog_write`] starts a new
 //! catalog generation after every successful write under [`CATALOG_WRITE_PATHS`], so admin
 //! routes need no cache code. Writes made through *other* nodes reach this node's search
 //! index as `ProductChanged` events (`emporium_actors::catalog::SearchProjection`), and the
@@ -32,9 +32,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
@@ -315,22 +314,21 @@ async fn cacheable(response: Response) -> Option<(Response, Option<Bytes>)> {
     }
 }
 
-/// Middleware: after a successful write under [`CATALOG_WRITE_PATHS`], start a new catalog
-/// generation, so every node's cached listings are dropped at once.
-pub async fn invalidate_on_catalog_writes(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let writes_catalog = !request.method().is_safe()
+/// Whether `request` writes the catalog (a write under [`CATALOG_WRITE_PATHS`]): its success
+/// must drop every node's cached listings ([`after_catalog_write`]).
+pub fn writes_catalog(request: &Request) -> bool {
+    !request.method().is_safe()
         && CATALOG_WRITE_PATHS
             .iter()
-            .any(|prefix| request.uri().path().starts_with(prefix));
-    let response = next.run(request).await;
-    if writes_catalog && response.status().is_success() {
+            .any(|prefix| request.uri().path().starts_with(prefix))
+}
+
+/// After a successful catalog write, start a new catalog generation, so every node's cached
+/// listings are dropped at once.
+pub async fn after_catalog_write(state: &AppState, status: StatusCode) {
+    if status.is_success() {
         state.cache.invalidate(CATALOG).await;
     }
-    response
 }
 
 #[cfg(test)]

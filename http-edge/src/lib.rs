@@ -12,6 +12,7 @@ pub mod cache;
 mod extract;
 pub mod limits;
 mod observe;
+mod pipeline;
 mod problem;
 mod request_trace;
 mod routes;
@@ -61,22 +62,10 @@ pub fn router(state: AppState, limits: &EdgeLimits) -> Router {
             StatusCode::GATEWAY_TIMEOUT,
             limits.request_timeout,
         ))
-        .layer(axum::middleware::map_response(
-            problem::problem_for_bare_errors,
-        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            cache::invalidate_on_catalog_writes,
+            pipeline::around_every_request,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            limits::limit_requests,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            observe::record_request,
-        ))
-        .layer(axum::middleware::from_fn(request_trace::trace_request))
         .with_state(state)
 }
 

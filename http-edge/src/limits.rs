@@ -25,11 +25,10 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
@@ -406,15 +405,12 @@ impl RateLimiter {
     }
 }
 
-/// Middleware: limit each request by client address and, with a valid token, by user.
-pub async fn limit_requests(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// The buckets `request` takes a token from: its client address and, with a valid token,
+/// its user; none when requests are not limited or its path never is.
+pub fn limit_keys(state: &AppState, request: &Request) -> Vec<String> {
     let limiter = &state.rate_limiter;
     if limiter.rate().is_none() || UNLIMITED_PATHS.contains(&request.uri().path()) {
-        return next.run(request).await;
+        return Vec::new();
     }
     let peer = request
         .extensions()
@@ -433,21 +429,30 @@ pub async fn limit_requests(
     if let Some(claims) = user {
         keys.push(format!("user:{}", claims.sub));
     }
-    match limiter.admit(&keys).await {
-        Admission::Allowed => next.run(request).await,
+    keys
+}
+
+/// Take a token from each of `keys` ([`limit_keys`]): `Err` is the 429 answer of a request
+/// over its limit.
+pub async fn admit(state: &AppState, keys: &[String]) -> Result<(), Response> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    match state.rate_limiter.admit(keys).await {
+        Admission::Allowed => Ok(()),
         Admission::Limited {
             bucket,
             retry_after,
         } => {
             let scope = if bucket == 0 { "client" } else { "user" };
             metrics::counter!("emporium_rate_limited_total", "scope" => scope).increment(1);
-            too_many(
+            Err(too_many(
                 &format!(
                     "too many requests from this {scope}; retry after the delay in Retry-After"
                 ),
                 retry_after,
             )
-            .into_response()
+            .into_response())
         }
     }
 }

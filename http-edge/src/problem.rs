@@ -510,7 +510,7 @@ impl IntoResponse for ApiError {
 /// Give error responses produced outside the handlers (routing, body limit, timeout) a
 /// problem body. Responses that already are problems, HTML answers of the console (error
 /// fragments htmx swaps in), and successes pass untouched.
-pub async fn problem_for_bare_errors(response: Response) -> Response {
+pub fn problem_for_bare_errors(response: Response) -> Response {
     let status = response.status();
     let content_type = response
         .headers()

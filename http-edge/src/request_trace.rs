@@ -17,9 +17,7 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
-use tracing::Instrument;
 
 /// The header a request id travels in, both ways.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -27,24 +25,30 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client request id kept; a longer one is replaced.
 const MAX_REQUEST_ID: usize = 128;
 
-/// Middleware: the request's id and span.
-pub async fn trace_request(mut request: Request, next: Next) -> Response {
-    let id = request_id(&request);
+/// Give `request` its id (in its `x-request-id` header) and its span.
+pub fn begin(request: &mut Request) -> (HeaderValue, tracing::Span) {
+    let id = request_id(request);
     request.headers_mut().insert(REQUEST_ID, id.clone());
-    let span = request_span(&request, &id);
-    let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let span = request_span(request, &id);
+    (id, span)
+}
+
+/// Record the answer in the request's span (a 5xx logged at ERROR) and echo the id.
+pub fn finish(
+    span: &tracing::Span,
+    id: HeaderValue,
+    started: Instant,
+    mut response: Response,
+) -> Response {
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
-        span.in_scope(|| {
-            tracing::error!(
-                status = status.as_u16(),
-                latency_ms = started.elapsed().as_millis(),
-                "response failed"
-            );
-        });
+        tracing::error!(
+            status = status.as_u16(),
+            latency_ms = started.elapsed().as_millis(),
+            "response failed"
+        );
     }
     response.headers_mut().insert(REQUEST_ID, id);
     response

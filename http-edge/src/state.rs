@@ -23,6 +23,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::auth::{LocalRevocations, RevocationList, TokenKeys};
 use crate::cache::ReadCache;
 use crate::limits::{LoginThrottle, RateLimiter};
+use crate::observe::RequestMetricHandles;
 
 /// Shared, cheap to clone (one reference count; see the module doc).
 #[derive(Clone)]
@@ -55,6 +56,8 @@ pub struct Fields {
     /// one its channel router uses).
     pub notification_sink: Arc<DevSink>,
     ready: Arc<AtomicBool>,
+    /// The recorder's handles of the request metrics.
+    pub(crate) request_metrics: Arc<RequestMetricHandles>,
     /// The node fenced itself (cluster mode: it lost the store or was paused) and refuses
     /// every call until it has rejoined.
     fenced: Arc<AtomicBool>,
@@ -84,6 +87,7 @@ impl AppState {
             experiments: Experiments::default(),
             notification_sink: Arc::new(DevSink::default()),
             ready: Arc::new(AtomicBool::new(false)),
+            request_metrics: Arc::default(),
             fenced: Arc::new(AtomicBool::new(false)),
         }))
     }
