@@ -121,16 +121,26 @@ impl<'writer> FormatFields<'writer> for LogFields {
         current: &'writer mut FormattedFields<Self>,
         fields: &span::Record<'_>,
     ) -> fmt::Result {
-        // Formatted apart first: a record of exporter fields only adds nothing, not a space.
-        let mut added = String::new();
-        self.format_fields(Writer::new(&mut added), fields)?;
-        if !added.is_empty() {
-            if !current.fields.is_empty() {
-                current.fields.push(' ');
-            }
-            current.fields.push_str(&added);
+        // A record of exporter fields only (a span's `otel.status_code`) adds nothing, not
+        // even the space before it.
+        let mut logged = HasLoggedField(false);
+        fields.record(&mut logged);
+        if !logged.0 {
+            return Ok(());
         }
-        Ok(())
+        if !current.fields.is_empty() {
+            current.fields.push(' ');
+        }
+        self.format_fields(current.as_writer(), fields)
+    }
+}
+
+/// Whether a record holds any field a log line shows.
+struct HasLoggedField(bool);
+
+impl Visit for HasLoggedField {
+    fn record_debug(&mut self, field: &Field, _: &dyn fmt::Debug) {
+        self.0 |= !is_exporter_field(field);
     }
 }
 

@@ -71,9 +71,9 @@ impl RequestMetrics {
             .rates()
             .record_request(status.is_server_error());
         let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        let (requests, duration) = state.request_metrics.of(route, &self.method, status);
-        requests.increment(1);
-        duration.record(self.started.elapsed().as_secs_f64());
+        state
+            .request_metrics
+            .record(route, &self.method, status, self.started.elapsed());
     }
 }
 
@@ -87,6 +87,7 @@ pub struct RequestMetricHandles {
     routes: RwLock<HashMap<String, RouteHandles>>,
 }
 
+/// One route's handles, per method and status (the count) and per method (the duration).
 #[derive(Default)]
 struct RouteHandles {
     requests: Vec<(&'static str, u16, Counter)>,
@@ -94,33 +95,25 @@ struct RouteHandles {
 }
 
 impl RouteHandles {
-    fn find(&self, method: &str, status: u16) -> Option<(Counter, Histogram)> {
+    /// Count and time one request; `false` (nothing recorded) when its method and status
+    /// have no handles yet.
+    fn record(&self, method: &str, status: u16, elapsed: Duration) -> bool {
         let requests = self
             .requests
             .iter()
-            .find(|(m, s, _)| *m == method && *s == status)?;
-        let duration = self.durations.iter().find(|(m, _)| *m == method)?;
-        Some((requests.2.clone(), duration.1.clone()))
-    }
-}
-
-impl RequestMetricHandles {
-    fn of(&self, route: &str, method: &Method, status: StatusCode) -> (Counter, Histogram) {
-        let method = method_label(method);
-        let status = status.as_u16();
-        let found = self
-            .routes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(route)
-            .and_then(|handles| handles.find(method, status));
-        found.unwrap_or_else(|| self.register(route, method, status))
+            .find(|(m, s, _)| *m == method && *s == status);
+        let duration = self.durations.iter().find(|(m, _)| *m == method);
+        let (Some((_, _, requests)), Some((_, duration))) = (requests, duration) else {
+            return false;
+        };
+        requests.increment(1);
+        duration.record(elapsed.as_secs_f64());
+        true
     }
 
-    fn register(&self, route: &str, method: &'static str, status: u16) -> (Counter, Histogram) {
-        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
-        let handles = routes.entry(route.to_owned()).or_default();
-        if !handles
+    /// Ask the recorder for the handles `route`'s requests of `method` and `status` lack.
+    fn register(&mut self, route: &str, method: &'static str, status: u16) {
+        if !self
             .requests
             .iter()
             .any(|(m, s, _)| *m == method && *s == status)
@@ -131,42 +124,56 @@ impl RequestMetricHandles {
                 "method" => method,
                 "status" => status.to_string()
             );
-            handles.requests.push((method, status, counter));
+            self.requests.push((method, status, counter));
         }
-        if !handles.durations.iter().any(|(m, _)| *m == method) {
+        if !self.durations.iter().any(|(m, _)| *m == method) {
             let histogram = metrics::histogram!(
                 DURATION_METRIC,
                 "route" => route.to_owned(),
                 "method" => method
             );
-            handles.durations.push((method, histogram));
+            self.durations.push((method, histogram));
         }
-        handles
-            .find(method, status)
-            .unwrap_or_else(|| (Counter::noop(), Histogram::noop()))
+    }
+}
+
+impl RequestMetricHandles {
+    /// Count and time one request of `route`.
+    fn record(&self, route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
+        let method = method_label(method);
+        let status = status.as_u16();
+        let recorded = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+            .is_some_and(|handles| handles.record(method, status, elapsed));
+        if !recorded {
+            let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+            let handles = routes.entry(route.to_owned()).or_default();
+            handles.register(route, method, status);
+            handles.record(method, status, elapsed);
+        }
     }
 }
 
 /// The method's label: a standard method's name, `other` for any other.
 fn method_label(method: &Method) -> &'static str {
-    const STANDARD: [Method; 9] = [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::PATCH,
-        Method::DELETE,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::TRACE,
-        Method::CONNECT,
-    ];
-    const NAMES: [&str; 9] = [
-        "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT",
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::TRACE, "TRACE"),
+        (Method::CONNECT, "CONNECT"),
     ];
     STANDARD
         .iter()
-        .position(|standard| standard == method)
-        .map_or("other", |index| NAMES[index])
+        .find(|(standard, _)| standard == method)
+        .map_or("other", |(_, name)| name)
 }
 
 #[cfg(test)]
@@ -180,13 +187,11 @@ mod tests {
         let handles = RequestMetricHandles::default();
         let odd = Method::from_bytes(b"BREW").unwrap();
         metrics::with_local_recorder(&recorder, || {
+            let elapsed = Duration::from_millis(1);
             for status in [StatusCode::OK, StatusCode::OK, StatusCode::NOT_FOUND] {
-                let (requests, duration) = handles.of("/v1/carts/{id}", &Method::GET, status);
-                requests.increment(1);
-                duration.record(0.001);
+                handles.record("/v1/carts/{id}", &Method::GET, status, elapsed);
             }
-            let (requests, _) = handles.of("unmatched", &odd, StatusCode::METHOD_NOT_ALLOWED);
-            requests.increment(1);
+            handles.record("unmatched", &odd, StatusCode::METHOD_NOT_ALLOWED, elapsed);
         });
         let text = rendered.render();
         for series in [
