@@ -43,7 +43,7 @@ use std::time::Duration;
 use emporium_runtime::{RuntimeError, Turn, VirtualActor};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{ProductActor, ProductCommand};
+use crate::catalog::{ProductActor, ProductCommand, VersionedProduct};
 use crate::events::{DomainEvent, EventLine, Variants};
 use crate::experiments::Experiments;
 use crate::values::{Currency, Quantity, Sku};
@@ -439,7 +439,7 @@ async fn add_item(
         .actor::<ProductActor>(sku.as_str())
         .ask(ProductCommand::Get)
         .await?;
-    let Ok(Some(product)) = product else {
+    let Ok(Some(VersionedProduct { product, .. })) = product else {
         return Ok(Err(CartRejection::UnknownSku(sku)));
     };
     let state = turn.state();

@@ -8,7 +8,9 @@ use std::fmt::Debug;
 use emporium_actors::cart::{
     CartActor, CartCaller, CartCommand, CartLine, CartRejection, CartView,
 };
-use emporium_actors::catalog::{Product, ProductActor, ProductCommand, ProductDraft};
+use emporium_actors::catalog::{
+    Product, ProductActor, ProductCommand, ProductDraft, VersionedProduct,
+};
 use emporium_actors::checkout::{
     CheckoutActor, CheckoutCommand, CheckoutFailure, CheckoutOutcome, CheckoutRejection,
     CheckoutReply, CheckoutRequest, PaymentToken,
@@ -252,7 +254,10 @@ fn product_commands_and_replies_round_trip() {
         attributes: draft.attributes,
     };
     let replies: [<ProductActor as VirtualActor>::Reply; 3] = [
-        Ok(Some(product)),
+        Ok(Some(VersionedProduct {
+            product,
+            version: 7,
+        })),
         Ok(None),
         Err(InvalidValue {
             field: "price_cents",

@@ -15,6 +15,8 @@ use emporium_testkit::TcpProxy;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::cluster_kit::Cluster;
+use crate::stores::TestStore;
 use crate::support::{Answer, Api, NodeProcess, NodeSpec, metric_sum, wait_until};
 
 const JWT_SECRET: &str = "redis-blackbox-secret-0123456789abcdef";
@@ -249,14 +251,60 @@ async fn a_burst_spent_on_two_nodes_is_one_burst() {
     other.delete().await;
 }
 
+/// Wait (up to 5 s) until a page `api` computes itself (a fresh cache key, so a miss) lists
+/// `name`: its own search index has the change.
+async fn index_shows(api: &Api, name: &str) {
+    for probe in 0..50 {
+        let page = api.get(&format!("/v1/products?q=mug&probe={probe}")).await;
+        assert_eq!(page.status, 200, "{page:?}");
+        if cache_tag(&page) == "miss" && names(&page).contains(&name.to_owned()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} did not reach the index of {} within 5 s", api.base);
+}
+
+/// Within 5 s, the nodes agree: each serves the mug search from the shared cache, twice in a
+/// row, with one body showing what `expected` wants. That body.
+async fn settled_page(nodes: [&Api; 2], expected: impl Fn(&Answer) -> bool) -> Value {
+    for _ in 0..50 {
+        let mut pages = Vec::new();
+        for node in [nodes, nodes].concat() {
+            pages.push(node.get("/v1/products?q=mug").await);
+        }
+        let agreed = pages.iter().all(|page| {
+            page.status == 200
+                && cache_tag(page) == "hit"
+                && expected(page)
+                && page.body == pages[0].body
+        });
+        if agreed {
+            return pages[0].body.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the nodes did not settle on one cached page within 5 s");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_product_change_on_one_node_drops_every_node_s_cached_listing() {
     let Some(url) = redis_url() else { return };
     let keys = Keys::new("cache", &url);
-    let dirs = dirs();
-    let (a, b) = two_nodes(&dirs, &url, &keys, &[]).await;
-    let (a, b) = (Api::new(&a), Api::new(&b));
-    let admin = token("u-admin", &["admin"]);
+    // Nodes that share cached pages must show one catalog (the cache's premise): the members
+    // of one cluster, whose search indexes follow every product change through the events.
+    let env = [
+        ("EMPORIUM_REDIS_URL", url.as_str()),
+        ("EMPORIUM_REDIS_PREFIX", keys.prefix.as_str()),
+    ];
+    let Some(cluster) = Cluster::start_with_env(TestStore::Postgres, 2, &env).await else {
+        return;
+    };
+    let (a, b) = (cluster.api(0), cluster.api(1));
+    let admin = cluster.admin_token().to_owned();
+    let shows = |name: &'static str| move |page: &Answer| names(page).contains(&name.to_owned());
+    let made = upsert_mug(&a, &admin, "Ceramic Mug").await;
+    assert_eq!(made.status, 201, "{made:?}");
 
     let first = b.get("/v1/products?q=mug").await;
     assert_eq!(
@@ -264,29 +312,41 @@ async fn a_product_change_on_one_node_drops_every_node_s_cached_listing() {
         (200, "miss"),
         "{first:?}"
     );
-    assert!(names(&first).contains(&"Ceramic Mug".to_owned()));
-    let cached = b.get("/v1/products?q=mug").await;
-    assert_eq!(cache_tag(&cached), "hit");
-    assert_eq!(cached.body, first.body);
-    // Another node reads the same page.
-    let on_a = a.get("/v1/products?q=mug").await;
-    assert_eq!((cache_tag(&on_a), &on_a.body), ("hit", &first.body));
+    // A node's search projection starts a new generation once a product change reaches its
+    // index. Until every node's index has it, a node may compute (and share) a page from
+    // before the change; so the nodes settle on one page a moment after a write.
+    let before = settled_page([&a, &b], shows("Ceramic Mug")).await;
 
     let changed = upsert_mug(&a, &admin, "Redis Mug").await;
     assert_eq!(changed.status, 200, "{changed:?}");
-    let fresh = a.get("/v1/products?q=mug").await;
+    let after = a.get("/v1/products?q=mug").await;
     assert_eq!(
-        cache_tag(&fresh),
+        cache_tag(&after),
         "miss",
-        "A's write started a new generation"
+        "A's write started a new generation before it was acknowledged: {after:?}"
     );
-    assert!(names(&fresh).contains(&"Redis Mug".to_owned()), "{fresh:?}");
-    let on_b = b.get("/v1/products?q=mug").await;
-    assert_eq!(cache_tag(&on_b), "hit");
-    assert!(
-        names(&on_b).contains(&"Redis Mug".to_owned()),
-        "B shows the change at once: {on_b:?}"
-    );
+    for node in [&a, &b] {
+        index_shows(node, "Redis Mug").await;
+    }
+    let settled = settled_page([&b, &a], shows("Redis Mug")).await;
+    assert_ne!(settled, before);
+    // With both indexes up to date, a page one node computes is the other's hit (tried on
+    // fresh keys: the last projection may start its generation a moment after indexing).
+    let mut shared = false;
+    for query in ["Mug", "MUG", "mUg", "muG", "MUg", "mUG"] {
+        let path = format!("/v1/products?q={query}");
+        let computed = b.get(&path).await;
+        let served = a.get(&path).await;
+        assert!(
+            shows("Redis Mug")(&served),
+            "{served:?} after B's {computed:?}"
+        );
+        if (cache_tag(&computed), cache_tag(&served)) == ("miss", "hit") {
+            shared = true;
+            break;
+        }
+    }
+    assert!(shared, "A never served a page B had computed");
     let metrics = b.metrics().await;
     assert!(metric_sum(&metrics, "emporium_cache_requests_total", "result=\"hit\"") >= 2.0);
     keys.delete().await;

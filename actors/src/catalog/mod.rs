@@ -2,11 +2,16 @@
 //!
 //! Writes go to the product actor first (the source of truth, which raises
 //! `ProductChanged` in the same commit), then to the node's search index; at start the index
-//! is rebuilt from the stored products. Upserts of one SKU are serialized on the node, so the
-//! index never ends up holding an older version than the store. Every node's index also
-//! follows the `ProductChanged` events ([`SearchProjection`]), so writes made through other
-//! nodes (and one that committed but did not reach the index before a crash) reach it as
-//! soon as the relay has published them.
+//! is rebuilt from the stored products. Every node's index also follows the `ProductChanged`
+//! events ([`SearchProjection`]), so writes made through other nodes (and one that committed
+//! but did not reach the index before a crash) reach it as soon as the relay has published
+//! them.
+//!
+//! **Invariant: a node's index only moves forward.** Every product reaches the index with
+//! the version its actor committed it as, under its SKU's stripe lock, and only when newer
+//! than the version the index holds. So an event that arrives after the writing node
+//! indexed a later version of its product (a create, then an update at once) is skipped,
+//! never put back.
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -20,12 +25,13 @@ pub use index::{
 };
 pub use product::{
     MAX_ATTRIBUTES, MAX_CATEGORY_CHARS, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PRICE_CENTS,
-    Product, ProductActor, ProductCommand, ProductDraft,
+    Product, ProductActor, ProductCommand, ProductDraft, VersionedProduct,
 };
 pub use projection::{OnChange, SearchProjection, search_consumer};
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use emporium_runtime::{Runtime, RuntimeError};
 use tokio::sync::Mutex;
@@ -68,9 +74,11 @@ pub struct Upserted {
 pub struct Catalog {
     runtime: Runtime,
     index: Arc<dyn SearchIndex>,
-    /// Serialize the store write and the index write of one SKU, so that two concurrent
-    /// upserts cannot reach the index in the opposite order to the store.
+    /// Serialize the store write and the index write of one SKU, and the projection's index
+    /// writes of it, so that the index never goes back to an older version.
     upserts: Arc<[Mutex<()>]>,
+    /// SKU → the newest product version the index holds (bounded by the catalog's size).
+    indexed: Arc<std::sync::Mutex<HashMap<String, u64>>>,
 }
 
 impl Catalog {
@@ -79,6 +87,7 @@ impl Catalog {
             runtime,
             index,
             upserts: (0..UPSERT_STRIPES).map(|_| Mutex::new(())).collect(),
+            indexed: Arc::default(),
         }
     }
 
@@ -95,6 +104,13 @@ impl Catalog {
 
     /// One product, `None` when the SKU is unknown.
     pub async fn get(&self, sku: &Sku) -> Result<Option<Product>, CatalogError> {
+        Ok(self
+            .get_versioned(sku)
+            .await?
+            .map(|versioned| versioned.product))
+    }
+
+    async fn get_versioned(&self, sku: &Sku) -> Result<Option<VersionedProduct>, CatalogError> {
         let reply = self
             .runtime
             .actor::<ProductActor>(sku.as_str())
@@ -109,29 +125,87 @@ impl Catalog {
     pub async fn upsert(&self, sku: &Sku, draft: ProductDraft) -> Result<Upserted, CatalogError> {
         draft.validate()?;
         let _serialized = self.stripe(sku).lock().await;
-        let created = self.get(sku).await?.is_none();
+        let created = self.get_versioned(sku).await?.is_none();
         let reply = self
             .runtime
             .actor::<ProductActor>(sku.as_str())
             .ask(ProductCommand::Upsert(draft))
             .await?;
-        let product = reply?.ok_or_else(|| RuntimeError::Unreachable {
+        let upserted = reply?.ok_or_else(|| RuntimeError::Unreachable {
             actor: emporium_runtime::ActorId::new("product", sku.as_str()),
             reason: "upsert answered without the product".to_owned(),
         })?;
-        self.index.upsert(&product).await?;
-        Ok(Upserted { product, created })
+        self.index_newer_locked(std::slice::from_ref(&upserted))
+            .await?;
+        Ok(Upserted {
+            product: upserted.product,
+            created,
+        })
+    }
+
+    /// Index those of `products` that are newer than the version the index holds of their
+    /// SKU, taking their SKUs' stripe locks first (in stripe order, so two callers cannot
+    /// wait for each other). Returns how many it indexed.
+    pub(crate) async fn index_newer(
+        &self,
+        products: &[VersionedProduct],
+    ) -> Result<usize, SearchError> {
+        let mut stripes: Vec<usize> = products
+            .iter()
+            .map(|versioned| self.stripe_of(&versioned.product.sku))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut _serialized = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            _serialized.push(self.upserts[stripe].lock().await);
+        }
+        self.index_newer_locked(products).await
+    }
+
+    /// [`Catalog::index_newer`] for a caller that holds the stripe locks of `products`.
+    async fn index_newer_locked(
+        &self,
+        products: &[VersionedProduct],
+    ) -> Result<usize, SearchError> {
+        let newer: Vec<&VersionedProduct> = {
+            let indexed = self.indexed.lock().unwrap_or_else(PoisonError::into_inner);
+            products
+                .iter()
+                .filter(|versioned| {
+                    indexed
+                        .get(versioned.product.sku.as_str())
+                        .is_none_or(|held| *held < versioned.version)
+                })
+                .collect()
+        };
+        if newer.is_empty() {
+            return Ok(0);
+        }
+        let batch: Vec<Product> = newer
+            .iter()
+            .map(|versioned| versioned.product.clone())
+            .collect();
+        self.index.upsert_many(&batch).await?;
+        let mut indexed = self.indexed.lock().unwrap_or_else(PoisonError::into_inner);
+        for versioned in &newer {
+            let held = indexed
+                .entry(versioned.product.sku.to_string())
+                .or_insert(0);
+            *held = (*held).max(versioned.version);
+        }
+        Ok(newer.len())
     }
 
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchPage, CatalogError> {
         Ok(self.index.search(query).await?)
     }
 
-    /// [`Catalog::get`], asked again while the answer is "not applied, retry".
-    async fn get_patiently(&self, sku: &Sku) -> Result<Option<Product>, CatalogError> {
+    /// [`Catalog::get_versioned`], asked again while the answer is "not applied, retry".
+    async fn get_patiently(&self, sku: &Sku) -> Result<Option<VersionedProduct>, CatalogError> {
         let mut attempt = 1;
         loop {
-            match self.get(sku).await {
+            match self.get_versioned(sku).await {
                 Err(CatalogError::Runtime(error))
                     if error.is_not_applied() && attempt < REBUILD_ATTEMPTS =>
                 {
@@ -147,7 +221,7 @@ impl Catalog {
     /// This node's search index as a projection of `ProductChanged` events; `on_change`
     /// runs after each batch that changed the index (to drop cached listings).
     pub fn projection(&self, on_change: projection::OnChange) -> SearchProjection {
-        SearchProjection::new(Arc::clone(&self.index), on_change)
+        SearchProjection::new(self.clone(), on_change)
     }
 
     /// Load every stored product into the index. Returns how many were indexed.
@@ -166,7 +240,7 @@ impl Catalog {
                     products.push(product);
                 }
             }
-            self.index.upsert_many(&products).await?;
+            self.index_newer(&products).await?;
             indexed += products.len();
             match keys.last() {
                 Some(last) if keys.len() == REBUILD_PAGE => after = Some(last.clone()),

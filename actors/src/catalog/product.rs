@@ -110,6 +110,14 @@ impl ProductDraft {
     }
 }
 
+/// A product with the version of its actor's state it was read at or committed as: the
+/// search index uses it to move forward only (see [`super::projection`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionedProduct {
+    pub product: Product,
+    pub version: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProductCommand {
     Get,
@@ -124,7 +132,7 @@ impl VirtualActor for ProductActor {
     const KIND: &'static str = "product";
     type State = Option<Product>;
     type Command = ProductCommand;
-    type Reply = Result<Option<Product>, InvalidValue>;
+    type Reply = Result<Option<VersionedProduct>, InvalidValue>;
 
     fn is_read(command: &ProductCommand) -> bool {
         matches!(command, ProductCommand::Get)
@@ -136,7 +144,10 @@ impl VirtualActor for ProductActor {
         command: ProductCommand,
     ) -> Result<Self::Reply, RuntimeError> {
         match command {
-            ProductCommand::Get => Ok(Ok(turn.state().clone())),
+            ProductCommand::Get => Ok(Ok(turn.state().clone().map(|product| VersionedProduct {
+                product,
+                version: turn.version(),
+            }))),
             ProductCommand::Upsert(draft) => {
                 if let Err(invalid) = draft.validate() {
                     return Ok(Err(invalid));
@@ -146,14 +157,18 @@ impl VirtualActor for ProductActor {
                     Err(invalid) => return Ok(Err(invalid)),
                 };
                 let product = draft.into_product(sku);
-                if turn.state().as_ref() != Some(&product) {
-                    turn.emit(DomainEvent::ProductChanged {
-                        sku: product.sku.to_string(),
-                        product: product.clone(),
-                    })?;
-                    *turn.state_mut() = Some(product.clone());
+                if turn.state().as_ref() == Some(&product) {
+                    let version = turn.version();
+                    return Ok(Ok(Some(VersionedProduct { product, version })));
                 }
-                Ok(Ok(Some(product)))
+                turn.emit(DomainEvent::ProductChanged {
+                    sku: product.sku.to_string(),
+                    product: product.clone(),
+                })?;
+                *turn.state_mut() = Some(product.clone());
+                // This turn commits the next version (the one its event carries).
+                let version = turn.version() + 1;
+                Ok(Ok(Some(VersionedProduct { product, version })))
             }
         }
     }
@@ -191,9 +206,13 @@ mod tests {
         let mug = runtime.actor::<ProductActor>("MUG");
         let upsert = |draft| mug.ask(ProductCommand::Upsert(draft));
         let first = upsert(draft(1_200)).await.unwrap().unwrap().unwrap();
-        assert_eq!(first.name, "Mug");
+        assert_eq!(first.product.name, "Mug");
         let id = ActorId::new("product", "MUG");
         let version = store.load(&id).await.unwrap().unwrap().version;
+        assert_eq!(
+            first.version, version,
+            "the reply names the committed version"
+        );
         // The same draft again (the name trims to the same): nothing written or raised.
         assert_eq!(upsert(draft(1_200)).await.unwrap(), Ok(Some(first.clone())));
         let again = store.load(&id).await.unwrap().unwrap().version;
@@ -201,6 +220,14 @@ mod tests {
         // Invalid: refused, nothing raised.
         assert!(upsert(draft(0)).await.unwrap().is_err());
         let second = upsert(draft(1_500)).await.unwrap().unwrap().unwrap();
+        assert_eq!(second.version, version + 1);
+        let read = mug.ask(ProductCommand::Get).await.unwrap().unwrap();
+        assert_eq!(
+            read,
+            Some(second.clone()),
+            "a read names the version it read"
+        );
+        let (first, second) = (first.product, second.product);
 
         let events = emitted::events(store.as_ref(), "product", "MUG").await;
         assert_eq!(

@@ -3,22 +3,23 @@
 //! Each node runs its own durable consumer (`search-<node id>`, filter
 //! `emporium.product.changed`), so every node's index sees every product write, wherever it
 //! was made. The writing node also indexes its own write at once (read-your-writes through
-//! that node); the event then re-applies the same value, which is harmless.
+//! that node); its event then finds that version indexed and is skipped.
 //!
-//! Order: events of one product arrive in the order they were committed; a redelivery may
-//! come after a later event, so the projection remembers the newest version it indexed per
-//! SKU and skips older ones (bounded by the catalog's size). A node that restarts rebuilds
-//! its index from the store before it consumes.
+//! Order: events of one product arrive in the order they were committed, but a redelivery,
+//! or an event that reaches the writing node after it indexed a later write itself, may come
+//! after a newer version was indexed. The catalog indexes a product only when it is newer
+//! than the version the index holds ([`Catalog::index_newer`]), so such an event is skipped.
+//! A node that restarts rebuilds its index from the store before it consumes.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use emporium_runtime::events::consume::{ConsumerSpec, EventHandler, Handled, Incoming};
 
-use super::{Product, SearchIndex};
+use super::{Catalog, VersionedProduct};
 use crate::events::DomainEvent;
 
 /// The consumer spec of `node_id`'s projection.
@@ -47,24 +48,13 @@ pub type OnChange = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + S
 
 /// Applies `ProductChanged` events to one node's index.
 pub struct SearchProjection {
-    index: Arc<dyn SearchIndex>,
+    catalog: Catalog,
     on_change: OnChange,
-    /// SKU → the product version last indexed from an event.
-    indexed: Mutex<HashMap<String, u64>>,
 }
 
 impl SearchProjection {
-    pub fn new(index: Arc<dyn SearchIndex>, on_change: OnChange) -> Self {
-        Self {
-            index,
-            on_change,
-            indexed: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn is_newer(&self, sku: &str, version: u64) -> bool {
-        let indexed = self.indexed.lock().unwrap_or_else(PoisonError::into_inner);
-        indexed.get(sku).is_none_or(|seen| *seen < version)
+    pub fn new(catalog: Catalog, on_change: OnChange) -> Self {
+        Self { catalog, on_change }
     }
 }
 
@@ -73,7 +63,7 @@ impl EventHandler for SearchProjection {
     async fn handle(&self, batch: &[Incoming]) -> Vec<Handled> {
         let mut answers = vec![Handled::Done; batch.len()];
         // The newest product per SKU in this batch, with the answers that depend on it.
-        let mut newest: HashMap<String, (u64, Product, Vec<usize>)> = HashMap::new();
+        let mut newest: HashMap<String, (VersionedProduct, Vec<usize>)> = HashMap::new();
         for (position, incoming) in batch.iter().enumerate() {
             let envelope = match DomainEvent::decode(&incoming.payload) {
                 Ok(envelope) => envelope,
@@ -85,38 +75,31 @@ impl EventHandler for SearchProjection {
             let DomainEvent::ProductChanged { sku, product } = envelope.event else {
                 continue;
             };
-            if !self.is_newer(&sku, envelope.version) {
-                continue;
+            let version = envelope.version;
+            let slot = newest.entry(sku).or_insert_with(|| {
+                let versioned = VersionedProduct {
+                    product: product.clone(),
+                    version,
+                };
+                (versioned, Vec::new())
+            });
+            if version > slot.0.version {
+                slot.0 = VersionedProduct { product, version };
             }
-            let slot = newest
-                .entry(sku)
-                .or_insert_with(|| (envelope.version, product.clone(), Vec::new()));
-            if envelope.version > slot.0 {
-                slot.0 = envelope.version;
-                slot.1 = product;
-            }
-            slot.2.push(position);
+            slot.1.push(position);
         }
         if newest.is_empty() {
             return answers;
         }
-        let products: Vec<Product> = newest
+        let products: Vec<VersionedProduct> = newest
             .values()
-            .map(|(_, product, _)| product.clone())
+            .map(|(versioned, _)| versioned.clone())
             .collect();
-        match self.index.upsert_many(&products).await {
-            Ok(()) => {
-                {
-                    let mut indexed = self.indexed.lock().unwrap_or_else(PoisonError::into_inner);
-                    for (sku, (version, _, _)) in newest {
-                        let seen = indexed.entry(sku).or_insert(0);
-                        *seen = (*seen).max(version);
-                    }
-                }
-                (self.on_change)().await;
-            }
+        match self.catalog.index_newer(&products).await {
+            Ok(0) => {}
+            Ok(_) => (self.on_change)().await,
             Err(error) => {
-                for (_, _, positions) in newest.values() {
+                for (_, positions) in newest.values() {
                     for position in positions {
                         answers[*position] = Handled::Retry(format!("search index: {error}"));
                     }
@@ -124,5 +107,103 @@ impl EventHandler for SearchProjection {
             }
         }
         answers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use emporium_runtime::store::MemoryStore;
+    use emporium_runtime::{Runtime, StateStore};
+
+    use super::*;
+    use crate::catalog::{MemoryIndex, Product, ProductActor, ProductDraft, SearchQuery};
+    use crate::events::{DomainEnvelope, emitted};
+    use crate::values::{Currency, Sku};
+
+    fn named(name: &str) -> ProductDraft {
+        ProductDraft {
+            name: name.to_owned(),
+            description: "A mug".to_owned(),
+            price_cents: 1_299,
+            currency: Currency::default(),
+            category: "kitchen".to_owned(),
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    fn delivered(envelope: &DomainEnvelope) -> Incoming {
+        Incoming {
+            id: envelope.id.clone(),
+            subject: crate::events::subjects::PRODUCT_CHANGED.to_owned(),
+            payload: serde_json::to_vec(envelope).unwrap().into(),
+            delivery_count: 1,
+        }
+    }
+
+    async fn listed(catalog: &Catalog) -> Vec<String> {
+        let query = SearchQuery {
+            text: Some("mug".to_owned()),
+            limit: 10,
+            ..SearchQuery::default()
+        };
+        let page = catalog.search(&query).await.unwrap();
+        page.items.into_iter().map(|product| product.name).collect()
+    }
+
+    #[tokio::test]
+    async fn an_event_older_than_the_indexed_version_never_puts_it_back() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let runtime = Runtime::builder(store.clone())
+            .register(ProductActor)
+            .build()
+            .await
+            .unwrap();
+        let catalog = Catalog::new(runtime, Arc::new(MemoryIndex::default()));
+        let changes = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&changes);
+        let projection = catalog.projection(Arc::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {})
+        }));
+        let sku = Sku::parse("MUG").unwrap();
+        catalog.upsert(&sku, named("Ceramic Mug")).await.unwrap();
+        catalog.upsert(&sku, named("Redis Mug")).await.unwrap();
+        let events = emitted::envelopes(store.as_ref(), "product", "MUG").await;
+        assert_eq!(events.len(), 2);
+
+        // The writing node's consumer meets the create after the node indexed the update.
+        let answers = projection.handle(&[delivered(&events[0])]).await;
+        assert!(matches!(answers[..], [Handled::Done]), "{answers:?}");
+        assert_eq!(listed(&catalog).await, ["Redis Mug"]);
+        // The update itself is indexed already.
+        projection.handle(&[delivered(&events[1])]).await;
+        assert_eq!(
+            changes.load(Ordering::SeqCst),
+            0,
+            "nothing changed the index"
+        );
+
+        // A later version, written through another node, reaches the index and drops
+        // cached listings; a redelivery of an older one in the same batch does not win.
+        let mut later = events[1].clone();
+        later.version += 1;
+        later.event = DomainEvent::ProductChanged {
+            sku: "MUG".to_owned(),
+            product: Product {
+                name: "Stoneware Mug".to_owned(),
+                ..catalog.get(&sku).await.unwrap().unwrap()
+            },
+        };
+        let batch = [delivered(&later), delivered(&events[0])];
+        let answers = projection.handle(&batch).await;
+        assert!(
+            matches!(answers[..], [Handled::Done, Handled::Done]),
+            "{answers:?}"
+        );
+        assert_eq!(listed(&catalog).await, ["Stoneware Mug"]);
+        assert_eq!(changes.load(Ordering::SeqCst), 1);
     }
 }
