@@ -122,6 +122,10 @@ impl Catalog {
     /// Create or replace a product, then index it: when this returns, this node's listings
     /// and search show the new version, and the other nodes' once the relay published its
     /// `ProductChanged` (see [`SearchProjection`]).
+    ///
+    /// Once the product actor committed, the upsert succeeded: an index that refuses it
+    /// then is logged, not answered as a failure (the change was applied), and the node's
+    /// projection indexes the product from its event, retrying while the index refuses.
     pub async fn upsert(&self, sku: &Sku, draft: ProductDraft) -> Result<Upserted, CatalogError> {
         draft.validate()?;
         let _serialized = self.stripe(sku).lock().await;
@@ -135,8 +139,12 @@ impl Catalog {
             actor: emporium_runtime::ActorId::new("product", sku.as_str()),
             reason: "upsert answered without the product".to_owned(),
         })?;
-        self.index_newer_locked(std::slice::from_ref(&upserted))
-            .await?;
+        if let Err(error) = self
+            .index_newer_locked(std::slice::from_ref(&upserted))
+            .await
+        {
+            tracing::warn!(%sku, %error, "catalog: the product is saved; the index takes it from its event");
+        }
         Ok(Upserted {
             product: upserted.product,
             created,

@@ -113,13 +113,18 @@ impl EventHandler for SearchProjection {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
 
     use emporium_runtime::store::MemoryStore;
     use emporium_runtime::{Runtime, StateStore};
 
     use super::*;
-    use crate::catalog::{MemoryIndex, Product, ProductActor, ProductDraft, SearchQuery};
+    use crate::catalog::{
+        MemoryIndex, Product, ProductActor, ProductDraft, SearchError, SearchIndex, SearchPage,
+        SearchQuery,
+    };
     use crate::events::{DomainEnvelope, emitted};
     use crate::values::{Currency, Sku};
 
@@ -205,5 +210,60 @@ mod tests {
         );
         assert_eq!(listed(&catalog).await, ["Stoneware Mug"]);
         assert_eq!(changes.load(Ordering::SeqCst), 1);
+    }
+
+    /// A memory index whose writes fail while `refusing`.
+    #[derive(Default)]
+    struct RefusingIndex {
+        inner: MemoryIndex,
+        refusing: AtomicBool,
+    }
+
+    #[async_trait]
+    impl SearchIndex for RefusingIndex {
+        async fn upsert_many(&self, products: &[Product]) -> Result<(), SearchError> {
+            if self.refusing.load(Ordering::SeqCst) {
+                return Err(SearchError("the index is down".to_owned()));
+            }
+            self.inner.upsert_many(products).await
+        }
+
+        async fn search(&self, query: &SearchQuery) -> Result<SearchPage, SearchError> {
+            self.inner.search(query).await
+        }
+
+        async fn len(&self) -> Result<usize, SearchError> {
+            self.inner.len().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_saved_product_the_index_refused_is_an_applied_upsert_indexed_from_its_event() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let runtime = Runtime::builder(store.clone())
+            .register(ProductActor)
+            .build()
+            .await
+            .unwrap();
+        let index = Arc::new(RefusingIndex::default());
+        let catalog = Catalog::new(runtime, Arc::clone(&index) as Arc<dyn SearchIndex>);
+        let projection = catalog.projection(Arc::new(|| Box::pin(async {})));
+        let sku = Sku::parse("MUG").unwrap();
+
+        index.refusing.store(true, Ordering::SeqCst);
+        let upserted = catalog.upsert(&sku, named("Ceramic Mug")).await;
+        let upserted = upserted.expect("the product actor committed: the upsert succeeded");
+        assert!(upserted.created);
+        assert_eq!(catalog.get(&sku).await.unwrap(), Some(upserted.product));
+        assert!(listed(&catalog).await.is_empty(), "not indexed yet");
+
+        // Its event comes back while the index still refuses: retried, then indexed.
+        let events = emitted::envelopes(store.as_ref(), "product", "MUG").await;
+        let answers = projection.handle(&[delivered(&events[0])]).await;
+        assert!(matches!(answers[..], [Handled::Retry(_)]), "{answers:?}");
+        index.refusing.store(false, Ordering::SeqCst);
+        let answers = projection.handle(&[delivered(&events[0])]).await;
+        assert!(matches!(answers[..], [Handled::Done]), "{answers:?}");
+        assert_eq!(listed(&catalog).await, ["Ceramic Mug"]);
     }
 }
