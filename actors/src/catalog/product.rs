@@ -175,7 +175,7 @@ impl VirtualActor for ProductActor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use emporium_runtime::store::MemoryStore;
@@ -183,6 +183,17 @@ mod tests {
 
     use super::*;
     use crate::events::emitted;
+
+    /// A runtime with the product actors, on a memory store (returned too).
+    pub(in crate::catalog) async fn product_runtime() -> (Arc<dyn StateStore>, Runtime) {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let runtime = Runtime::builder(store.clone())
+            .register(ProductActor)
+            .build()
+            .await
+            .unwrap();
+        (store, runtime)
+    }
 
     fn draft(price_cents: i64) -> ProductDraft {
         ProductDraft {
@@ -197,12 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn product_changed_is_raised_by_each_upsert_that_changes_the_product() {
-        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-        let runtime = Runtime::builder(store.clone())
-            .register(ProductActor)
-            .build()
-            .await
-            .unwrap();
+        let (store, runtime) = product_runtime().await;
         let mug = runtime.actor::<ProductActor>("MUG");
         let upsert = |draft| mug.ask(ProductCommand::Upsert(draft));
         let first = upsert(draft(1_200)).await.unwrap().unwrap().unwrap();

@@ -12,6 +12,7 @@
 //! A node that restarts rebuilds its index from the store before it consumes.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -75,34 +76,34 @@ impl EventHandler for SearchProjection {
             let DomainEvent::ProductChanged { sku, product } = envelope.event else {
                 continue;
             };
-            let version = envelope.version;
-            let slot = newest.entry(sku).or_insert_with(|| {
-                let versioned = VersionedProduct {
-                    product: product.clone(),
-                    version,
-                };
-                (versioned, Vec::new())
-            });
-            if version > slot.0.version {
-                slot.0 = VersionedProduct { product, version };
+            let candidate = VersionedProduct {
+                product,
+                version: envelope.version,
+            };
+            match newest.entry(sku) {
+                Entry::Vacant(slot) => {
+                    slot.insert((candidate, vec![position]));
+                }
+                Entry::Occupied(mut slot) => {
+                    let (held, positions) = slot.get_mut();
+                    if candidate.version > held.version {
+                        *held = candidate;
+                    }
+                    positions.push(position);
+                }
             }
-            slot.1.push(position);
         }
         if newest.is_empty() {
             return answers;
         }
-        let products: Vec<VersionedProduct> = newest
-            .values()
-            .map(|(versioned, _)| versioned.clone())
-            .collect();
+        let (products, positions): (Vec<VersionedProduct>, Vec<Vec<usize>>) =
+            newest.into_values().unzip();
         match self.catalog.index_newer(&products).await {
             Ok(0) => {}
             Ok(_) => (self.on_change)().await,
             Err(error) => {
-                for (_, positions) in newest.values() {
-                    for position in positions {
-                        answers[*position] = Handled::Retry(format!("search index: {error}"));
-                    }
+                for position in positions.into_iter().flatten() {
+                    answers[position] = Handled::Retry(format!("search index: {error}"));
                 }
             }
         }
@@ -117,13 +118,12 @@ mod tests {
 
     use async_trait::async_trait;
 
-    use emporium_runtime::store::MemoryStore;
-    use emporium_runtime::{Runtime, StateStore};
+    use emporium_runtime::StateStore;
 
     use super::*;
+    use crate::catalog::product::tests::product_runtime;
     use crate::catalog::{
-        MemoryIndex, Product, ProductActor, ProductDraft, SearchError, SearchIndex, SearchPage,
-        SearchQuery,
+        MemoryIndex, Product, ProductDraft, SearchError, SearchIndex, SearchPage, SearchQuery,
     };
     use crate::events::{DomainEnvelope, emitted};
     use crate::values::{Currency, Sku};
@@ -148,6 +148,12 @@ mod tests {
         }
     }
 
+    /// A catalog over `index`, its product actors on a memory store (returned too).
+    async fn catalog_over(index: Arc<dyn SearchIndex>) -> (Arc<dyn StateStore>, Catalog) {
+        let (store, runtime) = product_runtime().await;
+        (store, Catalog::new(runtime, index))
+    }
+
     async fn listed(catalog: &Catalog) -> Vec<String> {
         let query = SearchQuery {
             text: Some("mug".to_owned()),
@@ -160,13 +166,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_older_than_the_indexed_version_never_puts_it_back() {
-        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-        let runtime = Runtime::builder(store.clone())
-            .register(ProductActor)
-            .build()
-            .await
-            .unwrap();
-        let catalog = Catalog::new(runtime, Arc::new(MemoryIndex::default()));
+        let (store, catalog) = catalog_over(Arc::new(MemoryIndex::default())).await;
         let changes = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&changes);
         let projection = catalog.projection(Arc::new(move || {
@@ -239,14 +239,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_saved_product_the_index_refused_is_an_applied_upsert_indexed_from_its_event() {
-        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-        let runtime = Runtime::builder(store.clone())
-            .register(ProductActor)
-            .build()
-            .await
-            .unwrap();
         let index = Arc::new(RefusingIndex::default());
-        let catalog = Catalog::new(runtime, Arc::clone(&index) as Arc<dyn SearchIndex>);
+        let (store, catalog) = catalog_over(Arc::clone(&index) as Arc<dyn SearchIndex>).await;
         let projection = catalog.projection(Arc::new(|| Box::pin(async {})));
         let sku = Sku::parse("MUG").unwrap();
 
