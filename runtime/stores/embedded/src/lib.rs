@@ -15,12 +15,13 @@
 //!
 //! The layout on disk is described in the `schema` module.
 //!
-//! **Costs of the listings**: `outbox_pending` reads the first `limit` outbox rows;
-//! `outbox_pending_in(shard, limit)` is one range scan of the `outbox_by_shard` index over
-//! that shard's rows plus one point read per entry returned (`O(limit · log n)`), never
-//! touching other shards' entries; `list_reminders` is one range scan of its shard.
-//! A file written before the `outbox_by_shard` index existed (layout 1) is indexed when it
-//! is opened, in one pass over its pending outbox entries.
+//! **Costs**: the outbox is one table keyed by shard, actor and sequence (see the `schema`
+//! module). An event costs its commit one B-tree insert, and its acknowledgement one range
+//! scan of its actor's entries; `outbox_pending` reads the first `limit` rows;
+//! `outbox_pending_in(shard, limit)` is one range scan of that shard's rows
+//! (`O(log n + limit)`), never touching other shards' entries; `list_reminders` is one range
+//! scan of its shard. A file of an older layout has its pending outbox entries moved to this
+//! table when it is opened, in one pass.
 //!
 //! **Memory**: redb keeps pages in a cache of its own (read pages, and written pages until
 //! they are flushed), 1 GiB by default, which a node would fill with every page it ever
@@ -49,8 +50,8 @@ use emporium_runtime::store::{
 use emporium_runtime::{ActorId, Shard, StateStore, StoreError, intern_kind};
 
 use crate::schema::{
-    LEASES, MEMBERS, META, OUTBOX, OUTBOX_BY_ACTOR, OUTBOX_BY_EVENT, OUTBOX_BY_SHARD, RECORDS,
-    REMINDERS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, decode_record, redb_error,
+    LEASES, MEMBERS, META, OUTBOX, RECORDS, REMINDERS, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
+    decode_record, redb_error,
 };
 use crate::writer::{Counters, Done, Op, Outcome, Request};
 
@@ -199,8 +200,11 @@ impl Drop for EmbeddedStore {
     }
 }
 
-/// An `outbox` row as the relay reads it.
-fn pending_event((kind, key, event_id, topic, payload): OutboxRow<'_>) -> PendingEvent {
+/// An `outbox_entries` row as the relay reads it.
+fn pending_event(
+    (_, kind, key, _): (Shard, &str, &str, u64),
+    (event_id, topic, payload): (&str, &str, &[u8]),
+) -> PendingEvent {
     PendingEvent {
         actor: ActorId::new(intern_kind(kind), key),
         entry: OutboxEntry {
@@ -210,9 +214,6 @@ fn pending_event((kind, key, event_id, topic, payload): OutboxRow<'_>) -> Pendin
         },
     }
 }
-
-/// The value of an `outbox` row: `(kind, key, event_id, topic, payload)`.
-type OutboxRow<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [u8]);
 
 fn writer_stopped() -> StoreError {
     StoreError::Unavailable("the embedded store writer has stopped".to_owned())
@@ -229,9 +230,6 @@ fn initialize(db: &Database) -> Result<(), StoreError> {
     {
         txn.open_table(RECORDS).map_err(redb_error)?;
         txn.open_table(OUTBOX).map_err(redb_error)?;
-        txn.open_table(OUTBOX_BY_ACTOR).map_err(redb_error)?;
-        txn.open_table(OUTBOX_BY_EVENT).map_err(redb_error)?;
-        txn.open_table(OUTBOX_BY_SHARD).map_err(redb_error)?;
         txn.open_table(REMINDERS).map_err(redb_error)?;
         txn.open_table(MEMBERS).map_err(redb_error)?;
         txn.open_table(LEASES).map_err(redb_error)?;
@@ -350,8 +348,8 @@ impl StateStore for EmbeddedStore {
             let table = txn.open_table(OUTBOX).map_err(redb_error)?;
             let mut pending = Vec::new();
             for row in table.iter().map_err(redb_error)?.take(limit) {
-                let (_, value) = row.map_err(redb_error)?;
-                pending.push(pending_event(value.value()));
+                let (key, value) = row.map_err(redb_error)?;
+                pending.push(pending_event(key.value(), value.value()));
             }
             Ok(pending)
         })
@@ -367,26 +365,16 @@ impl StateStore for EmbeddedStore {
             return Ok(Vec::new());
         }
         self.read(move |txn| {
-            let index = txn.open_table(OUTBOX_BY_SHARD).map_err(redb_error)?;
-            let outbox = txn.open_table(OUTBOX).map_err(redb_error)?;
+            let table = txn.open_table(OUTBOX).map_err(redb_error)?;
             let lower = (shard, "", "", 0);
             let rows = match shard.checked_add(1) {
-                Some(next) => index.range(lower..(next, "", "", 0)),
-                None => index.range(lower..),
+                Some(next) => table.range(lower..(next, "", "", 0)),
+                None => table.range(lower..),
             };
             let mut pending = Vec::new();
-            for row in rows.map_err(redb_error)? {
-                let (index_key, _) = row.map_err(redb_error)?;
-                let (_, _, _, sequence) = index_key.value();
-                let value = outbox.get(sequence).map_err(redb_error)?.ok_or_else(|| {
-                    StoreError::Other(format!(
-                        "embedded store: outbox_by_shard names missing entry {sequence}"
-                    ))
-                })?;
-                pending.push(pending_event(value.value()));
-                if pending.len() == limit {
-                    break;
-                }
+            for row in rows.map_err(redb_error)?.take(limit) {
+                let (key, value) = row.map_err(redb_error)?;
+                pending.push(pending_event(key.value(), value.value()));
             }
             Ok(pending)
         })

@@ -4,10 +4,7 @@
 //! | table             | key                                  | value                               |
 //! |-------------------|--------------------------------------|-------------------------------------|
 //! | `records`         | `(kind, key)`                        | version (u64 BE) ++ state bytes     |
-//! | `outbox`          | sequence (u64)                       | `(kind, key, event_id, topic, payload)` |
-//! | `outbox_by_actor` | `(kind, key, sequence)`              | `()`                                |
-//! | `outbox_by_event` | `(event_id, sequence)`               | `()`                                |
-//! | `outbox_by_shard` | `(shard, kind, key, sequence)`       | `()`                                |
+//! | `outbox_entries`  | `(shard, kind, key, sequence)`       | `(event_id, topic, payload)`        |
 //! | `reminders`       | `(shard, kind, key, name)`           | `due_at_ms`                         |
 //! | `members`         | `node_id`                            | `(incarnation, cluster, http, status, heartbeat_ms)` |
 //! | `leases`          | shard                                | `(epoch, owner)`                    |
@@ -17,20 +14,26 @@
 //! - redb compares tuple keys element by element and `&str` elements byte by byte, so
 //!   `records` is ordered by kind, then by key in ascending byte order: `list_keys` is one
 //!   range scan, and a kind that extends another one (`cart`, `cartx`) never leaks into it.
-//! - `outbox` sequences come from `meta["next_outbox_sequence"]`, which only grows and is
+//! - Outbox sequences come from `meta["next_outbox_sequence"]`, which only grows and is
 //!   written in the same transaction as the entries that used it, so commit order is sequence
 //!   order and a reopened store never reuses a sequence.
-//! - Every `outbox` row has exactly one row in each of the three index tables, added and
-//!   removed in the same transaction as it. `outbox_by_shard` orders a shard's entries by
-//!   actor, then by sequence, so any prefix of a shard's range holds each actor's older
-//!   entries before its newer ones.
+//! - `outbox_entries` is the outbox and its only index at once: keyed by shard, then actor,
+//!   then sequence, every access the port needs is one range scan — a shard's entries (the
+//!   relay), an actor's entries (acknowledgement, delete) — and any prefix of a shard's range
+//!   holds each actor's older entries before its newer ones. One row per event: a commit
+//!   that raises an event writes one outbox row, its acknowledgement removes one.
 //! - `meta["schema_version"]` says which layout the file holds; a store refuses a file written
 //!   under a newer layout instead of misreading it, and upgrades an older one when it opens
 //!   it (see [`upgrade`]).
 //!
 //! # Layout versions
-//! - 1: everything above but `outbox_by_shard`.
-//! - 2: `outbox_by_shard`, built at open from the `outbox` rows of a version-1 file.
+//! - 1: the outbox in an `outbox` table keyed by sequence, with two index tables
+//!   (`outbox_by_actor`, `outbox_by_event`) written beside every entry.
+//! - 2: a third index, `outbox_by_shard`.
+//! - 3: `outbox_entries` replaces the `outbox` table and its three indexes (four B-tree
+//!   inserts per event, and four removals per acknowledgement, became one each). A file of
+//!   layout 1 or 2 has its pending entries moved over, and the old tables dropped, when it is
+//!   opened.
 
 use bytes::Bytes;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
@@ -38,14 +41,9 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use emporium_runtime::{StoreError, shard_of};
 
 pub(crate) const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
-pub(crate) const OUTBOX: TableDefinition<u64, (&str, &str, &str, &str, &[u8])> =
-    TableDefinition::new("outbox");
-pub(crate) const OUTBOX_BY_ACTOR: TableDefinition<(&str, &str, u64), ()> =
-    TableDefinition::new("outbox_by_actor");
-pub(crate) const OUTBOX_BY_EVENT: TableDefinition<(&str, u64), ()> =
-    TableDefinition::new("outbox_by_event");
-pub(crate) const OUTBOX_BY_SHARD: TableDefinition<(u16, &str, &str, u64), ()> =
-    TableDefinition::new("outbox_by_shard");
+/// The outbox: `(shard, kind, key, sequence)` → `(event_id, topic, payload)`.
+pub(crate) const OUTBOX: TableDefinition<OutboxKey, OutboxValue> =
+    TableDefinition::new("outbox_entries");
 pub(crate) const REMINDERS: TableDefinition<(u16, &str, &str, &str), u64> =
     TableDefinition::new("reminders");
 pub(crate) const MEMBERS: TableDefinition<&str, (u64, &str, &str, &str, u64)> =
@@ -56,7 +54,26 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
 pub(crate) const NEXT_OUTBOX_SEQUENCE_KEY: &str = "next_outbox_sequence";
 /// Bump on any change of the layout above, and teach [`upgrade`] the step.
-pub(crate) const SCHEMA_VERSION: u64 = 2;
+pub(crate) const SCHEMA_VERSION: u64 = 3;
+
+/// The key of an outbox row: `(shard, kind, key, sequence)`.
+pub(crate) type OutboxKey = (u16, &'static str, &'static str, u64);
+/// The value of an outbox row: `(event_id, topic, payload)`.
+pub(crate) type OutboxValue = (&'static str, &'static str, &'static [u8]);
+
+/// The outbox tables of layouts 1 and 2, frozen: read once to move their entries over.
+mod legacy {
+    use redb::TableDefinition;
+
+    pub(super) const OUTBOX: TableDefinition<u64, (&str, &str, &str, &str, &[u8])> =
+        TableDefinition::new("outbox");
+    pub(super) const OUTBOX_BY_ACTOR: TableDefinition<(&str, &str, u64), ()> =
+        TableDefinition::new("outbox_by_actor");
+    pub(super) const OUTBOX_BY_EVENT: TableDefinition<(&str, u64), ()> =
+        TableDefinition::new("outbox_by_event");
+    pub(super) const OUTBOX_BY_SHARD: TableDefinition<(u16, &str, &str, u64), ()> =
+        TableDefinition::new("outbox_by_shard");
+}
 
 /// The largest state or outbox payload the store accepts. redb itself takes values up to
 /// 3 GiB, but a batch commits many writes in one transaction held in memory; 64 MiB keeps a
@@ -89,27 +106,40 @@ pub(crate) fn decode_record(value: &[u8]) -> Result<(u64, Bytes), StoreError> {
 /// Bring a file of layout `from` to [`SCHEMA_VERSION`] inside `txn` (the caller records the
 /// new version in the same transaction, so a crash half-way leaves the old layout whole).
 pub(crate) fn upgrade(txn: &WriteTransaction, from: u64) -> Result<(), StoreError> {
-    if from < 2 {
-        index_outbox_by_shard(txn)?;
+    if from < 3 {
+        move_legacy_outbox(txn)?;
     }
     Ok(())
 }
 
-/// Layout 1 → 2: one `outbox_by_shard` row per `outbox` row. One pass over the outbox,
-/// which holds only entries not yet published.
-fn index_outbox_by_shard(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let outbox = txn.open_table(OUTBOX).map_err(redb_error)?;
-    let mut by_shard = txn.open_table(OUTBOX_BY_SHARD).map_err(redb_error)?;
-    let mut indexed = 0u64;
-    for row in outbox.iter().map_err(redb_error)? {
-        let (sequence, value) = row.map_err(redb_error)?;
-        let (kind, key, _, _, _) = value.value();
-        by_shard
-            .insert((shard_of(kind, key), kind, key, sequence.value()), ())
-            .map_err(redb_error)?;
-        indexed += 1;
+/// Layouts 1 and 2 → 3: every pending entry of the old `outbox` table becomes one
+/// `outbox_entries` row under the same sequence, and the old table and its indexes are
+/// dropped. One pass over the outbox, which holds only entries not yet published.
+fn move_legacy_outbox(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut moved = 0u64;
+    {
+        let legacy = txn.open_table(legacy::OUTBOX).map_err(redb_error)?;
+        let mut outbox = txn.open_table(OUTBOX).map_err(redb_error)?;
+        for row in legacy.iter().map_err(redb_error)? {
+            let (sequence, value) = row.map_err(redb_error)?;
+            let (kind, key, event_id, topic, payload) = value.value();
+            outbox
+                .insert(
+                    (shard_of(kind, key), kind, key, sequence.value()),
+                    (event_id, topic, payload),
+                )
+                .map_err(redb_error)?;
+            moved += 1;
+        }
     }
-    tracing::info!(entries = indexed, "embedded store: outbox indexed by shard");
+    txn.delete_table(legacy::OUTBOX).map_err(redb_error)?;
+    txn.delete_table(legacy::OUTBOX_BY_ACTOR)
+        .map_err(redb_error)?;
+    txn.delete_table(legacy::OUTBOX_BY_EVENT)
+        .map_err(redb_error)?;
+    txn.delete_table(legacy::OUTBOX_BY_SHARD)
+        .map_err(redb_error)?;
+    tracing::info!(entries = moved, "embedded store: outbox moved to one table");
     Ok(())
 }
 

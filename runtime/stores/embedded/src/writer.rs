@@ -19,6 +19,7 @@
 //! - A caller that stopped waiting (its future was dropped) does not un-apply its request: the
 //!   write applies whole or not at all, as the port requires.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -30,12 +31,11 @@ use tokio::sync::oneshot;
 use emporium_runtime::store::{
     Lease, MemberRecord, PendingEvent, ReminderChange, StateWrite, StoreError,
 };
-use emporium_runtime::{ActorId, Shard, shard_of, shard_of_id};
+use emporium_runtime::{ActorId, Shard, shard_of_id};
 
 use crate::schema::{
-    LEASES, MAX_VALUE_BYTES, MEMBERS, META, NEXT_OUTBOX_SEQUENCE_KEY, OUTBOX, OUTBOX_BY_ACTOR,
-    OUTBOX_BY_EVENT, OUTBOX_BY_SHARD, RECORDS, REMINDERS, encode_record, record_version,
-    redb_error,
+    LEASES, MAX_VALUE_BYTES, MEMBERS, META, NEXT_OUTBOX_SEQUENCE_KEY, OUTBOX, OutboxKey,
+    OutboxValue, RECORDS, REMINDERS, encode_record, record_version, redb_error,
 };
 
 /// The most requests one transaction commits.
@@ -176,20 +176,7 @@ pub(crate) fn commit_batch(db: &Database, ops: &[Op]) -> Result<Vec<Outcome>, St
 /// The tables of one write transaction, and the outbox sequence as the batch advances it.
 struct Tables<'txn> {
     records: Table<'txn, (&'static str, &'static str), &'static [u8]>,
-    outbox: Table<
-        'txn,
-        u64,
-        (
-            &'static str,
-            &'static str,
-            &'static str,
-            &'static str,
-            &'static [u8],
-        ),
-    >,
-    outbox_by_actor: Table<'txn, (&'static str, &'static str, u64), ()>,
-    outbox_by_event: Table<'txn, (&'static str, u64), ()>,
-    outbox_by_shard: Table<'txn, (u16, &'static str, &'static str, u64), ()>,
+    outbox: Table<'txn, OutboxKey, OutboxValue>,
     reminders: Table<'txn, (u16, &'static str, &'static str, &'static str), u64>,
     members: Table<'txn, &'static str, (u64, &'static str, &'static str, &'static str, u64)>,
     leases: Table<'txn, u16, (u64, &'static str)>,
@@ -211,9 +198,6 @@ impl<'txn> Tables<'txn> {
         Ok(Self {
             records: txn.open_table(RECORDS).map_err(redb_error)?,
             outbox: txn.open_table(OUTBOX).map_err(redb_error)?,
-            outbox_by_actor: txn.open_table(OUTBOX_BY_ACTOR).map_err(redb_error)?,
-            outbox_by_event: txn.open_table(OUTBOX_BY_EVENT).map_err(redb_error)?,
-            outbox_by_shard: txn.open_table(OUTBOX_BY_SHARD).map_err(redb_error)?,
             reminders: txn.open_table(REMINDERS).map_err(redb_error)?,
             members: txn.open_table(MEMBERS).map_err(redb_error)?,
             leases: txn.open_table(LEASES).map_err(redb_error)?,
@@ -294,24 +278,13 @@ impl<'txn> Tables<'txn> {
             self.next_sequence += 1;
             self.outbox
                 .insert(
-                    sequence,
+                    (shard, id.kind, id.key.as_str(), sequence),
                     (
-                        id.kind,
-                        id.key.as_str(),
                         entry.event_id.as_str(),
                         entry.topic.as_str(),
                         entry.payload.as_ref(),
                     ),
                 )
-                .map_err(redb_error)?;
-            self.outbox_by_actor
-                .insert((id.kind, id.key.as_str(), sequence), ())
-                .map_err(redb_error)?;
-            self.outbox_by_event
-                .insert((entry.event_id.as_str(), sequence), ())
-                .map_err(redb_error)?;
-            self.outbox_by_shard
-                .insert((shard, id.kind, id.key.as_str(), sequence), ())
                 .map_err(redb_error)?;
         }
         for change in &write.reminders {
@@ -338,19 +311,11 @@ impl<'txn> Tables<'txn> {
         }
         let key = id.key.as_str();
         self.records.remove((id.kind, key)).map_err(redb_error)?;
-
-        let sequences: Vec<u64> = self
-            .outbox_by_actor
-            .range((id.kind, key, 0)..=(id.kind, key, u64::MAX))
-            .map_err(redb_error)?
-            .map(|row| row.map(|(actor_key, _)| actor_key.value().2))
-            .collect::<Result<_, _>>()
-            .map_err(redb_error)?;
-        for sequence in sequences {
-            self.remove_outbox_entry(sequence)?;
-        }
-
         let shard = shard_of_id(id);
+        self.outbox
+            .retain_in(actor_entries(shard, id.kind, key), |_, _| false)
+            .map_err(redb_error)?;
+
         let mut names = Vec::new();
         for row in self
             .reminders
@@ -372,51 +337,24 @@ impl<'txn> Tables<'txn> {
         Ok(Ok(Done::Unit))
     }
 
-    /// Remove one outbox row and its three index rows.
-    fn remove_outbox_entry(&mut self, sequence: u64) -> Result<(), StoreError> {
-        let Some(removed) = self.outbox.remove(sequence).map_err(redb_error)? else {
-            return Ok(());
-        };
-        let (kind, key, event_id, _, _) = removed.value();
-        let (kind, key, event_id) = (kind.to_owned(), key.to_owned(), event_id.to_owned());
-        drop(removed);
-        self.outbox_by_actor
-            .remove((kind.as_str(), key.as_str(), sequence))
-            .map_err(redb_error)?;
-        self.outbox_by_event
-            .remove((event_id.as_str(), sequence))
-            .map_err(redb_error)?;
-        self.outbox_by_shard
-            .remove((shard_of(&kind, &key), kind.as_str(), key.as_str(), sequence))
-            .map_err(redb_error)?;
-        Ok(())
-    }
-
+    /// Remove the acknowledged entries: one range scan of each acknowledged actor's entries.
+    /// Only that actor's: an id reused by another actor (a caller bug the port forbids) must
+    /// not make this ack remove its entry.
     fn ack(&mut self, events: &[PendingEvent]) -> Applied {
+        let mut by_actor: HashMap<&ActorId, Vec<&str>> = HashMap::new();
         for event in events {
-            let event_id = event.entry.event_id.as_str();
-            let sequences: Vec<u64> = self
-                .outbox_by_event
-                .range((event_id, 0)..=(event_id, u64::MAX))
-                .map_err(redb_error)?
-                .map(|row| row.map(|(event_key, _)| event_key.value().1))
-                .collect::<Result<_, _>>()
+            by_actor
+                .entry(&event.actor)
+                .or_default()
+                .push(event.entry.event_id.as_str());
+        }
+        for (actor, acknowledged) in by_actor {
+            let entries = actor_entries(shard_of_id(actor), actor.kind, actor.key.as_str());
+            self.outbox
+                .retain_in(entries, |_, (event_id, _, _)| {
+                    !acknowledged.contains(&event_id)
+                })
                 .map_err(redb_error)?;
-            for sequence in sequences {
-                // Only the entry of the acknowledged actor: an id reused by another actor (a
-                // caller bug the port forbids) must not make this ack remove its entry.
-                let owned_by_actor =
-                    self.outbox
-                        .get(sequence)
-                        .map_err(redb_error)?
-                        .is_some_and(|row| {
-                            let (kind, key, _, _, _) = row.value();
-                            kind == event.actor.kind && key == event.actor.key
-                        });
-                if owned_by_actor {
-                    self.remove_outbox_entry(sequence)?;
-                }
-            }
         }
         Ok(Ok(Done::Unit))
     }
@@ -474,6 +412,15 @@ impl<'txn> Tables<'txn> {
             epoch,
         })))
     }
+}
+
+/// Every `outbox_entries` key of one actor.
+fn actor_entries<'a>(
+    shard: Shard,
+    kind: &'a str,
+    key: &'a str,
+) -> std::ops::RangeInclusive<(Shard, &'a str, &'a str, u64)> {
+    (shard, kind, key, 0)..=(shard, kind, key, u64::MAX)
 }
 
 fn conflict(id: &ActorId, expected: u64, found: u64) -> StoreError {

@@ -1,8 +1,9 @@
-//! A file written by an older build (layout 1, before the `outbox_by_shard` index) opens,
-//! gets its pending outbox entries indexed by shard, and keeps working; a file of a newer
-//! layout is refused.
+//! A file written by an older build (layout 1: the outbox keyed by sequence with two indexes;
+//! layout 2: plus an index by shard) opens, gets its pending outbox entries moved to today's
+//! single outbox table (the old tables dropped), and keeps working; a file of a newer layout
+//! is refused.
 //!
-//! The layout-1 file is written here with redb directly, from a frozen copy of that layout's
+//! The old files are written here with redb directly, from a frozen copy of those layouts'
 //! table definitions, so the test does not depend on today's code to produce old data.
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use emporium_runtime::store::{OutboxEntry, PendingEvent, StateWrite};
 use emporium_runtime::{ActorId, Shard, StateStore, shard_of};
 use emporium_store_embedded::EmbeddedStore;
 
-/// Layout 1, frozen: the tables the old build created and the meta keys it kept.
+/// Layouts 1 and 2, frozen: the tables the old builds created and the meta keys they kept.
 mod layout_v1 {
     use redb::TableDefinition;
 
@@ -24,6 +25,9 @@ mod layout_v1 {
     pub const OUTBOX_BY_EVENT: TableDefinition<(&str, u64), ()> =
         TableDefinition::new("outbox_by_event");
     pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    /// Layout 2 only.
+    pub const OUTBOX_BY_SHARD: TableDefinition<(u16, &str, &str, u64), ()> =
+        TableDefinition::new("outbox_by_shard");
 }
 
 /// Two keys of `kind` in different shards, and a third in the first one's shard.
@@ -34,9 +38,9 @@ fn keys(kind: &str) -> (String, String, String) {
     ("k0".to_owned(), format!("k{other}"), format!("k{same}"))
 }
 
-/// Write a layout-1 file holding `actors` (version 1 each) with their outbox entries,
-/// sequences in the order given.
-fn write_layout_v1(path: &std::path::Path, actors: &[(&str, &str, &[&str])]) {
+/// Write a file of `layout` (1 or 2) holding `actors` (version 1 each) with their outbox
+/// entries, sequences in the order given.
+fn write_old_layout(path: &std::path::Path, layout: u64, actors: &[(&str, &str, &[&str])]) {
     use layout_v1::*;
     let db = Database::create(path).unwrap();
     let txn = db.begin_write().unwrap();
@@ -60,10 +64,16 @@ fn write_layout_v1(path: &std::path::Path, actors: &[(&str, &str, &[&str])]) {
                     .unwrap();
                 by_actor.insert((*kind, *key, sequence), ()).unwrap();
                 by_event.insert((*event_id, sequence), ()).unwrap();
+                if layout >= 2 {
+                    txn.open_table(OUTBOX_BY_SHARD)
+                        .unwrap()
+                        .insert((shard_of(kind, key), *kind, *key, sequence), ())
+                        .unwrap();
+                }
                 sequence += 1;
             }
         }
-        meta.insert("schema_version", 1).unwrap();
+        meta.insert("schema_version", layout).unwrap();
         meta.insert("next_outbox_sequence", sequence).unwrap();
         // The other tables of layout 1 are created empty by every open, old or new.
         let _ = txn
@@ -81,14 +91,38 @@ async fn pending_in(store: &EmbeddedStore, shard: Shard) -> Vec<PendingEvent> {
     store.outbox_pending_in(shard, 100).await.unwrap()
 }
 
+/// The names of the tables in the file at `path` (the store must be closed).
+fn table_names(path: &std::path::Path) -> Vec<String> {
+    use redb::{ReadableDatabase, TableHandle};
+    let db = Database::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let mut names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|table| table.name().to_owned())
+        .collect();
+    names.sort_unstable();
+    names
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_without_the_shard_index_is_indexed_when_opened() {
+async fn a_layout_1_file_has_its_outbox_moved_when_opened() {
+    an_old_file_keeps_its_pending_events(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_2_file_has_its_outbox_moved_when_opened() {
+    an_old_file_keeps_its_pending_events(2).await;
+}
+
+async fn an_old_file_keeps_its_pending_events(layout: u64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.redb");
     let (a, b, c) = keys("order");
     let (shard_a, shard_b) = (shard_of("order", &a), shard_of("order", &b));
-    write_layout_v1(
+    write_old_layout(
         &path,
+        layout,
         &[
             ("order", a.as_str(), &["a1", "a2"]),
             ("order", b.as_str(), &["b1"]),
@@ -101,12 +135,18 @@ async fn a_file_without_the_shard_index_is_indexed_when_opened() {
         let in_a = pending_in(&store, shard_a).await;
         let mut in_a_ids = ids(&in_a);
         in_a_ids.sort_unstable();
-        assert_eq!(in_a_ids, ["a1", "a2", "c1", "c2"], "old entries indexed");
+        assert_eq!(in_a_ids, ["a1", "a2", "c1", "c2"], "old entries moved");
+        let of_a: Vec<&str> = ids(&in_a)
+            .into_iter()
+            .filter(|id| id.starts_with('a'))
+            .collect();
+        assert_eq!(of_a, ["a1", "a2"], "one actor's entries in commit order");
         assert_eq!(ids(&pending_in(&store, shard_b).await), ["b1"]);
         assert_eq!(ids(&store.outbox_pending(100).await.unwrap()).len(), 5);
 
-        // The old data keeps working: a save continues after the old record and sequence,
-        // and an acknowledgement removes the old entry from the shard index too.
+        // The old data keeps working: a save continues after the old record and sequence
+        // (its entry comes after the moved ones), and an acknowledgement removes a moved
+        // entry.
         let a_id = ActorId::new("order", a.as_str());
         let write = StateWrite {
             expected_version: 1,
@@ -133,7 +173,15 @@ async fn a_file_without_the_shard_index_is_indexed_when_opened() {
         assert_eq!(of_a, ["a2", "a3"]);
     }
 
-    // Reopened at the new layout: nothing is indexed twice, nothing lost.
+    let tables = table_names(&path);
+    assert!(
+        !tables
+            .iter()
+            .any(|name| name.starts_with("outbox_by") || name == "outbox"),
+        "the old outbox tables are dropped: {tables:?}"
+    );
+
+    // Reopened at the new layout: nothing is moved twice, nothing lost.
     let store = EmbeddedStore::open(&path).unwrap();
     let mut in_a = ids(&pending_in(&store, shard_a).await)
         .into_iter()
