@@ -77,6 +77,11 @@ pub struct CartState {
     /// start until it completes (lines emptied) or aborts (lines kept).
     #[serde(default)]
     pub checkout: Option<String>,
+    /// When the cart last changed (Unix ms). An armed abandon reminder is left where it is on
+    /// a change (moving it is one more durable write per change); when it fires early, it is
+    /// armed again from here.
+    #[serde(default)]
+    pub changed_at_ms: u64,
 }
 
 /// What callers see of a cart.
@@ -245,16 +250,50 @@ impl CartActor {
     }
 
     /// After a change: a cart with lines that no checkout holds is abandoned if nothing
-    /// else changes for `abandon_after`; any other cart has nothing to abandon.
+    /// else changes for `abandon_after`; any other cart has nothing to abandon. A reminder
+    /// already armed stays (it is due no later than the new deadline, and
+    /// [`Self::abandon_if_idle`] re-arms it from `changed_at_ms`).
     fn rearm_abandon(&self, turn: &mut Turn<Self>) {
+        let now_ms = turn.now_ms();
+        turn.state_mut().changed_at_ms = now_ms;
         let state = turn.state();
         if !state.lines.is_empty() && state.checkout.is_none() {
-            let after_ms = u64::try_from(self.abandon_after.as_millis()).unwrap_or(u64::MAX);
-            let due_at_ms = turn.now_ms().saturating_add(after_ms);
-            turn.set_reminder(ABANDON_REMINDER, due_at_ms);
+            if turn.reminder(ABANDON_REMINDER).is_none() {
+                let due_at_ms = self.abandon_deadline(now_ms);
+                turn.set_reminder(ABANDON_REMINDER, due_at_ms);
+            }
         } else {
             turn.cancel_reminder(ABANDON_REMINDER);
         }
+    }
+
+    /// When a cart last changed at `changed_at_ms` counts as abandoned.
+    fn abandon_deadline(&self, changed_at_ms: u64) -> u64 {
+        let after_ms = u64::try_from(self.abandon_after.as_millis()).unwrap_or(u64::MAX);
+        changed_at_ms.saturating_add(after_ms)
+    }
+
+    /// The abandon reminder fired: raise `CartAbandoned` if the cart has been idle for the
+    /// whole delay, else arm the reminder again for the end of the idle spell.
+    fn abandon_if_idle(&self, turn: &mut Turn<Self>) -> Result<(), RuntimeError> {
+        let state = turn.state();
+        if state.lines.is_empty() || state.checkout.is_some() {
+            return Ok(());
+        }
+        let deadline_ms = self.abandon_deadline(state.changed_at_ms);
+        if turn.now_ms() < deadline_ms {
+            turn.set_reminder(ABANDON_REMINDER, deadline_ms);
+            return Ok(());
+        }
+        let event = DomainEvent::CartAbandoned {
+            cart_id: turn.key().to_owned(),
+            user_id: state.owner.clone(),
+            lines: state.lines.iter().map(EventLine::from).collect(),
+            subtotal_cents: subtotal_cents(&state.lines),
+            currency: state.currency.as_str().to_owned(),
+            variants: self.variants(turn),
+        };
+        turn.emit(event)
     }
 }
 
@@ -356,19 +395,10 @@ impl VirtualActor for CartActor {
     }
 
     async fn on_reminder(&self, turn: &mut Turn<Self>, name: &str) -> Result<(), RuntimeError> {
-        let state = turn.state();
-        if name != ABANDON_REMINDER || state.lines.is_empty() || state.checkout.is_some() {
-            return Ok(());
+        if name == ABANDON_REMINDER {
+            self.abandon_if_idle(turn)?;
         }
-        let event = DomainEvent::CartAbandoned {
-            cart_id: turn.key().to_owned(),
-            user_id: state.owner.clone(),
-            lines: state.lines.iter().map(EventLine::from).collect(),
-            subtotal_cents: subtotal_cents(&state.lines),
-            currency: state.currency.as_str().to_owned(),
-            variants: self.variants(turn),
-        };
-        turn.emit(event)
+        Ok(())
     }
 }
 
@@ -975,6 +1005,54 @@ mod tests {
                 .await;
             assert_eq!(reply.unwrap(), Err(CartRejection::NotFound));
         }
+    }
+
+    /// A change while the abandon reminder is armed leaves the stored reminder as it is (no
+    /// write of the reminder per change), yet the cart is abandoned only after a whole idle
+    /// spell from its last change: the early reminder re-arms itself.
+    #[tokio::test]
+    async fn a_change_moves_the_abandonment_without_rewriting_the_reminder() {
+        let shop = shop().await;
+        let cart = shop.cart("c-1");
+        let id = ActorId::new("cart", "c-1");
+        let stored_due = || async {
+            let shard = emporium_runtime::shard_of_id(&id);
+            let reminders = shop.store.list_reminders(shard).await.unwrap();
+            reminders
+                .iter()
+                .find(|reminder| reminder.actor == id)
+                .map(|reminder| reminder.due_at_ms)
+        };
+        let after_ms = ABANDON_AFTER.as_millis() as u64;
+        cart.ask(CartCommand::Create { owner: None })
+            .await
+            .unwrap()
+            .unwrap();
+        cart.ask(add("MUG", 1)).await.unwrap().unwrap();
+        assert_eq!(stored_due().await, Some(START_MS + after_ms));
+
+        shop.clock.advance_ms(after_ms / 2);
+        cart.ask(add("MUG", 1)).await.unwrap().unwrap();
+        assert_eq!(
+            stored_due().await,
+            Some(START_MS + after_ms),
+            "not rewritten"
+        );
+
+        // The first deadline passes: the cart changed since, so it is not abandoned yet.
+        shop.clock.advance_ms(after_ms / 2 + 1);
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        assert!(shop.abandoned_now("c-1").await.is_empty());
+        assert_eq!(
+            stored_due().await,
+            Some(START_MS + after_ms / 2 + after_ms),
+            "armed again for the end of the idle spell"
+        );
+
+        // A whole idle spell after the last change: abandoned, once.
+        shop.clock.advance_ms(after_ms / 2);
+        assert_eq!(shop.abandoned("c-1", 1).await.len(), 1);
+        assert_eq!(stored_due().await, None);
     }
 
     #[tokio::test]
