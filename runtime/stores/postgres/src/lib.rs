@@ -37,12 +37,17 @@
 //!   is [`StoreError::OutcomeUnknown`], never `Unavailable` (which promises "not applied").
 //! - **Prepared statements** are cached per connection (`prepare_cached`).
 //!
-//! # Costs of the outbox reads
-//! `outbox_pending(limit)` walks the primary key (`seq`) for `limit` rows.
-//! `outbox_pending_in(shard, limit)` is one range scan of the index
-//! `emporium_outbox_shard (shard, seq)`: it reads `limit` rows of that shard, already in
-//! seq order, and never the other shards' rows. Each save with outbox entries maintains the
-//! index (one more index insert per entry).
+//! # Costs of the outbox
+//! `emporium_outbox` has one index, its primary key `(shard, kind, key, seq)`: a save costs
+//! each of its events one heap row and one index entry. `outbox_pending(limit)` walks that
+//! key for `limit` rows; `outbox_pending_in(shard, limit)` is one range scan of it, reading
+//! `limit` rows of that shard (each actor's in seq order) and never the other shards' rows;
+//! an acknowledgement or a delete is one key range per actor.
+//!
+//! *What changed and why (issue 14):* the table had four indexes (`seq`, a unique
+//! `event_id`, `(kind, key)`, `(shard, seq)`), each updated by every outbox insert and
+//! every acknowledgement; that index and WAL work, not the round trip, is what made a
+//! save with one event far slower than a bare one (migration 3).
 
 mod error;
 mod schema;
@@ -663,11 +668,11 @@ async fn delete_in_transaction(
         transaction.rollback().await?;
         return Ok(false);
     }
+    let shard = shard_sql(shard_of_id(id))?;
     let statement = transaction.prepare_cached(&sql.delete_outbox_of).await?;
     transaction
-        .execute(&statement, &[&id.kind, &id.key])
+        .execute(&statement, &[&shard, &id.kind, &id.key])
         .await?;
-    let shard = shard_sql(shard_of_id(id))?;
     let statement = transaction.prepare_cached(&sql.delete_reminders_of).await?;
     transaction
         .execute(&statement, &[&shard, &id.kind, &id.key])
@@ -713,7 +718,8 @@ async fn outbox_pending_on(
 
 /// Seq order is commit order within one actor (its saves are serialised by the lock on its
 /// state row, and each takes its seqs after the previous one committed), so any prefix of a
-/// shard's rows in seq order holds each actor's older entries before its newer ones.
+/// shard's rows in primary-key order `(kind, key, seq)` holds each actor's older entries
+/// before its newer ones.
 async fn outbox_pending_in_on(
     sql: &Sql,
     client: &Object,
@@ -748,9 +754,20 @@ fn pending_events(rows: Vec<tokio_postgres::Row>) -> Result<Vec<PendingEvent>, O
 }
 
 async fn outbox_ack_on(sql: &Sql, client: &Object, events: &[PendingEvent]) -> Result<(), OpError> {
+    let shards = events
+        .iter()
+        .map(|event| shard_sql(shard_of_id(&event.actor)))
+        .collect::<Result<Vec<i16>, _>>()?;
+    let kinds: Vec<&str> = events.iter().map(|event| event.actor.kind).collect();
+    let keys: Vec<&str> = events
+        .iter()
+        .map(|event| event.actor.key.as_str())
+        .collect();
     let event_ids: Vec<&str> = events.iter().map(|e| e.entry.event_id.as_str()).collect();
     let statement = client.prepare_cached(&sql.outbox_ack).await?;
-    client.execute(&statement, &[&event_ids]).await?;
+    client
+        .execute(&statement, &[&shards, &kinds, &keys, &event_ids])
+        .await?;
     Ok(())
 }
 

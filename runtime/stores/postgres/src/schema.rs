@@ -13,10 +13,12 @@
 //! |---------|------|
 //! | 1 | the five tables |
 //! | 2 | `emporium_outbox.shard` ([`shard_of`] of the row's actor) and the index `(shard, seq)` for `outbox_pending_in`; rows already there get their shard computed in Rust, [`BACKFILL_BATCH`] rows per round trip |
+//! | 3 | `emporium_outbox` keeps one index, its primary key `(shard, kind, key, seq)`, instead of four (`seq`, `event_id` unique, `(kind, key)`, `(shard, seq)`): every outbox access is a range of it (a shard's entries for the relay, an actor's for an acknowledgement or a delete), and each event costs its save one index insert instead of four |
 //!
 //! A node of a build before version 2 cannot save outbox entries into a migrated schema (the
 //! column is `NOT NULL`): its saves fail loudly rather than leave entries no shard lists.
-//! Upgrade every node.
+//! A node of a version-2 build still works on a version-3 schema (its statements are valid;
+//! its acknowledgements by event id alone scan the table): upgrade every node.
 //!
 //! # Invariants
 //! - Every SQL text names its tables qualified by the configured schema, so an adapter never
@@ -103,6 +105,22 @@ const MIGRATIONS: &[(i32, &[Step])] = &[
             BackfillOutboxShards,
             S("ALTER TABLE {schema}.emporium_outbox ALTER COLUMN shard SET NOT NULL"),
             S("CREATE INDEX emporium_outbox_shard ON {schema}.emporium_outbox (shard, seq)"),
+        ],
+    ),
+    (
+        3,
+        &[
+            // IF EXISTS: a schema rebuilt by hand (or by a test) may lack some of them.
+            S(
+                "ALTER TABLE {schema}.emporium_outbox DROP CONSTRAINT IF EXISTS emporium_outbox_event_id_key",
+            ),
+            S("DROP INDEX IF EXISTS {schema}.emporium_outbox_actor"),
+            S("DROP INDEX IF EXISTS {schema}.emporium_outbox_shard"),
+            S(
+                "ALTER TABLE {schema}.emporium_outbox DROP CONSTRAINT IF EXISTS emporium_outbox_pkey",
+            ),
+            S("ALTER TABLE {schema}.emporium_outbox \
+               ADD CONSTRAINT emporium_outbox_pkey PRIMARY KEY (shard, kind, key, seq)"),
         ],
     ),
 ];
@@ -331,7 +349,9 @@ impl Sql {
             delete_state: format!(
                 "DELETE FROM {state} WHERE kind = $1 AND key = $2 AND version = $3"
             ),
-            delete_outbox_of: format!("DELETE FROM {outbox} WHERE kind = $1 AND key = $2"),
+            delete_outbox_of: format!(
+                "DELETE FROM {outbox} WHERE shard = $1 AND kind = $2 AND key = $3"
+            ),
             delete_reminders_of: format!(
                 "DELETE FROM {reminders} WHERE shard = $1 AND kind = $2 AND key = $3"
             ),
@@ -341,15 +361,25 @@ impl Sql {
             list_keys_after: format!(
                 "SELECT key FROM {state} WHERE kind = $1 AND key > $2 ORDER BY key LIMIT $3"
             ),
+            // Both walk the primary key (shard, kind, key, seq): each actor's entries in seq
+            // (commit) order, which is all the port promises.
             outbox_pending: format!(
-                "SELECT kind, key, event_id, topic, payload FROM {outbox} ORDER BY seq LIMIT $1"
+                "SELECT kind, key, event_id, topic, payload FROM {outbox} \
+                 ORDER BY shard, kind, key, seq LIMIT $1"
             ),
-            // The index (shard, seq) serves both the filter and the order: one range scan.
             outbox_pending_in: format!(
                 "SELECT kind, key, event_id, topic, payload FROM {outbox} \
-                 WHERE shard = $1 ORDER BY seq LIMIT $2"
+                 WHERE shard = $1 ORDER BY kind, key, seq LIMIT $2"
             ),
-            outbox_ack: format!("DELETE FROM {outbox} WHERE event_id = ANY($1)"),
+            // One primary-key range per acknowledged actor, its event ids filtered there:
+            // an id another actor reused (a caller bug) never removes that actor's entry.
+            outbox_ack: format!(
+                "DELETE FROM {outbox} AS o \
+                 USING unnest($1::smallint[], $2::text[], $3::text[], $4::text[]) \
+                 AS a(shard, kind, key, event_id) \
+                 WHERE o.shard = a.shard AND o.kind = a.kind COLLATE \"C\" \
+                 AND o.key = a.key COLLATE \"C\" AND o.event_id = a.event_id"
+            ),
             list_reminders: format!(
                 "SELECT kind, key, name, due_at_ms FROM {reminders} WHERE shard = $1"
             ),

@@ -215,9 +215,11 @@ async fn an_unreachable_server_is_unavailable_fast() {
 }
 
 /// Outbox rows written before migration 2 (no `shard` column) get their shard computed in
-/// Rust when a node of this build starts, across several backfill rounds, and are then
-/// listed by `outbox_pending_in`. The version-1 schema is made by migrating a fresh schema
-/// and undoing migration 2 (drop the column, which drops its index, and forget the row).
+/// Rust when a node of this build starts, across several backfill rounds, are keyed by
+/// migration 3's primary key, and are then listed by `outbox_pending_in` and acknowledged.
+/// The version-1 schema is made by migrating a fresh schema and undoing migrations 2 and 3
+/// (drop the column, which drops the primary key over it; put back version 1's primary key,
+/// unique event id and actor index; forget the rows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_rows_older_than_the_shard_column_get_their_shard() {
     let Some(client) = admin().await else {
@@ -233,6 +235,10 @@ async fn outbox_rows_older_than_the_shard_column_get_their_shard() {
     client
         .batch_execute(&format!(
             "ALTER TABLE \"{schema}\".emporium_outbox DROP COLUMN shard;
+             ALTER TABLE \"{schema}\".emporium_outbox ADD PRIMARY KEY (seq);
+             ALTER TABLE \"{schema}\".emporium_outbox
+                 ADD CONSTRAINT emporium_outbox_event_id_key UNIQUE (event_id);
+             CREATE INDEX emporium_outbox_actor ON \"{schema}\".emporium_outbox (kind, key);
              DELETE FROM \"{schema}\".emporium_schema_migrations WHERE version >= 2;
              INSERT INTO \"{schema}\".emporium_outbox (kind, key, event_id, topic, payload)
              SELECT CASE WHEN n % 2 = 0 THEN 'order' ELSE 'cart' END, 'k' || (n % 40),
@@ -262,14 +268,22 @@ async fn outbox_rows_older_than_the_shard_column_get_their_shard() {
             "{kind}/{key}"
         );
     }
-    let indexed = client
-        .query_one(
-            "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = 'emporium_outbox_shard'",
+    let indexes: Vec<String> = client
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'emporium_outbox'",
             &[schema],
         )
         .await
-        .expect("read indexes");
-    assert_eq!(indexed.get::<_, i64>(0), 1, "the (shard, seq) index exists");
+        .expect("read indexes")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(indexes.len(), 1, "one index on the outbox: {indexes:?}");
+    assert!(
+        indexes[0].contains("emporium_outbox_pkey")
+            && indexes[0].contains("(shard, kind, key, seq)"),
+        "{indexes:?}"
+    );
 
     // Per shard, an actor's old rows come back in seq (commit) order.
     let actor = ActorId::new("order", "k2");
@@ -292,5 +306,14 @@ async fn outbox_rows_older_than_the_shard_column_get_their_shard() {
             .iter()
             .all(|event| shard_of_id(&event.actor) == shard_of_id(&actor))
     );
+
+    // An acknowledgement removes exactly the acknowledged rows of the migrated outbox.
+    let (first, rest) = listed.split_at(listed.len() / 2);
+    store.outbox_ack(first).await.expect("outbox_ack");
+    let left = store
+        .outbox_pending_in(shard_of("order", "k2"), 10_000)
+        .await
+        .expect("outbox_pending_in after the ack");
+    assert_eq!(left, rest);
     store.close();
 }
