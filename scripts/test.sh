@@ -5,7 +5,8 @@
 # every job file with each var file; "skipped: go not found" without Go). Then
 # starts the backing services (scripts/services.sh up: PostgreSQL, Redis,
 # NATS+JetStream, and Cassandra through scripts/cassandra.sh when present),
-# points the tests at them and runs `cargo test --release --workspace "$@"`. Then, on a
+# points the tests at them and runs `cargo test --release --workspace --no-fail-fast "$@"`
+# (every test binary runs even after one failed, so one run reports every failure). Then, on a
 # full run (no arguments), the load smoke test: every goose scenario of load/ for a few
 # seconds against one node (scripts/load-smoke.sh, on the binaries cargo test just built;
 # EMPORIUM_SKIP_LOAD_SMOKE=1 skips it). Exits with the checker's status if it fails, else
@@ -40,10 +41,10 @@ echo "test: EMPORIUM_TEST_POSTGRES=$EMPORIUM_TEST_POSTGRES"
 echo "test: EMPORIUM_TEST_REDIS=$EMPORIUM_TEST_REDIS"
 echo "test: EMPORIUM_TEST_NATS=$EMPORIUM_TEST_NATS"
 echo "test: SCYLLA_NODES=${SCYLLA_NODES:-(unset: cassandra not up)}"
-echo "test: cargo test --release --workspace $*"
+echo "test: cargo test --release --workspace --no-fail-fast $*"
 
 status=0
-cargo test --release --workspace "$@" || status=$?
+cargo test --release --workspace --no-fail-fast "$@" || status=$?
 
 # The smoke test runs the binaries the cargo tests built (`emporium` for the black-box
 # tests, `load` for its CLI test): no second build with other features. A partial run

@@ -4,7 +4,7 @@
 //! while it runs.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use super::process::NodeProcess;
 
@@ -15,12 +15,30 @@ pub fn next_loopback_host() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11 + host % 240))
 }
 
-/// A port nothing listens on right now at `ip` (the OS picks it; the listener is dropped).
+/// Where [`free_port`] hands out ports: below the kernel's ephemeral range (32768–60999 by
+/// default), so no port the kernel picks by itself (a listener bound to port 0, such as a
+/// node's HTTP listener, or an outgoing connection) can take one between its choice and the
+/// node's bind.
+const KIT_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port nothing listens on right now at `ip`, never handed out twice by this process
+/// until the kit's range wraps around. (Letting the OS pick one and dropping the listener
+/// raced: the OS could give the same port to the node's own port-0 HTTP listener before the
+/// node bound its cluster port, and the node then failed to start with "Address already in
+/// use".)
 pub fn free_port(ip: IpAddr) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .and_then(|listener| listener.local_addr())
-        .unwrap_or_else(|error| panic!("no free port on {ip}: {error}"))
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(KIT_PORTS.end - KIT_PORTS.start);
+    // Processes start at different offsets, so two test binaries rarely try the same ports.
+    let start = std::process::id();
+    for _ in 0..span {
+        let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = KIT_PORTS.start + u16::try_from(offset).expect("offset below the span");
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {KIT_PORTS:?} on {ip}")
 }
 
 /// Where a node binds, how it is launched and which store URL it uses.
