@@ -55,8 +55,8 @@ use emporium_runtime::store::{
 use emporium_runtime::{ActorId, Shard, StateStore, StoreError, intern_kind};
 
 use crate::schema::{
-    LEASES, MEMBERS, META, OUTBOX, RECORDS, REMINDERS, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
-    decode_record, redb_error,
+    LEASES, MEMBERS, META, OUTBOX, OutboxKey, OutboxValue, RECORDS, REMINDERS, SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY, decode_record, redb_error,
 };
 use crate::writer::{Counters, Done, Op, Outcome, Request};
 
@@ -217,6 +217,19 @@ impl Drop for EmbeddedStore {
     }
 }
 
+/// The first `limit` outbox rows of `rows`, as the relay reads them.
+fn pending_events(
+    rows: redb::Range<'_, OutboxKey, OutboxValue>,
+    limit: usize,
+) -> Result<Vec<PendingEvent>, StoreError> {
+    let mut pending = Vec::new();
+    for row in rows.take(limit) {
+        let (key, value) = row.map_err(redb_error)?;
+        pending.push(pending_event(key.value(), value.value()));
+    }
+    Ok(pending)
+}
+
 /// An `outbox_entries` row as the relay reads it.
 fn pending_event(
     (_, kind, key, _): (Shard, &str, &str, u64),
@@ -363,12 +376,7 @@ impl StateStore for EmbeddedStore {
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
         self.read(move |txn| {
             let table = txn.open_table(OUTBOX).map_err(redb_error)?;
-            let mut pending = Vec::new();
-            for row in table.iter().map_err(redb_error)?.take(limit) {
-                let (key, value) = row.map_err(redb_error)?;
-                pending.push(pending_event(key.value(), value.value()));
-            }
-            Ok(pending)
+            pending_events(table.iter().map_err(redb_error)?, limit)
         })
         .await
     }
@@ -381,22 +389,16 @@ impl StateStore for EmbeddedStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let scan = move |txn: &redb::ReadTransaction| {
+        // The relay's read, once per round: a bounded scan of entries just committed.
+        self.read_here(|txn| {
             let table = txn.open_table(OUTBOX).map_err(redb_error)?;
             let lower = (shard, "", "", 0);
             let rows = match shard.checked_add(1) {
                 Some(next) => table.range(lower..(next, "", "", 0)),
                 None => table.range(lower..),
             };
-            let mut pending = Vec::new();
-            for row in rows.map_err(redb_error)?.take(limit) {
-                let (key, value) = row.map_err(redb_error)?;
-                pending.push(pending_event(key.value(), value.value()));
-            }
-            Ok(pending)
-        };
-        // The relay's read, once per round: a bounded scan of entries just committed.
-        self.read_here(scan)
+            pending_events(rows.map_err(redb_error)?, limit)
+        })
     }
 
     async fn outbox_ack(&self, events: &[PendingEvent]) -> Result<(), StoreError> {
