@@ -3,7 +3,8 @@
 //! comes back; a wrong cookie is refused; a restarted peer is linked again by the
 //! maintenance loop; a peer that accepts TCP but never answers is reported unreachable; a
 //! closed link is retried at once, and a port that refuses is reported as crash evidence
-//! (a hung or unreachable peer never is).
+//! (a hung or unreachable peer never is); envelopes take the direct link once the loop made
+//! one, and one in flight when it drops is an unknown outcome.
 //!
 //! Real sockets need real time: every wait here polls with a bound, none sleeps blindly.
 #![cfg(feature = "cluster")]
@@ -381,6 +382,79 @@ async fn the_maintenance_loop_links_again_after_the_peer_restarts() {
         "{:?}",
         peers.reports()
     );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Whether `transport` has a direct link to `peer` within 10 s.
+async fn direct_link_made(transport: &Transport, peer: &str) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        transport.has_direct_link(peer)
+    })
+    .await
+}
+
+/// What `Echo` on `peer` answers to a cart envelope carrying `payload`.
+async fn echo(transport: &Transport, peer: &str, payload: &str) -> String {
+    let envelope = Envelope::new("cart", "c", payload.as_bytes().to_vec(), deadline_in(2_000));
+    echoed(transport.send(peer, envelope).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelopes_take_the_direct_link_and_one_it_dropped_is_an_unknown_outcome() {
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let a = start("dl-a", a_addr, COOKIE).await;
+    let b = start("dl-b", b_addr, COOKIE).await;
+    let peers = StaticPeers::new(vec![peer("dl-b", 1, b_addr)]);
+    let _maintenance = a.maintain(peers.clone());
+    assert!(
+        direct_link_made(&a, "dl-b").await,
+        "the loop made no direct link from a to b"
+    );
+    assert_eq!(echo(&a, "dl-b", "1").await, "dl-b:cart/c:1");
+
+    // b stops while it runs a call: the call may have run, so it is dropped (unknown), and
+    // at once rather than at its deadline.
+    let in_flight = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let sent = Instant::now();
+            let outcome = a
+                .send(
+                    "dl-b",
+                    Envelope::new("slow", "s", vec![], deadline_in(20_000)),
+                )
+                .await;
+            (outcome, sent.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.shutdown().await;
+    let (outcome, after) = in_flight.await.unwrap();
+    assert!(
+        matches!(outcome, Err(TransportError::Dropped { .. })),
+        "{outcome:?}"
+    );
+    assert!(after < Duration::from_secs(5), "answered after {after:?}");
+    assert!(!a.has_direct_link("dl-b"));
+    // With no link either way, nothing is sent: not applied, safe to try elsewhere.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let sent = a
+                .send("dl-b", Envelope::new("cart", "c", vec![], deadline_in(500)))
+                .await;
+            matches!(sent, Err(TransportError::NotConnected { .. }))
+        })
+        .await
+    );
+
+    // b comes back on the same address: a new direct link is made and used.
+    let b = start("dl-b", b_addr, COOKIE).await;
+    assert!(
+        direct_link_made(&a, "dl-b").await,
+        "no direct link to the restarted b"
+    );
+    assert_eq!(echo(&a, "dl-b", "2").await, "dl-b:cart/c:2");
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -13,10 +13,12 @@ use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{NodeServer, NodeServerMessage};
 use tokio::sync::Notify;
 
-use super::host::{self, EnvelopeHandler, ShardHost, ShardHostMsg};
+use super::direct::{CallError, DirectLink, DirectServer, MAX_FRAME};
+use super::host::{self, EnvelopeHandler, Reception, ShardHost, ShardHostMsg};
 use super::links::LinkEvents;
 use super::wire::{Answer, DecodeError, Envelope, Refusal};
 use crate::clock::SharedClock;
+use crate::lock;
 
 /// How a node takes part in the cluster transport.
 #[derive(Clone, Debug)]
@@ -87,9 +89,21 @@ pub(super) struct Inner {
     pub(super) host: ActorRef<ShardHostMsg>,
     /// Peers' shard hosts as last found, until they stop.
     pub(super) hosts: Mutex<HashMap<String, ActorRef<ShardHostMsg>>>,
+    /// This node's direct listener (none if it could not bind: envelopes then come through
+    /// ractor_cluster only).
+    pub(super) direct_server: Option<DirectServer>,
+    /// Open direct links to peers, made and checked by the maintenance loop.
+    pub(super) direct_links: Mutex<HashMap<String, Arc<DirectLink>>>,
     pub(super) stopped: AtomicBool,
     /// Woken when a session closes: the maintenance loop reconnects at once.
     pub(super) links_changed: Arc<Notify>,
+}
+
+/// An envelope ready to send, or answered without sending (expired, or a payload that is not
+/// JSON).
+enum Framed {
+    Send { bytes: Vec<u8>, budget: Duration },
+    Answered(Result<Answer, TransportError>),
 }
 
 /// This node's end of the cluster transport: its node server and its shard host.
@@ -118,11 +132,34 @@ impl Transport {
         let (server, _) = Actor::spawn(None, server, ())
             .await
             .map_err(|error| TransportError::Start(error.to_string()))?;
-        let host = ShardHost::new(handler, Arc::clone(&clock), config.max_in_flight);
-        let host = match Actor::spawn(None, host, ()).await {
+        let reception = Arc::new(Reception::new(
+            handler,
+            Arc::clone(&clock),
+            config.max_in_flight,
+        ));
+        let direct_server = match DirectServer::bind(
+            config.listen.ip(),
+            config.cookie.clone(),
+            Arc::clone(&reception),
+        )
+        .await
+        {
+            Ok(server) => {
+                reception.offer_direct(server.addr().to_string());
+                Some(server)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "transport: no direct links to this node (cannot listen); peers use the cluster link");
+                None
+            }
+        };
+        let host = match Actor::spawn(None, ShardHost::new(reception), ()).await {
             Ok((host, _)) => host,
             Err(error) => {
                 server.kill();
+                if let Some(direct) = &direct_server {
+                    direct.stop();
+                }
                 return Err(TransportError::Start(error.to_string()));
             }
         };
@@ -144,6 +181,8 @@ impl Transport {
                 server,
                 host,
                 hosts: Mutex::new(HashMap::new()),
+                direct_server,
+                direct_links: Mutex::new(HashMap::new()),
                 stopped: AtomicBool::new(false),
                 links_changed,
             }),
@@ -154,25 +193,102 @@ impl Transport {
         &self.inner.config.node_id
     }
 
-    /// Send `envelope` to `peer`'s shard host and wait for its answer, at most until the
-    /// envelope's deadline. An envelope whose payload is not JSON never leaves: it is answered
-    /// here as the peer's host would answer it, refused as [`Refusal::Malformed`].
+    /// Send `envelope` to `peer` and wait for its answer, at most until the envelope's
+    /// deadline: over the direct link to `peer` when one is open, else through its shard
+    /// host over ractor_cluster. An envelope whose payload is not JSON never leaves: it is
+    /// answered here as the peer would answer it, refused as [`Refusal::Malformed`].
     pub async fn send(&self, peer: &str, envelope: Envelope) -> Result<Answer, TransportError> {
+        let (bytes, budget) = match self.frame(envelope) {
+            Framed::Send { bytes, budget } => (bytes, budget),
+            Framed::Answered(answered) => return answered,
+        };
+        let direct = self
+            .direct_link(peer)
+            .filter(|_| bytes.len() + 8 <= MAX_FRAME);
+        let bytes = match direct {
+            Some(link) => match link.call(bytes, budget).await {
+                Ok(answer) => {
+                    metrics::counter!("emporium_transport_envelopes_total", "path" => "direct")
+                        .increment(1);
+                    return self.decode_answer(peer, &answer);
+                }
+                // Never handed to the link: it goes the other way, whole.
+                Err(CallError::NotSent(bytes)) => bytes,
+                Err(CallError::Lost) => {
+                    return Err(TransportError::Dropped {
+                        peer: peer.to_owned(),
+                    });
+                }
+                Err(CallError::TimedOut) => {
+                    return Err(TransportError::Timeout {
+                        peer: peer.to_owned(),
+                        after: budget,
+                    });
+                }
+            },
+            None => bytes,
+        };
+        self.send_over_cluster_link(peer, bytes, budget).await
+    }
+
+    /// Send `envelope` through `peer`'s shard host over ractor_cluster, never over a direct
+    /// link: what probes the cluster link itself.
+    pub(super) async fn send_over_cluster(
+        &self,
+        peer: &str,
+        envelope: Envelope,
+    ) -> Result<Answer, TransportError> {
+        match self.frame(envelope) {
+            Framed::Send { bytes, budget } => {
+                self.send_over_cluster_link(peer, bytes, budget).await
+            }
+            Framed::Answered(answered) => answered,
+        }
+    }
+
+    /// The envelope's frame and what is left of its deadline, or what to answer instead of
+    /// sending it.
+    fn frame(&self, envelope: Envelope) -> Framed {
         let now_ms = self.inner.clock.now_ms();
         if envelope.deadline_ms <= now_ms {
-            return Err(TransportError::Expired);
+            return Framed::Answered(Err(TransportError::Expired));
         }
         let budget = Duration::from_millis(envelope.deadline_ms - now_ms);
-        let bytes = match envelope.encode() {
-            Ok(bytes) => bytes,
+        match envelope.encode() {
+            Ok(bytes) => Framed::Send { bytes, budget },
             // What the peer's host would answer, without sending it.
-            Err(error) => {
-                return Ok(Answer::refused(
-                    Refusal::Malformed,
-                    format!("the payload is {error}"),
-                ));
-            }
-        };
+            Err(error) => Framed::Answered(Ok(Answer::refused(
+                Refusal::Malformed,
+                format!("the payload is {error}"),
+            ))),
+        }
+    }
+
+    fn decode_answer(&self, peer: &str, answer: &[u8]) -> Result<Answer, TransportError> {
+        Answer::decode(answer).map_err(|error| TransportError::Decode {
+            peer: peer.to_owned(),
+            error,
+        })
+    }
+
+    /// Whether envelopes to `peer` go over a direct link now.
+    pub fn has_direct_link(&self, peer: &str) -> bool {
+        self.direct_link(peer).is_some()
+    }
+
+    /// `peer`'s open direct link, if any (never for this node itself, nor for a frame over
+    /// the direct limit, which ractor_cluster carries).
+    fn direct_link(&self, peer: &str) -> Option<Arc<DirectLink>> {
+        let link = lock(&self.inner.direct_links).get(peer).cloned()?;
+        link.is_open().then_some(link)
+    }
+
+    async fn send_over_cluster_link(
+        &self,
+        peer: &str,
+        bytes: Vec<u8>,
+        budget: Duration,
+    ) -> Result<Answer, TransportError> {
         let host = self
             .peer_host(peer)
             .await
@@ -190,10 +306,9 @@ impl Transport {
             .await;
         match called {
             Ok(CallResult::Success(answer)) => {
-                Answer::decode(&answer).map_err(|error| TransportError::Decode {
-                    peer: peer.to_owned(),
-                    error,
-                })
+                metrics::counter!("emporium_transport_envelopes_total", "path" => "cluster")
+                    .increment(1);
+                self.decode_answer(peer, &answer)
             }
             Ok(CallResult::Timeout) => Err(TransportError::Timeout {
                 peer: peer.to_owned(),
@@ -215,6 +330,12 @@ impl Transport {
     pub async fn shutdown(&self) {
         self.inner.stopped.store(true, Ordering::Release);
         host::withdraw(self.node_id(), &self.inner.host);
+        if let Some(direct) = &self.inner.direct_server {
+            direct.stop();
+        }
+        for (_, link) in lock(&self.inner.direct_links).drain() {
+            link.close("this node is stopping");
+        }
         let wait = Some(Duration::from_secs(5));
         let _ = self.inner.server.kill_and_wait(wait).await;
         let _ = self.inner.host.kill_and_wait(wait).await;

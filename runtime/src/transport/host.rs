@@ -1,7 +1,7 @@
 //! The shard host: the one remotable actor of a node. It decodes and checks every envelope
 //! and hands it to the node's [`EnvelopeHandler`], each in its own task.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,7 +9,7 @@ use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Semaphore;
 
-use super::wire::{Answer, DecodeError, Envelope, PROBE_KIND, Refusal, WIRE_VERSION};
+use super::wire::{Answer, DIRECT_KIND, DecodeError, Envelope, PROBE_KIND, Refusal, WIRE_VERSION};
 use crate::clock::SharedClock;
 
 const SCOPE: &str = "emporium";
@@ -79,16 +79,21 @@ impl ractor::Message for ShardHostMsg {
     }
 }
 
-/// The remotable actor of one node: decodes, checks, and hands envelopes to the handler,
-/// each in its own task (a slow actor must not hold up the others).
-pub(super) struct ShardHost {
+/// How a node receives an encoded envelope, whichever way it came (through the shard host
+/// over ractor_cluster, or over a direct link): decode it, check it, answer probes and
+/// `$direct` itself, and hand the rest to the handler, each in its own task (a slow actor
+/// must not hold up the others). Exactly one answer per envelope, given to `reply`.
+pub(super) struct Reception {
     handler: Arc<dyn EnvelopeHandler>,
     clock: SharedClock,
+    /// Shared by both ways in: at most `max_in_flight` envelopes run at once.
     permits: Arc<Semaphore>,
+    /// This node's direct-link address, answered to `$direct` (none: no direct links).
+    direct_addr: OnceLock<String>,
 }
 
-impl ShardHost {
-    /// A host that runs at most `max_in_flight` envelopes at once.
+impl Reception {
+    /// A reception that runs at most `max_in_flight` envelopes at once.
     pub(super) fn new(
         handler: Arc<dyn EnvelopeHandler>,
         clock: SharedClock,
@@ -98,7 +103,76 @@ impl ShardHost {
             handler,
             clock,
             permits: Arc::new(Semaphore::new(max_in_flight)),
+            direct_addr: OnceLock::new(),
         }
+    }
+
+    /// Answer `$direct` with `addr` from now on.
+    pub(super) fn offer_direct(&self, addr: String) {
+        let _ = self.direct_addr.set(addr);
+    }
+
+    /// Answer the encoded `envelope` through `reply`: at once when it is refused or answered
+    /// here, else from a task of its own once the handler answered.
+    pub(super) fn receive(&self, envelope: &[u8], reply: impl FnOnce(Vec<u8>) + Send + 'static) {
+        let envelope = match Envelope::decode(envelope) {
+            Ok(envelope) => envelope,
+            Err(DecodeError::UnsupportedVersion(version)) => {
+                let detail = format!("envelope version {version}, this node speaks {WIRE_VERSION}");
+                return reply(encode(&Answer::refused(
+                    Refusal::UnsupportedVersion,
+                    detail,
+                )));
+            }
+            Err(error) => {
+                return reply(encode(&Answer::refused(
+                    Refusal::Malformed,
+                    error.to_string(),
+                )));
+            }
+        };
+        let now_ms = self.clock.now_ms();
+        if now_ms > envelope.deadline_ms {
+            let detail = format!("{} ms late", now_ms - envelope.deadline_ms);
+            return reply(encode(&Answer::refused(Refusal::Expired, detail)));
+        }
+        match envelope.kind.as_str() {
+            PROBE_KIND => return reply(encode(&Answer::Reply(Vec::new()))),
+            DIRECT_KIND => {
+                let addr = self.direct_addr.get().map(|addr| serde_json::json!(addr));
+                let addr = serde_json::to_vec(&addr).unwrap_or_default();
+                return reply(encode(&Answer::Reply(addr)));
+            }
+            _ => {}
+        }
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            return reply(encode(&Answer::refused(
+                Refusal::Overloaded,
+                "too many in flight",
+            )));
+        };
+        let handler = Arc::clone(&self.handler);
+        let budget = Duration::from_millis(envelope.deadline_ms - now_ms);
+        tokio::spawn(async move {
+            let answer = match tokio::time::timeout(budget, handler.handle(envelope)).await {
+                Ok(answer) => answer,
+                Err(_) => Answer::refused(Refusal::TimedOut, "deadline passed while handling"),
+            };
+            drop(permit);
+            reply(encode(&answer));
+        });
+    }
+}
+
+/// The remotable actor of one node: what ractor_cluster delivers to it goes to the node's
+/// [`Reception`].
+pub(super) struct ShardHost {
+    reception: Arc<Reception>,
+}
+
+impl ShardHost {
+    pub(super) fn new(reception: Arc<Reception>) -> Self {
+        Self { reception }
     }
 }
 
@@ -122,55 +196,16 @@ impl Actor for ShardHost {
         _state: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         let ShardHostMsg { envelope, reply } = message;
-        let envelope = match Envelope::decode(&envelope) {
-            Ok(envelope) => envelope,
-            Err(DecodeError::UnsupportedVersion(version)) => {
-                let answer = Answer::refused(
-                    Refusal::UnsupportedVersion,
-                    format!("envelope version {version}, this node speaks {WIRE_VERSION}"),
-                );
-                let _ = reply.send(encode(&answer));
-                return Ok(());
-            }
-            Err(error) => {
-                let _ = reply.send(encode(&Answer::refused(
-                    Refusal::Malformed,
-                    error.to_string(),
-                )));
-                return Ok(());
-            }
-        };
-        let now_ms = self.clock.now_ms();
-        if now_ms > envelope.deadline_ms {
-            let detail = format!("{} ms late", now_ms - envelope.deadline_ms);
-            let _ = reply.send(encode(&Answer::refused(Refusal::Expired, detail)));
-            return Ok(());
-        }
-        if envelope.kind == PROBE_KIND {
-            let _ = reply.send(encode(&Answer::Reply(Vec::new())));
-            return Ok(());
-        }
-        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-            let overloaded = Answer::refused(Refusal::Overloaded, "too many in flight");
-            let _ = reply.send(encode(&overloaded));
-            return Ok(());
-        };
-        let handler = Arc::clone(&self.handler);
-        let budget = Duration::from_millis(envelope.deadline_ms - now_ms);
-        tokio::spawn(async move {
-            let answer = match tokio::time::timeout(budget, handler.handle(envelope)).await {
-                Ok(answer) => answer,
-                Err(_) => Answer::refused(Refusal::TimedOut, "deadline passed while handling"),
-            };
-            drop(permit);
-            let _ = reply.send(encode(&answer));
+        self.reception.receive(&envelope, move |answer| {
+            // The caller may have stopped waiting.
+            let _ = reply.send(answer);
         });
         Ok(())
     }
 }
 
 /// `answer`'s frame; a reply that is not JSON is answered as the handler's failure instead.
-fn encode(answer: &Answer) -> Vec<u8> {
+pub(super) fn encode(answer: &Answer) -> Vec<u8> {
     answer.encode().unwrap_or_else(|error| {
         tracing::warn!(%error, "transport: a handler replied with something other than JSON");
         let failed = Answer::refused(Refusal::Failed, format!("the reply is {error}"));
@@ -219,7 +254,8 @@ mod tests {
     async fn every_frame_gets_an_answer_it_can_read() {
         let clock: SharedClock = Arc::new(SystemClock::new());
         let deadline_ms = clock.now_ms() + 5_000;
-        let host = ShardHost::new(Arc::new(Mirror), Arc::clone(&clock), 16);
+        let reception = Reception::new(Arc::new(Mirror), Arc::clone(&clock), 16);
+        let host = ShardHost::new(Arc::new(reception));
         let (host, _) = Actor::spawn(None, host, ()).await.unwrap();
 
         let call_payload = br#"{"inspect":null}"#.to_vec();

@@ -76,6 +76,7 @@ impl Transport {
     /// Close every session with `peer`.
     pub(crate) async fn disconnect(&self, peer: &str) {
         self.forget(peer);
+        self.close_direct_link(peer, "the peer is disconnected");
         for session in self.sessions_with(peer).await {
             session.kill();
         }

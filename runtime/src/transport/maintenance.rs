@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::direct::DirectLink;
 use super::endpoint::{Transport, TransportError};
 use super::wire::{Answer, Envelope};
 use crate::clock::duration_ms;
+use crate::lock;
 use crate::membership::{Liveness, Membership};
 use crate::store::MemberStatus;
 
@@ -16,7 +18,10 @@ impl Transport {
     /// Probe `peer` through its shard host within the configured timeout.
     pub(crate) async fn probe(&self, peer: &str) -> Result<(), TransportError> {
         let deadline_ms = self.inner.clock.now_ms() + duration_ms(self.inner.config.probe_timeout);
-        match self.send(peer, Envelope::probe(deadline_ms)).await? {
+        match self
+            .send_over_cluster(peer, Envelope::probe(deadline_ms))
+            .await?
+        {
             Answer::Reply(_) => Ok(()),
             Answer::Refused { reason, detail } => Err(TransportError::Connect {
                 addr: peer.to_owned(),
@@ -126,7 +131,11 @@ impl Transport {
             if !linked {
                 return (peer, false, refused);
             }
-            (peer, self.probe(&peer.node_id).await.is_ok(), false)
+            let reachable = self.probe(&peer.node_id).await.is_ok();
+            if reachable {
+                self.keep_direct_link(&peer.node_id).await;
+            }
+            (peer, reachable, false)
         });
         let mut any_refused = false;
         for (peer, ok, refused) in futures::future::join_all(checks).await {
@@ -150,6 +159,54 @@ impl Transport {
             }
         }
         any_refused
+    }
+}
+
+impl Transport {
+    /// Probe `peer`'s open direct link and close it if it fails; make one if none is open
+    /// and the peer offers it. Failures only cost speed: envelopes then go over the cluster
+    /// link.
+    async fn keep_direct_link(&self, peer: &str) {
+        let timeout = self.inner.config.probe_timeout;
+        let deadline_ms = self.inner.clock.now_ms() + duration_ms(timeout);
+        let open = lock(&self.inner.direct_links).get(peer).cloned();
+        if let Some(link) = open.filter(|link| link.is_open()) {
+            let frame = Envelope::probe(deadline_ms).encode().unwrap_or_default();
+            if let Err(error) = link.call(frame, timeout).await {
+                tracing::debug!(peer, ?error, "transport: direct link failed its probe");
+                self.close_direct_link(peer, "it failed a probe");
+            }
+            return;
+        }
+        let Ok(Answer::Reply(offer)) = self
+            .send_over_cluster(peer, Envelope::direct_query(deadline_ms))
+            .await
+        else {
+            return;
+        };
+        // `null` (or an older node's refusal): the peer takes no direct links.
+        let Ok(Some(addr)) = serde_json::from_slice::<Option<SocketAddr>>(&offer) else {
+            return;
+        };
+        let cookie = &self.inner.config.cookie;
+        match DirectLink::connect(peer, addr, cookie, self.inner.config.connect_timeout).await {
+            Ok(link) => {
+                tracing::debug!(peer, %addr, "transport: direct link open");
+                if let Some(old) = lock(&self.inner.direct_links).insert(peer.to_owned(), link) {
+                    old.close("replaced");
+                }
+            }
+            Err(error) => {
+                tracing::debug!(peer, %addr, %error, "transport: cannot open a direct link")
+            }
+        }
+    }
+
+    /// Close and forget `peer`'s direct link, if any.
+    pub(super) fn close_direct_link(&self, peer: &str, why: &str) {
+        if let Some(link) = lock(&self.inner.direct_links).remove(peer) {
+            link.close(why);
+        }
     }
 }
 

@@ -60,6 +60,20 @@
 //! retried every [`TransportConfig::refused_retry`]; a successful connection is reported as
 //! [`PeerSource::report_connected`], which withdraws the evidence.
 //!
+//! # Direct links
+//! Envelopes to a peer go over a **direct link** when one is open: a TCP connection of the
+//! transport's own to the peer's direct listener (bound on the cluster address's IP, on a
+//! port the kernel picks, which the peer learns by asking `$direct` over ractor_cluster),
+//! authenticated by an HMAC over fresh nonces with the cluster secret, carrying the same
+//! frames, each answered under its id by the same [`Reception`](host) as through
+//! ractor_cluster. It costs a forwarded call about half the task hand-offs (see `direct`).
+//! The maintenance loop makes one to every linked peer that offers it and probes it;
+//! a direct link that fails a probe, or whose peer is disconnected, is closed, and envelopes
+//! go through ractor_cluster until a new one is made. Probes of the cluster link itself go
+//! through ractor_cluster only, so failure detection is what it was without direct links.
+//! An envelope that was surely never written to a closed direct link goes through
+//! ractor_cluster instead; one that may have been is answered as dropped (outcome unknown).
+//!
 //! # Finding a peer's shard host
 //! The host joins the process group `emporium.shard_host.<node id>`; a peer's session
 //! spawns a proxy for it when the link is authenticated. The host of peer `p` is the member
@@ -69,7 +83,9 @@
 //!
 //! # Where things are
 //! - `wire`: [`Envelope`], [`Answer`], [`Refusal`], the JSON codec and [`DecodeError`];
-//! - `host`: the shard host actor and its [`EnvelopeHandler`], its process group;
+//! - `host`: the node's `Reception` (how an envelope is checked and answered, whichever way it
+//!   came), the shard host actor and its [`EnvelopeHandler`], its process group;
+//! - `direct`: direct links, their listener and their protocol;
 //! - `links`: opening links, finding a peer's host through them, link events, closing them;
 //! - `maintenance`: probes and the loop that keeps links to every [`Peer`] of a
 //!   [`PeerSource`] and reports what it learns;
@@ -79,6 +95,7 @@
 //! The user is `crate::cluster`: forwarded calls (its `Placement::forward`), and the
 //! `$revoke` and `$status` envelopes between nodes.
 
+mod direct;
 mod endpoint;
 mod host;
 mod links;

@@ -39,6 +39,10 @@ pub(super) const WIRE_VERSION: u16 = 2;
 /// The kind of a probe: answered by the shard host itself, never by the handler.
 pub(super) const PROBE_KIND: &str = "$probe";
 
+/// Asks for a node's direct-link address (a JSON string, or `null`): answered by the node's
+/// reception itself, like a probe.
+pub(super) const DIRECT_KIND: &str = "$direct";
+
 /// A request for one actor on another node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {
@@ -212,6 +216,11 @@ impl Envelope {
     /// A liveness probe, answered by the shard host itself.
     pub(super) fn probe(deadline_ms: u64) -> Self {
         Self::new(PROBE_KIND, "", Vec::new(), deadline_ms)
+    }
+
+    /// Asks for the peer's direct-link address, answered by its reception itself.
+    pub(super) fn direct_query(deadline_ms: u64) -> Self {
+        Self::new(DIRECT_KIND, "", Vec::new(), deadline_ms)
     }
 
     /// The frame, or why it cannot be written (the payload is not JSON).
