@@ -69,7 +69,7 @@ pub(super) enum LinkError {
     Version(u8),
     #[error("the other end does not know the cluster secret")]
     Unauthenticated,
-    #[error("a frame of {0} bytes is over the limit")]
+    #[error("a frame of {0} bytes is out of bounds")]
     TooLarge(usize),
     #[error("no handshake within {0:?}")]
     Timeout(Duration),
@@ -303,7 +303,15 @@ pub(super) struct DirectLink {
 
 struct LinkState {
     open: bool,
+    /// Takes no new calls; closes once the last call in flight is done with.
+    retired: bool,
     waiting: HashMap<u64, oneshot::Sender<Vec<u8>>>,
+}
+
+impl LinkState {
+    fn retired_and_idle(&self) -> bool {
+        self.retired && self.waiting.is_empty()
+    }
 }
 
 impl DirectLink {
@@ -331,6 +339,7 @@ impl DirectLink {
             next_id: AtomicU64::new(0),
             state: Mutex::new(LinkState {
                 open: true,
+                retired: false,
                 waiting: HashMap::new(),
             }),
             outgoing,
@@ -348,8 +357,10 @@ impl DirectLink {
         Ok(link)
     }
 
+    /// Whether the link takes new calls.
     pub(super) fn is_open(&self) -> bool {
-        lock(&self.state).open
+        let state = lock(&self.state);
+        state.open && !state.retired
     }
 
     /// Send the encoded envelope `frame` and wait at most `budget` for its answer.
@@ -362,7 +373,7 @@ impl DirectLink {
         let (answered, answer) = oneshot::channel();
         {
             let mut state = lock(&self.state);
-            if !state.open {
+            if !state.open || state.retired {
                 return Err(CallError::NotSent(frame));
             }
             state.waiting.insert(id, answered);
@@ -376,9 +387,37 @@ impl DirectLink {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_closed)) => Err(CallError::Lost),
             Err(_elapsed) => {
-                lock(&self.state).waiting.remove(&id);
+                self.done_with(id);
                 Err(CallError::TimedOut)
             }
+        }
+    }
+
+    /// Forget call `id` (answered or given up), and close the link if it was retired and
+    /// this was its last call; the answer's taker, if the call still waits.
+    fn done_with(&self, id: u64) -> Option<oneshot::Sender<Vec<u8>>> {
+        let (waiting, idle) = {
+            let mut state = lock(&self.state);
+            let waiting = state.waiting.remove(&id);
+            (waiting, state.retired_and_idle())
+        };
+        if idle {
+            self.close("retired, and its last call is done");
+        }
+        waiting
+    }
+
+    /// Take no new calls, and close once the calls in flight are answered or give up (the
+    /// peer may only be slow: closing now would make their outcomes unknown).
+    pub(super) fn retire(&self, why: &str) {
+        let idle = {
+            let mut state = lock(&self.state);
+            state.retired = true;
+            state.retired_and_idle()
+        };
+        tracing::debug!(peer = %self.peer, why, "transport: direct link retired");
+        if idle {
+            self.close(why);
         }
     }
 
@@ -400,6 +439,16 @@ impl DirectLink {
     }
 }
 
+/// A link nobody holds any more (replaced while retired, or forgotten) stops its reader and
+/// writer, which hold it only weakly, and so closes its connection.
+impl Drop for DirectLink {
+    fn drop(&mut self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
 fn close(link: &Weak<DirectLink>, why: &str) {
     if let Some(link) = link.upgrade() {
         link.close(why);
@@ -413,7 +462,7 @@ async fn read_answers(mut reader: BufReader<OwnedReadHalf>, link: Weak<DirectLin
             Ok(Some((id, answer))) => {
                 let Some(link) = link.upgrade() else { return };
                 // A call that stopped waiting (its budget ran out) is no longer there.
-                if let Some(waiting) = lock(&link.state).waiting.remove(&id) {
+                if let Some(waiting) = link.done_with(id) {
                     let _ = waiting.send(answer);
                 }
             }
@@ -469,6 +518,16 @@ mod tests {
         DirectLink::connect("p", server.addr(), SECRET, Duration::from_secs(1))
             .await
             .unwrap()
+    }
+
+    /// A call of payload `1` that the server answers after 300 ms, sent and under way.
+    async fn slow_call_under_way(
+        link: &Arc<DirectLink>,
+    ) -> tokio::task::JoinHandle<Result<Answer, CallError>> {
+        let link = Arc::clone(link);
+        let call = tokio::spawn(async move { call(&link, "slow", "1").await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        call
     }
 
     async fn call(link: &DirectLink, key: &str, payload: &str) -> Result<Answer, CallError> {
@@ -571,11 +630,7 @@ mod tests {
     async fn a_link_that_closes_loses_what_it_carried_and_sends_nothing_more() {
         let server = server().await;
         let link = link_to(&server).await;
-        let in_flight = {
-            let link = Arc::clone(&link);
-            tokio::spawn(async move { call(&link, "slow", "1").await })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let in_flight = slow_call_under_way(&link).await;
         // The server goes away while the slow call runs: its outcome is unknown.
         server.stop();
         let lost = in_flight.await.unwrap();
@@ -589,6 +644,26 @@ mod tests {
             }
             other => panic!("a call on a closed link: {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_retired_link_answers_what_it_carries_then_closes() {
+        let server = server().await;
+        let link = link_to(&server).await;
+        let in_flight = slow_call_under_way(&link).await;
+        link.retire("a test");
+        assert!(!link.is_open(), "a retired link takes new calls");
+        let refused = link.call(envelope("c", "2"), Duration::from_secs(1)).await;
+        assert!(matches!(refused, Err(CallError::NotSent(_))), "{refused:?}");
+        // The call it carried is answered, and then the link closes.
+        let answered = in_flight.await.unwrap();
+        assert_eq!(answered.unwrap(), Answer::Reply(b"1".to_vec()));
+        assert!(lock(&link.state).waiting.is_empty());
+        assert!(
+            !lock(&link.state).open,
+            "a retired link stayed open when idle"
+        );
+        server.stop();
     }
 
     #[tokio::test]

@@ -94,6 +94,8 @@ pub(super) struct Inner {
     pub(super) direct_server: Option<DirectServer>,
     /// Open direct links to peers, made and checked by the maintenance loop.
     pub(super) direct_links: Mutex<HashMap<String, Arc<DirectLink>>>,
+    /// Whether a direct-link upkeep pass is running.
+    pub(super) direct_upkeep: AtomicBool,
     pub(super) stopped: AtomicBool,
     /// Woken when a session closes: the maintenance loop reconnects at once.
     pub(super) links_changed: Arc<Notify>,
@@ -183,6 +185,7 @@ impl Transport {
                 hosts: Mutex::new(HashMap::new()),
                 direct_server,
                 direct_links: Mutex::new(HashMap::new()),
+                direct_upkeep: AtomicBool::new(false),
                 stopped: AtomicBool::new(false),
                 links_changed,
             }),
@@ -333,6 +336,7 @@ impl Transport {
         if let Some(direct) = &self.inner.direct_server {
             direct.stop();
         }
+        // `stopped` is set first: no upkeep pass adopts a new link after this drain.
         for (_, link) in lock(&self.inner.direct_links).drain() {
             link.close("this node is stopping");
         }

@@ -131,17 +131,15 @@ impl Transport {
             if !linked {
                 return (peer, false, refused);
             }
-            let reachable = self.probe(&peer.node_id).await.is_ok();
-            if reachable {
-                self.keep_direct_link(&peer.node_id).await;
-            }
-            (peer, reachable, false)
+            (peer, self.probe(&peer.node_id).await.is_ok(), false)
         });
         let mut any_refused = false;
+        let mut reachable = Vec::new();
         for (peer, ok, refused) in futures::future::join_all(checks).await {
             any_refused |= refused;
             let count = failures.entry(peer.node_id.clone()).or_insert(0);
             if ok {
+                reachable.push(peer.node_id.clone());
                 *count = 0;
                 if reported.insert(peer.node_id.clone(), true) == Some(false) {
                     peers.report(&peer.node_id, true);
@@ -158,11 +156,30 @@ impl Transport {
                 self.disconnect(&peer.node_id).await;
             }
         }
+        self.keep_direct_links(reachable);
         any_refused
     }
 }
 
 impl Transport {
+    /// Keep a direct link to each of `peers` (whose cluster link just passed its probe), in
+    /// the background: a slow connection must not hold up the next probe round, which judges
+    /// liveness. One upkeep pass at a time, so two links to one peer are never made at once.
+    fn keep_direct_links(&self, peers: Vec<String>) {
+        if peers.is_empty() || self.inner.direct_upkeep.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let transport = self.clone();
+        tokio::spawn(async move {
+            let upkeep = peers.iter().map(|peer| transport.keep_direct_link(peer));
+            futures::future::join_all(upkeep).await;
+            transport
+                .inner
+                .direct_upkeep
+                .store(false, Ordering::Release);
+        });
+    }
+
     /// Probe `peer`'s open direct link and close it if it fails; make one if none is open
     /// and the peer offers it. Failures only cost speed: envelopes then go over the cluster
     /// link.
@@ -174,7 +191,8 @@ impl Transport {
             let frame = Envelope::probe(deadline_ms).encode().unwrap_or_default();
             if let Err(error) = link.call(frame, timeout).await {
                 tracing::debug!(peer, ?error, "transport: direct link failed its probe");
-                self.close_direct_link(peer, "it failed a probe");
+                // New envelopes go over the cluster link; those in flight keep their chance.
+                link.retire("it failed a probe");
             }
             return;
         }
@@ -190,16 +208,25 @@ impl Transport {
         };
         let cookie = &self.inner.config.cookie;
         match DirectLink::connect(peer, addr, cookie, self.inner.config.connect_timeout).await {
-            Ok(link) => {
-                tracing::debug!(peer, %addr, "transport: direct link open");
-                if let Some(old) = lock(&self.inner.direct_links).insert(peer.to_owned(), link) {
-                    old.close("replaced");
-                }
-            }
+            Ok(link) => self.adopt_direct_link(peer, link),
             Err(error) => {
                 tracing::debug!(peer, %addr, %error, "transport: cannot open a direct link")
             }
         }
+    }
+
+    /// Use `link` for `peer` from now on, unless the transport stopped meanwhile or another
+    /// open link is in use (closing a link in use would lose what it carries).
+    fn adopt_direct_link(&self, peer: &str, link: Arc<DirectLink>) {
+        let mut links = lock(&self.inner.direct_links);
+        let in_use = links.get(peer).is_some_and(|link| link.is_open());
+        if in_use || self.inner.stopped.load(Ordering::Acquire) {
+            drop(links);
+            link.close("not needed");
+            return;
+        }
+        tracing::debug!(peer, "transport: direct link open");
+        links.insert(peer.to_owned(), link);
     }
 
     /// Close and forget `peer`'s direct link, if any.

@@ -67,9 +67,10 @@
 //! authenticated by an HMAC over fresh nonces with the cluster secret, carrying the same
 //! frames, each answered under its id by the same [`Reception`](host) as through
 //! ractor_cluster. It costs a forwarded call about half the task hand-offs (see `direct`).
-//! The maintenance loop makes one to every linked peer that offers it and probes it;
-//! a direct link that fails a probe, or whose peer is disconnected, is closed, and envelopes
-//! go through ractor_cluster until a new one is made. Probes of the cluster link itself go
+//! The maintenance loop makes one to every linked peer that offers it (in the background)
+//! and probes it; a direct link that fails a probe is retired (no new envelopes; closed once
+//! those in flight are answered), one whose peer is disconnected is closed, and envelopes go
+//! through ractor_cluster until a new one is made. Probes of the cluster link itself go
 //! through ractor_cluster only, so failure detection is what it was without direct links.
 //! An envelope that was surely never written to a closed direct link goes through
 //! ractor_cluster instead; one that may have been is answered as dropped (outcome unknown).
