@@ -180,7 +180,7 @@ impl Transport {
         });
     }
 
-    /// Probe `peer`'s open direct link and close it if it fails; make one if none is open
+    /// Probe `peer`'s open direct link and retire it if it fails; make one if none is open
     /// and the peer offers it. Failures only cost speed: envelopes then go over the cluster
     /// link.
     async fn keep_direct_link(&self, peer: &str) {
