@@ -91,6 +91,12 @@ async fn writes_through_one_node_read_back_identically_through_the_others(store:
     let forwarded: f64 = metric_over_nodes(&cluster, "emporium_forwarded_requests_total").await;
     eprintln!("three nodes: {forwarded} requests forwarded to their owner");
     assert!(forwarded > 0.0, "requests for remote actors are forwarded");
+    // Over the nodes' direct links (not only ractor_cluster's): the peers offered them and
+    // proved they know the cluster secret.
+    let envelopes = "emporium_transport_envelopes_total";
+    let direct = labelled_metric_over_nodes(&cluster, envelopes, r#"path="direct""#).await;
+    eprintln!("three nodes: {direct} envelopes answered over direct links");
+    assert!(direct > 0.0, "no envelope went over a direct link");
     cluster.finish().await;
 }
 
@@ -1093,9 +1099,14 @@ async fn checkout(nodes: &Endpoints, customer: &Customer, key: &str) -> Answer {
 
 /// `name` summed over the running members' `/metrics`.
 async fn metric_over_nodes(cluster: &Cluster, name: &str) -> f64 {
+    labelled_metric_over_nodes(cluster, name, "").await
+}
+
+/// `name`'s series whose line contains `label_filter`, summed over the running members.
+async fn labelled_metric_over_nodes(cluster: &Cluster, name: &str, label_filter: &str) -> f64 {
     let mut total = 0.0;
     for index in cluster.running() {
-        total += metric_sum(&cluster.api(index).metrics().await, name, "");
+        total += metric_sum(&cluster.api(index).metrics().await, name, label_filter);
     }
     total
 }
