@@ -168,6 +168,17 @@ async fn read_frame(reader: &mut BufReader<OwnedReadHalf>) -> Result<Option<Fram
     Ok(Some((id, bytes)))
 }
 
+/// Append the frame of `bytes` under `id` to `buffer`. An envelope over [`MAX_FRAME`] never
+/// takes a direct link (`Transport::send`); an answer over it (none of an actor's comes near)
+/// is refused by the reader, which closes the link: its call is answered as of unknown
+/// outcome, never wrongly.
+fn put_frame(buffer: &mut Vec<u8>, id: u64, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len() + 8).unwrap_or(u32::MAX);
+    buffer.extend_from_slice(&len.to_be_bytes());
+    buffer.extend_from_slice(&id.to_be_bytes());
+    buffer.extend_from_slice(bytes);
+}
+
 /// Write the frames `outgoing` yields, everything queued at once in one write, until every
 /// sender is gone (`Ok`) or the connection fails (`Err`).
 async fn write_frames(
@@ -179,10 +190,7 @@ async fn write_frames(
         buffer.clear();
         let mut next = Some(first);
         while let Some((id, bytes)) = next.take() {
-            // `MAX_FRAME` bounds every frame, so the length fits.
-            buffer.extend_from_slice(&((bytes.len() + 8) as u32).to_be_bytes());
-            buffer.extend_from_slice(&id.to_be_bytes());
-            buffer.extend_from_slice(&bytes);
+            put_frame(&mut buffer, id, &bytes);
             if buffer.len() < WRITE_BATCH {
                 next = outgoing.try_recv().ok();
             }
@@ -594,10 +602,7 @@ mod tests {
         forger.read_exact(&mut server_hello).await.unwrap();
         forger.write_all(&[0; PROOF_LEN]).await.unwrap();
         let mut frame = Vec::new();
-        let probe = envelope("c", "1");
-        frame.extend_from_slice(&((probe.len() + 8) as u32).to_be_bytes());
-        frame.extend_from_slice(&1u64.to_be_bytes());
-        frame.extend_from_slice(&probe);
+        put_frame(&mut frame, 1, &envelope("c", "1"));
         let _ = forger.write_all(&frame).await;
         let mut rest = Vec::new();
         let _ = forger.read_to_end(&mut rest).await;

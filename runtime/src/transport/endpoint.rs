@@ -279,8 +279,8 @@ impl Transport {
         self.direct_link(peer).is_some()
     }
 
-    /// `peer`'s open direct link, if any (never for this node itself, nor for a frame over
-    /// the direct limit, which ractor_cluster carries).
+    /// `peer`'s direct link, if one is open and takes calls (never this node's own: a node
+    /// reaches itself through its shard host).
     fn direct_link(&self, peer: &str) -> Option<Arc<DirectLink>> {
         let link = lock(&self.inner.direct_links).get(peer).cloned()?;
         link.is_open().then_some(link)

@@ -139,8 +139,8 @@ impl Reception {
         match envelope.kind.as_str() {
             PROBE_KIND => return reply(encode(&Answer::Reply(Vec::new()))),
             DIRECT_KIND => {
-                let addr = self.direct_addr.get().map(|addr| serde_json::json!(addr));
-                let addr = serde_json::to_vec(&addr).unwrap_or_default();
+                // A JSON string, or `null` without a direct listener.
+                let addr = serde_json::to_vec(&self.direct_addr.get()).unwrap_or_default();
                 return reply(encode(&Answer::Reply(addr)));
             }
             _ => {}
