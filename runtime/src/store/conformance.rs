@@ -709,6 +709,107 @@ pub async fn outbox_commits_with_state(store: &dyn StateStore) {
     clean_outbox(store, kind).await;
 }
 
+/// Every mix of effects a save can carry (no, one or several outbox entries; reminders set;
+/// reminders cancelled), on a create and on an update: each commits whole with its record,
+/// and a save of the same mix that loses its compare-and-set writes none of them. (An
+/// adapter may write each mix its own way; this is the contract that holds them together.)
+pub async fn every_mix_of_effects_commits_with_state(store: &dyn StateStore) {
+    let kind = unique_kind("mix");
+    for entries in [0usize, 1, 3] {
+        for sets in [false, true] {
+            for cancels in [false, true] {
+                let key_text = format!("e{entries}-s{sets}-c{cancels}");
+                let key = key_text.as_str();
+                let id = ActorId::new(kind, key);
+                let mix = |expected: u64, round: &str| {
+                    let mut write = state_write(expected, round.as_bytes());
+                    write.outbox = (0..entries)
+                        .map(|n| {
+                            entry(
+                                &format!("{kind}-{key}-{round}-{n}"),
+                                "emporium.mix",
+                                round.as_bytes(),
+                            )
+                        })
+                        .collect();
+                    if sets {
+                        write.reminders.push(set(&format!("set-{round}"), 7));
+                    }
+                    if cancels {
+                        write.reminders.push(cancel("set-create"));
+                    }
+                    write
+                };
+                let expected_ids = |rounds: &[&str]| -> Vec<String> {
+                    rounds
+                        .iter()
+                        .flat_map(|round| {
+                            (0..entries).map(move |n| format!("{kind}-{key}-{round}-{n}"))
+                        })
+                        .collect()
+                };
+                let expected_reminders = |rounds: &[&str]| -> Vec<String> {
+                    let mut names: Vec<String> = rounds
+                        .iter()
+                        .filter(|_| sets)
+                        .map(|round| format!("set-{round}"))
+                        .filter(|name| !(cancels && name == "set-create"))
+                        .collect();
+                    names.sort();
+                    names
+                };
+                let id = &id;
+                let reminder_names = || async move {
+                    reminders_of(store, shard_of_id(id), kind)
+                        .await
+                        .into_keys()
+                        .filter(|(owner, _)| owner == key)
+                        .map(|(_, name)| name)
+                        .collect::<Vec<_>>()
+                };
+
+                save_ok(store, id, mix(0, "create")).await;
+                must_conflict(
+                    store.save(id, mix(0, "lost")).await,
+                    "a lost create with effects",
+                );
+                assert_eq!(
+                    pending_ids_of(store, id).await,
+                    expected_ids(&["create"]),
+                    "{key}"
+                );
+                assert_eq!(
+                    reminder_names().await,
+                    expected_reminders(&["create"]),
+                    "{key}"
+                );
+
+                save_ok(store, id, mix(1, "update")).await;
+                must_conflict(
+                    store.save(id, mix(1, "stale")).await,
+                    "a lost update with effects",
+                );
+                assert_eq!(
+                    pending_ids_of(store, id).await,
+                    expected_ids(&["create", "update"]),
+                    "{key}: entries in commit order, none of the lost saves"
+                );
+                assert_eq!(
+                    reminder_names().await,
+                    expected_reminders(&["create", "update"]),
+                    "{key}"
+                );
+                assert_eq!(
+                    load_ok(store, id).await.map(|(version, _)| version),
+                    Some(2)
+                );
+                must(store.delete(id, 2).await, "delete of a mix");
+            }
+        }
+    }
+    clean_outbox(store, kind).await;
+}
+
 /// `outbox_ack` removes exactly the acknowledged entries and is idempotent.
 pub async fn outbox_ack_is_exact_and_idempotent(store: &dyn StateStore) {
     let kind = unique_kind("ack");
@@ -1486,6 +1587,7 @@ macro_rules! state_store_conformance {
                     delete_removes_reminders_and_outbox,
                     list_keys_orders_pages_and_isolates_kinds,
                     outbox_commits_with_state,
+                    every_mix_of_effects_commits_with_state,
                     outbox_ack_is_exact_and_idempotent,
                     outbox_order_is_commit_order,
                     outbox_pending_in_isolates_shards,
