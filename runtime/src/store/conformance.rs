@@ -768,37 +768,27 @@ pub async fn every_mix_of_effects_commits_with_state(store: &dyn StateStore) {
                         .collect::<Vec<_>>()
                 };
 
-                save_ok(store, id, mix(0, "create")).await;
-                must_conflict(
-                    store.save(id, mix(0, "lost")).await,
-                    "a lost create with effects",
-                );
-                assert_eq!(
-                    pending_ids_of(store, id).await,
-                    expected_ids(&["create"]),
-                    "{key}"
-                );
-                assert_eq!(
-                    reminder_names().await,
-                    expected_reminders(&["create"]),
-                    "{key}"
-                );
-
-                save_ok(store, id, mix(1, "update")).await;
-                must_conflict(
-                    store.save(id, mix(1, "stale")).await,
-                    "a lost update with effects",
-                );
-                assert_eq!(
-                    pending_ids_of(store, id).await,
-                    expected_ids(&["create", "update"]),
-                    "{key}: entries in commit order, none of the lost saves"
-                );
-                assert_eq!(
-                    reminder_names().await,
-                    expected_reminders(&["create", "update"]),
-                    "{key}"
-                );
+                // A create, then an update; each followed by a save of the same mix that
+                // lost its compare-and-set.
+                let mut committed = Vec::new();
+                for (expected, round, lost) in [(0, "create", "lost"), (1, "update", "stale")] {
+                    save_ok(store, id, mix(expected, round)).await;
+                    must_conflict(
+                        store.save(id, mix(expected, lost)).await,
+                        &format!("a lost save with effects ({round})"),
+                    );
+                    committed.push(round);
+                    assert_eq!(
+                        pending_ids_of(store, id).await,
+                        expected_ids(&committed),
+                        "{key}: entries in commit order, none of the lost saves"
+                    );
+                    assert_eq!(
+                        reminder_names().await,
+                        expected_reminders(&committed),
+                        "{key}"
+                    );
+                }
                 assert_eq!(
                     load_ok(store, id).await.map(|(version, _)| version),
                     Some(2)

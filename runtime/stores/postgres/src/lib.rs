@@ -17,8 +17,9 @@
 //!   `save_with_effects` in [`schema`](crate::schema)): when the CAS loses, nothing is
 //!   written. Each mix of effects (no, one or several events; reminders set; reminders
 //!   cancelled) has its own statement, so no part runs on empty arrays (`EffectsShape`:
-//!   a save with one event went from about 0.7× to 0.83× of a bare save). Every delete runs in one transaction; dropping its future drops the
-//!   transaction uncommitted, which rolls it back.
+//!   a save with one event went from about 0.7× to 0.83× of a bare save). Every delete
+//!   runs in one transaction; dropping its future drops the transaction uncommitted, which
+//!   rolls it back.
 //!
 //!   *What changed and why (issue 14):* a save with effects used to be `BEGIN`, the
 //!   conditional write, the outbox insert, `COMMIT`: four round trips holding a pooled

@@ -330,12 +330,12 @@ impl Sql {
             insert_state: insert_state.clone(),
             update_state: update_state.clone(),
             current_version: format!("SELECT version FROM {state} WHERE kind = $1 AND key = $2"),
-            insert_state_with_effects: EffectsShape::ALL
-                .map(|shape| save_with_effects(&insert_state, 4, shape, &outbox, &reminders))
-                .to_vec(),
-            update_state_with_effects: EffectsShape::ALL
-                .map(|shape| save_with_effects(&update_state, 5, shape, &outbox, &reminders))
-                .to_vec(),
+            insert_state_with_effects: EffectsShape::texts(|shape| {
+                save_with_effects(&insert_state, 4, shape, &outbox, &reminders)
+            }),
+            update_state_with_effects: EffectsShape::texts(|shape| {
+                save_with_effects(&update_state, 5, shape, &outbox, &reminders)
+            }),
             delete_state: format!(
                 "DELETE FROM {state} WHERE kind = $1 AND key = $2 AND version = $3"
             ),
@@ -439,26 +439,27 @@ pub(crate) struct EffectsShape {
 }
 
 impl EffectsShape {
-    const OUTBOX: [OutboxShape; 3] = [OutboxShape::None, OutboxShape::One, OutboxShape::Many];
+    /// How many shapes there are: three outbox shapes, reminders set or not, cancelled or not.
+    const COUNT: usize = 12;
 
-    /// Every shape, in [`EffectsShape::index`] order (the first one carries nothing).
-    const ALL: [Self; 12] = {
-        let mut all = [Self {
-            outbox: OutboxShape::None,
-            sets: false,
-            cancels: false,
-        }; 12];
-        let mut index = 0;
-        while index < 12 {
-            all[index] = Self {
-                outbox: Self::OUTBOX[index / 4],
-                sets: index & 2 != 0,
-                cancels: index & 1 != 0,
-            };
-            index += 1;
+    /// One text per shape, at its [`EffectsShape::index`] (the shape that carries nothing
+    /// included, though a save without effects takes the bare write).
+    fn texts(text_of: impl Fn(Self) -> String) -> Vec<String> {
+        let mut texts = vec![String::new(); Self::COUNT];
+        for outbox in [OutboxShape::None, OutboxShape::One, OutboxShape::Many] {
+            for sets in [false, true] {
+                for cancels in [false, true] {
+                    let shape = Self {
+                        outbox,
+                        sets,
+                        cancels,
+                    };
+                    texts[shape.index()] = text_of(shape);
+                }
+            }
         }
-        all
-    };
+        texts
+    }
 
     pub(crate) fn index(self) -> usize {
         let outbox = match self.outbox {
@@ -502,11 +503,11 @@ fn save_with_effects(
     reminders: &str,
 ) -> String {
     let shard = first;
-    let mut next = first + 1;
-    let mut take = |count: u8| {
-        let taken = next;
-        next += count;
-        taken
+    // The effects' parameters are numbered on from the shard's, in the order of the parts.
+    let mut last = first;
+    let mut next_param = || {
+        last += 1;
+        last
     };
     let mut parts = vec![format!("s AS ({write_state} RETURNING 1)")];
     let insert_outbox =
@@ -514,7 +515,7 @@ fn save_with_effects(
     match shape.outbox {
         OutboxShape::None => {}
         OutboxShape::One => {
-            let (event_id, topic, payload) = (take(1), take(1), take(1));
+            let (event_id, topic, payload) = (next_param(), next_param(), next_param());
             parts.push(format!(
                 "o AS ({insert_outbox} \
                  SELECT $1::text, $2::text, ${shard}::smallint, ${event_id}::text, \
@@ -522,7 +523,7 @@ fn save_with_effects(
             ));
         }
         OutboxShape::Many => {
-            let (event_ids, topics, payloads) = (take(1), take(1), take(1));
+            let (event_ids, topics, payloads) = (next_param(), next_param(), next_param());
             parts.push(format!(
                 "o AS ({insert_outbox} \
                  SELECT $1::text, $2::text, ${shard}::smallint, e.event_id, e.topic, e.payload \
@@ -532,7 +533,7 @@ fn save_with_effects(
         }
     }
     if shape.sets {
-        let (names, dues) = (take(1), take(1));
+        let (names, dues) = (next_param(), next_param());
         parts.push(format!(
             "r AS (INSERT INTO {reminders} (shard, kind, key, name, due_at_ms) \
              SELECT ${shard}::smallint, $1::text, $2::text, t.name, t.due_at_ms \
@@ -541,7 +542,7 @@ fn save_with_effects(
         ));
     }
     if shape.cancels {
-        let names = take(1);
+        let names = next_param();
         parts.push(format!(
             "c AS (DELETE FROM {reminders} WHERE shard = ${shard}::smallint AND kind = $1::text \
              AND key = $2::text AND name = ANY(${names}::text[]) AND EXISTS (SELECT 1 FROM s))"
