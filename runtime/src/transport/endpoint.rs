@@ -281,7 +281,7 @@ impl Transport {
 
     /// `peer`'s direct link, if one is open and takes calls (never this node's own: a node
     /// reaches itself through its shard host).
-    fn direct_link(&self, peer: &str) -> Option<Arc<DirectLink>> {
+    pub(super) fn direct_link(&self, peer: &str) -> Option<Arc<DirectLink>> {
         let link = lock(&self.inner.direct_links).get(peer).cloned()?;
         link.is_open().then_some(link)
     }

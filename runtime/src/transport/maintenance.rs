@@ -186,8 +186,7 @@ impl Transport {
     async fn keep_direct_link(&self, peer: &str) {
         let timeout = self.inner.config.probe_timeout;
         let deadline_ms = self.inner.clock.now_ms() + duration_ms(timeout);
-        let open = lock(&self.inner.direct_links).get(peer).cloned();
-        if let Some(link) = open.filter(|link| link.is_open()) {
+        if let Some(link) = self.direct_link(peer) {
             let frame = Envelope::probe(deadline_ms).encode().unwrap_or_default();
             if let Err(error) = link.call(frame, timeout).await {
                 tracing::debug!(peer, ?error, "transport: direct link failed its probe");
